@@ -1,0 +1,62 @@
+# vtx: the two commands are `make demo` (everything, end to end) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3.11
+VENV := .venv
+VENV_STAMP := $(VENV)/.stamp-$(shell cat requirements-dev.lock pyproject.toml | sha256sum | cut -c1-16)
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): requirements-dev.lock pyproject.toml
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.8
+	$(VENV)/bin/uv pip sync -q --python $(PY) requirements-dev.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	touch $@
+
+.PHONY: venv
+venv: $(VENV_STAMP) ## the Python environment from the lock files
+
+.PHONY: lock
+lock: ## re-resolve the lock files from pyproject.toml
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header -q -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header -q -o requirements-dev.lock
+
+.PHONY: up down status logs env
+up: venv ## bring the local stack up (builds what is missing)
+	dev/up.sh
+down: ## stop the local stack and clean its kernel state (data is kept)
+	dev/down.sh
+status: ## show every part of the local stack
+	dev/status.sh
+logs: ## tail every part's log (make logs PART=kubelet to follow one)
+	dev/logs.sh $(PART) $(if $(PART),-f)
+env: ## export lines for host-side tools: eval "$$(make -s env)"
+	@cat .stack/env 2>/dev/null || { echo 'echo "the stack is not up: run make up" >&2; false'; }
+
+.PHONY: images
+images: venv ## build the job and operator images and import them into the cluster
+	dev/images.sh
+
+.PHONY: demo
+demo: up images ## the main job, end to end, on the local stack
+	dev/demo.sh
+
+.PHONY: lint
+lint: venv ## ruff (lint and format) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: test-unit
+test-unit: venv ## unit tests only (no stack)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test
+test: lint up images ## everything: lint, types, unit and stack tests, restart check
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS)

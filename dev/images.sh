@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Builds the vtx images with podman and imports them into the cluster's containerd:
+#   localhost/vtx-job:<version>       (Dockerfile.job)
+#   localhost/vtx-operator:<version>  (Dockerfile.operator)
+# The debian:bookworm-slim base comes from debootstrap (cached); Python packages come from a
+# wheelhouse of the lock file built on the host (pip cannot reach the registry inside a build).
+. "$(dirname "$0")/lib.sh"
+export PATH="$STACK_PATH:$PATH"
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/pyproject.toml")
+TAG="${VTX_IMAGE_TAG:-$VERSION}"
+BASE=docker.io/library/debian:$DEBIAN_SUITE-slim
+PY="$REPO_DIR/.venv/bin/python"
+[ -S "$CONTAINERD_SOCK" ] || die "the cluster's containerd is not running: run make up first"
+
+# podman's default ulimits are higher than this machine lets a process raise them.
+if ! grep -qs default_ulimits /etc/containers/containers.conf; then
+  mkdir -p /etc/containers
+  printf '[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n' >>/etc/containers/containers.conf
+fi
+
+if ! podman image exists "$BASE"; then
+  tarball="$VTX_CACHE/images/debian-$DEBIAN_SUITE-minbase.tar"
+  if [ ! -s "$tarball" ]; then
+    log "making the $BASE base image with debootstrap (~1 min)"
+    root=$(mktemp -d "$VTX_CACHE/debootstrap.XXXXXX")
+    debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" http://deb.debian.org/debian >"$VTX_CACHE/debootstrap.log" 2>&1 ||
+      { tail -n 20 "$VTX_CACHE/debootstrap.log"; die "debootstrap failed (log: $VTX_CACHE/debootstrap.log)"; }
+    cat >"$root/etc/apt/sources.list" <<LIST
+deb http://deb.debian.org/debian $DEBIAN_SUITE main
+deb http://deb.debian.org/debian $DEBIAN_SUITE-updates main
+deb http://deb.debian.org/debian-security $DEBIAN_SUITE-security main
+LIST
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    mkdir -p "$(dirname "$tarball")"
+    tar -C "$root" -c . >"$tarball.part" && mv "$tarball.part" "$tarball"
+    rm -rf "$root"
+  fi
+  podman import "$tarball" "$BASE" >/dev/null
+fi
+
+# Build context: the locked wheels (cached per lock file) and the vtx wheel.
+ctx="$REPO_DIR/build/image-context"
+lockhash=$(sha256sum "$REPO_DIR/requirements.lock" | cut -c1-16)
+wheels="$VTX_CACHE/wheels/$lockhash"
+if [ ! -f "$wheels/.complete" ]; then
+  log "filling the wheelhouse from requirements.lock"
+  rm -rf "$wheels"; mkdir -p "$wheels"
+  grep -vE '^\s*(#|$)' "$REPO_DIR/requirements.lock" | sed 's/ *#.*//' >"$wheels/requirements.lock"
+  "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --python-version 3.11 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 \
+    --platform any --implementation cp --abi cp311 --abi abi3 --abi none \
+    -d "$wheels" -r "$wheels/requirements.lock" || die "could not download the locked wheels"
+  touch "$wheels/.complete"
+fi
+rm -rf "$ctx"; mkdir -p "$ctx/wheels/vtx"
+cp -r "$wheels" "$ctx/wheels/deps"
+"$REPO_DIR/.venv/bin/uv" build -q --wheel -o "$ctx/wheels/vtx" "$REPO_DIR" || die "could not build the vtx wheel"
+
+ctr_images() { ctr --address "$CONTAINERD_SOCK" -n k8s.io images "$@"; }
+for name in job operator; do
+  img="localhost/vtx-$name:$TAG"
+  log "building $img"
+  podman build -q --network=host -f "$REPO_DIR/Dockerfile.$name" -t "$img" "$ctx" >"$VTX_STATE/logs/image-$name.log" 2>&1 ||
+    { tail -n 30 "$VTX_STATE/logs/image-$name.log"; die "building $img failed"; }
+  id=$(podman image inspect --format '{{.Id}}' "$img")
+  mark="$VTX_STATE/images/vtx-$name.id"
+  if [ "$(cat "$mark" 2>/dev/null)" = "$id" ] && ctr_images ls -q | grep -qx "$img"; then
+    continue
+  fi
+  log "importing $img into the cluster"
+  mkdir -p "$VTX_STATE/images"
+  tmp="$VTX_STATE/images/vtx-$name.tar"
+  rm -f "$tmp"
+  podman save -q --format oci-archive -o "$tmp" "$img"
+  ctr_images import --base-name "localhost/vtx-$name" "$tmp" >/dev/null
+  rm -f "$tmp"
+  echo "$id" >"$mark"
+done
+log "images ready: localhost/vtx-job:$TAG localhost/vtx-operator:$TAG"

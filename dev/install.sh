@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Builds or installs every part of the local stack, pinned in dev/versions.env and cached per
+# version under $VTX_CACHE. Each part is skipped when its cache stamp exists.
+# Usage: dev/install.sh [apt|kubernetes|coredns|helm|versitygw|kubo|pulsar|all]...
+. "$(dirname "$0")/lib.sh"
+
+export GOFLAGS=-mod=mod
+export GOTOOLCHAIN=local
+
+install_apt() {
+  local missing=()
+  for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt: installing ${missing[*]}"
+  apt-get update -qq
+  # The packages' own services are not wanted: the stack starts its servers itself.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+}
+
+build_kubernetes() {
+  local stamp="kubernetes-$K8S_VERSION"
+  have_stamp "$stamp" && return 0
+  log "building Kubernetes $K8S_VERSION (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl); ~6 min"
+  local src="$VTX_CACHE/src/kubernetes-$K8S_VERSION"
+  rm -rf "$src"; mkdir -p "$src" "$K8S_BIN"
+  local gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -f "$gomod" ] || die "could not download k8s.io/kubernetes@$K8S_VERSION"
+  {
+    echo "module vtx.dev/localstack/kubernetes"
+    echo
+    echo "go 1.24"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    # k8s.io/kubernetes lists its staging modules at v0.0.0; point each at its published tag.
+    grep -E '^\s*k8s\.io/[a-z0-9-]+ v0\.0\.0\s*$' "$gomod" | awk '{print $1}' | sort -u |
+      while read -r m; do echo "replace $m => $m $K8S_STAGING_VERSION"; done
+  } >"$src/go.mod"
+  local pkg
+  for b in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
+    mkdir -p "$src/cmd/$b"
+    case $b in
+      kube-apiserver) pkg=kube-apiserver/app; fn='app.NewAPIServerCommand()' ;;
+      kube-controller-manager) pkg=kube-controller-manager/app; fn='app.NewControllerManagerCommand()' ;;
+      kube-scheduler) pkg=kube-scheduler/app; fn='app.NewSchedulerCommand()' ;;
+      kube-proxy) pkg=kube-proxy/app; fn='app.NewProxyCommand()' ;;
+    esac
+    cat >"$src/cmd/$b/main.go" <<GO
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/kubernetes/cmd/$pkg"
+)
+
+func main() { os.Exit(cli.Run($fn)) }
+GO
+  done
+  mkdir -p "$src/cmd/kubelet" "$src/cmd/kubectl" "$src/cmd/etcd"
+  cat >"$src/cmd/kubelet/main.go" <<'GO'
+package main
+
+import (
+	"context"
+	"os"
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/kubernetes/cmd/kubelet/app"
+)
+
+func main() { os.Exit(cli.Run(app.NewKubeletCommand(context.Background()))) }
+GO
+  cat >"$src/cmd/kubectl/main.go" <<'GO'
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/kubectl/pkg/cmd"
+	"k8s.io/kubectl/pkg/cmd/util"
+)
+
+func main() {
+	command := cmd.NewDefaultKubectlCommand()
+	if err := cli.RunNoErrOutput(command); err != nil {
+		util.CheckErr(err)
+	}
+	os.Exit(0)
+}
+GO
+  cat >"$src/cmd/etcd/main.go" <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  local v=k8s.io/component-base/version
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local ldflags="-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+  (cd "$src" && go mod tidy && go build -trimpath -ldflags "$ldflags" -o "$K8S_BIN/" ./cmd/...) ||
+    die "Kubernetes build failed (sources in $src)"
+  put_stamp "$stamp"
+}
+
+# go_install NAME VERSION MODULE_PATH BIN_DIR: `go install` a pinned command into its cache folder.
+go_install() {
+  local name=$1 version=$2 path=$3 bindir=$4
+  have_stamp "$name-$version" && return 0
+  log "building $name $version"
+  mkdir -p "$bindir"
+  GOBIN="$bindir" go install -trimpath -ldflags "-s -w" "$path@$version" || die "$name build failed"
+  put_stamp "$name-$version"
+}
+
+build_kubo() {
+  have_stamp "kubo-$KUBO_VERSION" && return 0
+  log "building Kubo $KUBO_VERSION"
+  local dir
+  dir=$(go mod download -json "github.com/ipfs/kubo@$KUBO_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -d "$dir" ] || die "could not download github.com/ipfs/kubo@$KUBO_VERSION"
+  local src="$VTX_CACHE/src/kubo-$KUBO_VERSION"
+  rm -rf "$src"; mkdir -p "$(dirname "$src")" "$KUBO_BIN"
+  cp -r "$dir" "$src"; chmod -R u+w "$src"
+  (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$KUBO_BIN/ipfs" ./cmd/ipfs) || die "Kubo build failed"
+  put_stamp "kubo-$KUBO_VERSION"
+}
+
+fetch_pulsar() {
+  have_stamp "pulsar-$PULSAR_VERSION" && return 0
+  log "fetching Pulsar $PULSAR_VERSION standalone from Maven Central"
+  mkdir -p "$PULSAR_HOME"
+  cat >"$PULSAR_HOME/pom.xml" <<XML
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.vtx.localstack</groupId>
+  <artifactId>pulsar-standalone</artifactId>
+  <version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.pulsar</groupId><artifactId>pulsar-broker</artifactId><version>$PULSAR_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+XML
+  (cd "$PULSAR_HOME" && mvn -q -B dependency:build-classpath -Dmdep.outputFile=classpath.txt) ||
+    die "Pulsar classpath could not be resolved"
+  put_stamp "pulsar-$PULSAR_VERSION"
+}
+
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(all)
+for part in "${parts[@]}"; do
+  case $part in
+    apt) install_apt ;;
+    kubernetes) build_kubernetes ;;
+    coredns) go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN" ;;
+    helm) go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN" ;;
+    versitygw) go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN" ;;
+    kubo) build_kubo ;;
+    pulsar) fetch_pulsar ;;
+    all)
+      install_apt; build_kubernetes
+      go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN"
+      go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN"
+      go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN"
+      build_kubo; fetch_pulsar ;;
+    *) die "unknown part: $part" ;;
+  esac
+done

@@ -1,0 +1,167 @@
+# Shared helpers for the local stack scripts. Sourced, never run.
+# shellcheck shell=bash
+set -euo pipefail
+
+DEV_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$DEV_DIR/.." && pwd)"
+# shellcheck source=dev/versions.env
+. "$DEV_DIR/versions.env"
+
+# Built tools, cached per version and shared by every clone on the machine.
+VTX_CACHE="${VTX_CACHE:-$HOME/.cache/vtx}"
+# Data, logs, pid files, certificates and generated config of the running stack.
+VTX_STATE="${VTX_STATE:-$REPO_DIR/.stack}"
+# Machine-wide marker (tmpfs, like the kernel state it describes): which state folder the
+# kernel state (mounts, bridge, iptables) belongs to, so a later `up` from any clone can sweep it.
+VTX_RUN_MARK=/run/vtx-stack
+
+K8S_BIN="$VTX_CACHE/kubernetes-$K8S_VERSION/bin"
+COREDNS_BIN="$VTX_CACHE/coredns-$COREDNS_VERSION/bin"
+HELM_BIN="$VTX_CACHE/helm-$HELM_VERSION/bin"
+VERSITYGW_BIN="$VTX_CACHE/versitygw-$VERSITYGW_VERSION/bin"
+KUBO_BIN="$VTX_CACHE/kubo-$KUBO_VERSION/bin"
+PULSAR_HOME="$VTX_CACHE/pulsar-$PULSAR_VERSION"
+PG_BIN="/usr/lib/postgresql/15/bin"
+STACK_PATH="$K8S_BIN:$COREDNS_BIN:$HELM_BIN:$VERSITYGW_BIN:$KUBO_BIN:$PG_BIN"
+
+# Addresses: every server pods use listens on the bridge address (and loopback where it can).
+BRIDGE=vtx0
+NODE_IP=10.244.0.1
+POD_CIDR=10.244.0.0/24
+SERVICE_CIDR=10.96.0.0/16
+KUBERNETES_SVC_IP=10.96.0.1
+NODE_NAME="${VTX_NODE_NAME:-vtx-node}"
+APISERVER_PORT=6443
+ETCD_PORT=2379
+PG_PORT=5432
+PULSAR_PORT=6650
+PULSAR_HTTP_PORT=8080
+S3_PORT=7070
+KUBO_API_PORT=5001
+KUBO_GATEWAY_PORT=8081
+S3_BUCKET=media-videos
+S3_ACCESS_KEY=vtxlocal
+PG_DB=vtx
+PG_USER=vtx
+
+LOGS="$VTX_STATE/logs"
+PIDS="$VTX_STATE/pids"
+
+log() { printf '\033[1m[vtx]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31m[vtx] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# stamp NAME: true when the cached build NAME is complete.
+have_stamp() { [ -f "$VTX_CACHE/.stamps/$1" ]; }
+put_stamp() { mkdir -p "$VTX_CACHE/.stamps"; date -u +%FT%TZ >"$VTX_CACHE/.stamps/$1"; }
+
+# secret NAME: a random secret made once per state folder and kept in it (mode 600).
+secret() {
+  local f="$VTX_STATE/secrets/$1"
+  if [ ! -s "$f" ]; then
+    mkdir -p "$VTX_STATE/secrets"; chmod 700 "$VTX_STATE/secrets"
+    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$f")
+  fi
+  cat "$f"
+}
+
+pid_alive() { local f="$PIDS/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+
+# start_bg NAME CMD...: start CMD in its own session, log to logs/NAME.log, pid to pids/NAME.pid.
+start_bg() {
+  local name=$1; shift
+  mkdir -p "$LOGS" "$PIDS"
+  if pid_alive "$name"; then return 0; fi
+  log "starting $name"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+# fail_part NAME WHY: name the part that failed, show the tail of its log, stop.
+fail_part() {
+  local name=$1 why=$2
+  printf '\033[31m[vtx] %s failed: %s\033[0m\n' "$name" "$why" >&2
+  if [ -f "$LOGS/$name.log" ]; then
+    printf -- '--- last 40 lines of %s ---\n' "$LOGS/$name.log" >&2
+    tail -n 40 "$LOGS/$name.log" >&2
+  fi
+  exit 1
+}
+
+# wait_for NAME SECONDS CMD...: run CMD until it succeeds, at most SECONDS; name the part on failure.
+wait_for() {
+  local name=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ -f "$PIDS/$name.pid" ] && ! pid_alive "$name"; then
+      fail_part "$name" "process exited while waiting for it to answer ($*)"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      fail_part "$name" "no answer within ${secs}s ($*)"
+    fi
+    sleep 0.5
+  done
+}
+
+kctl() { "$K8S_BIN/kubectl" --kubeconfig "$VTX_STATE/kubeconfig" "$@"; }
+
+# The stack's processes, in start order; `down` stops them in reverse.
+PARTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns postgres pulsar versitygw kubo)
+CONTAINERD_RUN=/run/vtx/containerd
+CONTAINERD_SOCK=$CONTAINERD_RUN/containerd.sock
+
+any_part_alive() {
+  local p
+  for p in "${PARTS[@]}"; do pid_alive "$p" && return 0; done
+  return 1
+}
+
+# Remove the kernel state a stack leaves behind (mounts, network namespaces, bridge, iptables
+# chains, containerd shims). Safe to run when nothing is left; run only with the stack stopped.
+sweep_kernel_state() {
+  local dirs=("$VTX_STATE" /run/vtx) d m
+  [ -s "$VTX_RUN_MARK" ] && dirs+=("$(cat "$VTX_RUN_MARK")")
+  pkill -TERM -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+  sleep 0.2
+  pkill -KILL -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+  for d in "${dirs[@]}"; do
+    # Deepest first, lazily, so busy or nested mounts do not block the rest.
+    awk -v d="$d/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+      umount -l "$m" 2>/dev/null || true
+    done
+  done
+  for m in /run/netns/cni-*; do
+    [ -e "$m" ] || continue
+    umount -l "$m" 2>/dev/null || true
+    rm -f "$m"
+  done
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link show master "$BRIDGE" 2>/dev/null | awk -F'[ :@]+' '/^[0-9]+:/ {print $2}' | while read -r m; do
+      ip link del "$m" 2>/dev/null || true
+    done
+    ip link del "$BRIDGE" 2>/dev/null || true
+  fi
+  [ -x "$K8S_BIN/kube-proxy" ] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  local t c
+  for t in filter nat mangle; do
+    # Jumps from the built-in chains first, then flush and delete the chains themselves.
+    iptables -t "$t" -S 2>/dev/null | { grep -E '^-A [A-Z]+ .*-j (KUBE|CNI)-' || true; } |
+      { grep -vE '^-A (KUBE|CNI)-' || true; } | sed 's/^-A /-D /' |
+      while read -r rule; do eval "iptables -t $t $rule" 2>/dev/null || true; done
+    for c in $(iptables -t "$t" -S 2>/dev/null | awk '/^-N (KUBE|CNI)-/ {print $2}'); do
+      iptables -t "$t" -F "$c" 2>/dev/null || true
+    done
+    for c in $(iptables -t "$t" -S 2>/dev/null | awk '/^-N (KUBE|CNI)-/ {print $2}'); do
+      iptables -t "$t" -X "$c" 2>/dev/null || true
+    done
+  done
+  rm -rf /run/vtx "$VTX_STATE/cni/networks"
+  rm -f "$VTX_RUN_MARK"
+}
+
+# write_if_changed FILE: write stdin to FILE only when it differs (running parts watch theirs).
+write_if_changed() {
+  local f=$1 tmp
+  tmp=$(mktemp "$f.XXXXXX")
+  cat >"$tmp"
+  if cmp -s "$tmp" "$f"; then rm -f "$tmp"; else mv "$tmp" "$f"; fi
+}

@@ -1,0 +1,86 @@
+"""Helpers for tests that use the local stack: its environment and the cluster, by kubectl."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("VTX_STATE", REPO / ".stack"))
+JOB_IMAGE = f"localhost/vtx-job:{os.environ.get('VTX_IMAGE_TAG', '0.1.0')}"
+
+
+def stack_env() -> dict[str, str]:
+    """The variables of `make env`, parsed from the stack's env file."""
+    env_file = STATE / "env"
+    if not env_file.exists():
+        raise RuntimeError(f"{env_file} is missing: the local stack is not up (run `make up`)")
+    env: dict[str, str] = {}
+    for line in env_file.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    env["PATH"] = env["PATH"].replace("${PATH}", os.environ.get("PATH", ""))
+    return env
+
+
+def kubectl(*args: str, input: str | None = None, check: bool = True) -> str:
+    env = {**os.environ, **stack_env()}
+    proc = subprocess.run(
+        ["kubectl", *args], input=input, capture_output=True, text=True, env=env, timeout=120
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def apply(*objects: Mapping[str, Any]) -> None:
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+
+
+def get(kind: str, name: str, namespace: str) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(kubectl("get", kind, name, "-n", namespace, "-o", "json"))
+    return out
+
+
+@contextmanager
+def namespace(prefix: str) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (without waiting)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def wait_for_job(namespace: str, name: str, timeout: float) -> dict[str, Any]:
+    """Wait until the Job completes or fails; raise with its pods' state after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = get("job", name, namespace)
+        conditions = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
+        if conditions.get("Complete") == "True" or conditions.get("Failed") == "True":
+            return job
+        if time.monotonic() > deadline:
+            pods = kubectl("get", "pods", "-n", namespace, "-l", f"job-name={name}", "-o", "wide")
+            events = kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp")
+            raise TimeoutError(
+                f"Job {namespace}/{name} neither completed nor failed within {timeout:.0f}s\n"
+                f"{pods}\n{events[-3000:]}"
+            )
+        time.sleep(1)
+
+
+def job_logs(namespace: str, name: str) -> str:
+    return kubectl("logs", "-n", namespace, f"job/{name}", "--tail=-1")

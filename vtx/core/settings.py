@@ -1,0 +1,131 @@
+"""Settings: every knob is an environment variable, read and validated once at start-up.
+
+A bad value stops the process with an error that names the variable. Secrets are wrapped in
+:class:`Secret`, whose ``repr`` and ``str`` never show the value, so settings can be logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret value that does not print itself."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self.value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"must be a {'/'.join(schemes)} URL with a host")
+        return raw.rstrip("/")
+
+    return parse
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw
+
+    return parse
+
+
+def _name(raw: str) -> str:
+    if not raw or not all(c.isalnum() or c in "-_." for c in raw):
+        raise ValueError("must be a non-empty name of letters, digits, '-', '_' or '.'")
+    return raw
+
+
+def setting(env: str, parse: Callable[[str], Any], default: Any = None, *, secret: bool = False) -> Any:
+    """Declare a field read from the environment variable ``env``."""
+    return field(metadata={"env": env, "parse": parse, "secret": secret, "default": default})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of vtx; see the README's table of settings."""
+
+    database_url: Secret = setting("VTX_DATABASE_URL", str, secret=True)
+    s3_endpoint: str = setting("VTX_S3_ENDPOINT", _url(("http", "https")))
+    s3_public_endpoint: str = setting("VTX_S3_PUBLIC_ENDPOINT", _url(("http", "https")), "")
+    s3_access_key: str = setting("VTX_S3_ACCESS_KEY", str)
+    s3_secret_key: Secret = setting("VTX_S3_SECRET_KEY", str, secret=True)
+    s3_bucket: str = setting("VTX_S3_BUCKET", _name, "media-videos")
+    s3_region: str = setting("VTX_S3_REGION", _name, "us-east-1")
+    s3_addressing_style: str = setting("VTX_S3_ADDRESSING_STYLE", _choice("path", "virtual"), "path")
+    pulsar_url: str = setting("VTX_PULSAR_URL", _url(("pulsar", "pulsar+ssl")))
+    pulsar_admin_url: str = setting("VTX_PULSAR_ADMIN_URL", _url(("http", "https")), "")
+    pulsar_tenant: str = setting("VTX_PULSAR_TENANT", _name, "public")
+    pulsar_namespace: str = setting("VTX_PULSAR_NAMESPACE", _name, "default")
+    ipfs_api_url: str = setting("VTX_IPFS_API_URL", _url(("http", "https")))
+    ipfs_gateway_url: str = setting("VTX_IPFS_GATEWAY_URL", _url(("http", "https")), "")
+    namespace: str = setting("VTX_NAMESPACE", _name, "default")
+    request_timeout_s: int = setting("VTX_REQUEST_TIMEOUT_SECONDS", _positive_int, "10")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from ``env`` (default: the process environment)."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            raw = source.get(meta["env"])
+            if raw is None or raw == "":
+                if meta["default"] is None:
+                    raise SettingsError(f"{meta['env']} is required but not set")
+                raw = meta["default"]
+                if raw == "":
+                    values[f.name] = Secret("") if meta["secret"] else ""
+                    continue
+            try:
+                value = meta["parse"](raw)
+            except ValueError as exc:
+                shown = "<secret>" if meta["secret"] else repr(raw)
+                raise SettingsError(f"{meta['env']}={shown}: {exc}") from None
+            values[f.name] = Secret(value) if meta["secret"] else value
+        settings = cls(**values)
+        if not settings.s3_public_endpoint:
+            settings = dataclasses.replace(settings, s3_public_endpoint=settings.s3_endpoint)
+        return settings
