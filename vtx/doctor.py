@@ -26,12 +26,11 @@ def _http_json(url: str, timeout: float, method: str = "GET") -> object:
 
 
 def check_kubernetes(settings: Settings) -> str:
-    from kubernetes import client, config
+    from kubernetes import client
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
+    from vtx.core.kube import load_kube_config
+
+    load_kube_config()
     info = client.VersionApi().get_code(_request_timeout=settings.request_timeout_s)
     return f"API server {info.git_version}"
 

@@ -89,7 +89,9 @@ getent hosts postgres.vtx-deps | awk '{print "dns_postgres=" $1}'
         assert facts["ffmpeg"] == "ok"
         assert facts["probe"] == "h264,640,360"
         assert facts["dns_kubernetes"] == "10.96.0.1"
-        postgres_ip = kubectl("get", "svc", "postgres", "-n", "vtx-deps", "-o", "jsonpath={.spec.clusterIP}")
+        postgres_ip = kubectl(
+            "get", "svc", "postgres", "-n", "vtx-deps", "-o", "jsonpath={.spec.clusterIP}"
+        )
         assert facts["dns_postgres"] == postgres_ip
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -22,20 +25,27 @@ def run(*cmd: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 def kernel_state() -> dict[str, bool]:
-    mounts = open("/proc/self/mounts").read()
+    mounts = Path("/proc/self/mounts").read_text()
     chains = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
     return {
-        "bridge": subprocess.run(["ip", "link", "show", "vtx0"], capture_output=True).returncode == 0,
+        "bridge": subprocess.run(["ip", "link", "show", "vtx0"], capture_output=True).returncode
+        == 0,
         "kube_chains": "-N KUBE-" in chains,
         "mounts": f" {STATE}/" in mounts or " /run/vtx/" in mounts,
     }
 
 
 def assert_stack_works() -> None:
-    node = kubectl("get", "node", "-o", "jsonpath={.items[0].status.conditions[?(@.type=='Ready')].status}")
+    node = kubectl(
+        "get", "node", "-o", "jsonpath={.items[0].status.conditions[?(@.type=='Ready')].status}"
+    )
     assert node == "True"
     doctor = subprocess.run(
-        ["vtx", "doctor"], env={**os.environ, **stack_env()}, capture_output=True, text=True, timeout=120
+        ["vtx", "doctor"],
+        env={**os.environ, **stack_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
 
@@ -51,11 +61,14 @@ def test_down_then_up_then_up_again() -> None:
 
 def test_up_after_a_crash_that_left_kernel_state() -> None:
     # A crash: every process killed at once, nothing cleaned up.
-    for pid_file in (STATE / "pids").glob("*.pid"):
-        try:
-            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    pids = [int(f.read_text()) for f in (STATE / "pids").glob("*.pid")]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        assert time.monotonic() < deadline, "killed stack processes still exist after 30s"
+        time.sleep(0.1)
     assert kernel_state()["bridge"], "the crash should leave the bridge behind"
     run("make", "-s", "up", timeout=900)
     assert_stack_works()

@@ -59,7 +59,7 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
-        raise ValueError("must be a positive integer")
+        raise ValueError("must be positive")
     return value
 
 
@@ -78,7 +78,9 @@ def _name(raw: str) -> str:
     return raw
 
 
-def setting(env: str, parse: Callable[[str], Any], default: Any = None, *, secret: bool = False) -> Any:
+def setting(
+    env: str, parse: Callable[[str], Any], default: Any = None, *, secret: bool = False
+) -> Any:
     """Declare a field read from the environment variable ``env``."""
     return field(metadata={"env": env, "parse": parse, "secret": secret, "default": default})
 
@@ -94,7 +96,9 @@ class Settings:
     s3_secret_key: Secret = setting("VTX_S3_SECRET_KEY", str, secret=True)
     s3_bucket: str = setting("VTX_S3_BUCKET", _name, "media-videos")
     s3_region: str = setting("VTX_S3_REGION", _name, "us-east-1")
-    s3_addressing_style: str = setting("VTX_S3_ADDRESSING_STYLE", _choice("path", "virtual"), "path")
+    s3_addressing_style: str = setting(
+        "VTX_S3_ADDRESSING_STYLE", _choice("path", "virtual"), "path"
+    )
     pulsar_url: str = setting("VTX_PULSAR_URL", _url(("pulsar", "pulsar+ssl")))
     pulsar_admin_url: str = setting("VTX_PULSAR_ADMIN_URL", _url(("http", "https")), "")
     pulsar_tenant: str = setting("VTX_PULSAR_TENANT", _name, "public")
