@@ -5,24 +5,31 @@
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || die "the local stack needs root"
 
-stop_part() {
-  local name=$1 f="$PIDS/$1.pid" pid
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    # Each part runs in its own session: signal the whole group (runuser, env and the like).
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + 20))
-    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$name did not stop within 20s; killing it"
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+# stop_parts PART...: signal the parts at once (each runs in its own session: signal its whole
+# group), then wait for each. PostgreSQL gets SIGINT, its "fast" shutdown: SIGTERM would wait
+# for clients to leave.
+stop_parts() {
+  local -A pids=()
+  local p pid sig deadline
+  for p in "$@"; do
+    pid_alive "$p" || { rm -f "$PIDS/$p.pid"; continue; }
+    pid=$(cat "$PIDS/$p.pid"); pids[$p]=$pid
+    sig=TERM; [ "$p" = postgres ] && sig=INT
+    kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null || true
+  done
+  deadline=$((SECONDS + 20))
+  for p in "${!pids[@]}"; do
+    while pid_alive "$p" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    if pid_alive "$p"; then
+      log "$p did not stop within 20s; killing it"
+      kill -KILL -- "-${pids[$p]}" 2>/dev/null || kill -KILL "${pids[$p]}" 2>/dev/null || true
     fi
-  fi
-  rm -f "$f"
+    rm -f "$PIDS/$p.pid"
+  done
 }
-
-for ((i = ${#PARTS[@]} - 1; i >= 0; i--)); do stop_part "${PARTS[$i]}"; done
+# etcd last: the API server's graceful shutdown needs it.
+stop_parts "${PARTS[@]:1}"
+stop_parts etcd
 sweep_kernel_state
 rm -f "$VTX_STATE/up.done"
 if [ "${1:-}" = --purge ]; then

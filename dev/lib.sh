@@ -64,7 +64,13 @@ secret() {
   cat "$f"
 }
 
-pid_alive() { local f="$PIDS/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+# pid_alive NAME: the part's process exists and is not a zombie waiting to be reaped.
+pid_alive() {
+  local f="$PIDS/$1.pid" state
+  [ -f "$f" ] || return 1
+  state=$(awk '{print $3}' "/proc/$(cat "$f")/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
 
 # start_bg NAME CMD...: start CMD in its own session, log to logs/NAME.log, pid to pids/NAME.pid.
 start_bg() {
