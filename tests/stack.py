@@ -84,3 +84,32 @@ def wait_for_job(namespace: str, name: str, timeout: float) -> dict[str, Any]:
 
 def job_logs(namespace: str, name: str) -> str:
     return kubectl("logs", "-n", namespace, f"job/{name}", "--tail=-1")
+
+
+def stop_part(name: str, timeout: float = 30) -> None:
+    """Stop one server of the stack (as an outage would), waiting until its process is gone."""
+    pid = int((STATE / "pids" / f"{name}.pid").read_text())
+    os.killpg(pid, 15)
+    deadline = time.monotonic() + timeout
+    while process_exists(pid):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} (pid {pid}) still running {timeout:.0f}s after SIGTERM")
+        time.sleep(0.1)
+
+
+def restart_missing_parts() -> None:
+    """`make up`: starts the parts that are not running and waits for them."""
+    proc = subprocess.run(
+        ["make", "-s", "up"], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"make up failed:\n{proc.stderr[-3000:]}")
+
+
+def process_exists(pid: int) -> bool:
+    """True while the process runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

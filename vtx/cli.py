@@ -20,12 +20,29 @@ def _doctor(_: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def _db_migrate(_: argparse.Namespace) -> int:
+    from vtx.core.db import Database, migrate
+
+    settings = Settings.from_env()
+    db = Database(settings.database_url, max_connections=2)
+    try:
+        applied = migrate(db)
+    finally:
+        db.close()
+    print(f"applied {', '.join(applied)}" if applied else "database schema is up to date")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vtx", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vtx {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     doctor = sub.add_parser("doctor", help="check that every configured server answers")
     doctor.set_defaults(run=_doctor)
+    db = sub.add_parser("db", help="database commands").add_subparsers(dest="db_command")
+    db.add_parser("migrate", help="apply the schema migrations not yet applied").set_defaults(
+        run=_db_migrate
+    )
     return parser
 
 

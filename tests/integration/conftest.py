@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.stack import stack_env
+from vtx.core.db import Database, migrate
+from vtx.core.ipfs import IpfsClient
+from vtx.core.objects import ObjectStore
+from vtx.core.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env(stack_env())
+
+
+@pytest.fixture(scope="session")
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.database_url, max_connections=8)
+    migrate(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def store(settings: Settings) -> ObjectStore:
+    return ObjectStore(settings)
+
+
+@pytest.fixture(scope="session")
+def ipfs(settings: Settings) -> Iterator[IpfsClient]:
+    client = IpfsClient(settings.ipfs_api_url)
+    yield client
+    client.close()

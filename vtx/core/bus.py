@@ -1,0 +1,85 @@
+"""Pulsar clients for vtx events: a client with bounded timeouts, direct publishing (for
+high-rate status events that need no transaction) and a consumer with explicit acknowledgement."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pulsar
+
+from vtx.core import events
+from vtx.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def pulsar_client(settings: Settings) -> pulsar.Client:
+    """A client that gives up on a call after the request timeout rather than 30 s."""
+    return pulsar.Client(
+        settings.pulsar_url,
+        operation_timeout_seconds=settings.request_timeout_s,
+        connection_timeout_ms=settings.request_timeout_s * 1000,
+        logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
+    )
+
+
+def topic(settings: Settings, name: str) -> str:
+    return events.topic_url(settings.pulsar_tenant, settings.pulsar_namespace, name)
+
+
+class EventConsumer:
+    """Receives vtx events from one topic; the caller acknowledges each after handling it.
+
+    Malformed messages are logged and acknowledged (they would never parse on redelivery);
+    events already seen (same event id) are acknowledged and skipped.
+    """
+
+    def __init__(
+        self,
+        client: pulsar.Client,
+        topic_url: str,
+        subscription: str,
+        *,
+        shared: bool = True,
+        from_earliest: bool = True,
+        seen: events.SeenEvents | None = None,
+    ) -> None:
+        self._consumer = client.subscribe(
+            topic_url,
+            subscription,
+            consumer_type=pulsar.ConsumerType.Shared if shared else pulsar.ConsumerType.Exclusive,
+            initial_position=(
+                pulsar.InitialPosition.Earliest if from_earliest else pulsar.InitialPosition.Latest
+            ),
+            negative_ack_redelivery_delay_ms=5000,
+        )
+        self._seen = seen if seen is not None else events.SeenEvents()
+
+    def receive(self, timeout_ms: int) -> tuple[events.Event, Any] | None:
+        """The next new event and its message, or None when none came within ``timeout_ms``."""
+        while True:
+            try:
+                msg = self._consumer.receive(timeout_millis=timeout_ms)
+            except pulsar.Timeout:
+                return None
+            try:
+                event = events.decode(msg.data())
+            except events.MalformedEvent as exc:
+                log.error("dropping malformed message %s: %s", msg.message_id(), exc)
+                self._consumer.acknowledge(msg)
+                continue
+            if not self._seen.first_time(event.id):
+                self._consumer.acknowledge(msg)
+                continue
+            return event, msg
+
+    def ack(self, msg: Any) -> None:
+        self._consumer.acknowledge(msg)
+
+    def nack(self, msg: Any) -> None:
+        """Handling failed: Pulsar redelivers the message later."""
+        self._consumer.negative_acknowledge(msg)
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,138 @@
+"""The transactional outbox: events are written in the same transaction as the change they
+announce, and a relay publishes them to Pulsar afterwards, so an event survives a broker outage.
+
+Delivery is at least once (the relay may publish an event again if it stops between publishing
+and marking it sent); consumers drop repeats by event id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import pulsar
+
+from vtx.core import events
+from vtx.core.db import Cursor, Database
+from vtx.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def write_event(cur: Cursor, topic: str, event: events.Event, key: str | None = None) -> None:
+    """Record ``event`` for ``topic`` in the caller's transaction (published after commit)."""
+    cur.execute(
+        "INSERT INTO outbox (id, topic, key, payload) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (id) DO NOTHING",
+        (event.id, topic, key or event.video_id, json.dumps(events.to_payload(event))),
+    )
+
+
+class PublishError(RuntimeError):
+    """The broker did not take an event; it stays in the outbox for the next attempt."""
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in creation order and marks them sent."""
+
+    def __init__(
+        self,
+        db: Database,
+        client: pulsar.Client,
+        settings: Settings,
+        *,
+        batch: int = 100,
+        send_timeout_ms: int = 5000,
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._settings = settings
+        self._batch = batch
+        self._send_timeout_ms = send_timeout_ms
+        self._producers: dict[str, Any] = {}
+
+    def _producer(self, topic: str) -> Any:
+        if topic not in self._producers:
+            self._producers[topic] = self._client.create_producer(
+                events.topic_url(
+                    self._settings.pulsar_tenant, self._settings.pulsar_namespace, topic
+                ),
+                send_timeout_millis=self._send_timeout_ms,
+                block_if_queue_full=True,
+            )
+        return self._producers[topic]
+
+    def relay_once(self) -> int:
+        """Publish one batch; returns how many events were published."""
+
+        def pending(cur: Cursor) -> list[tuple[str, str, str | None, Any]]:
+            cur.execute(
+                "SELECT id::TEXT, topic, key, payload FROM outbox WHERE sent_at IS NULL"
+                " ORDER BY created_at, id LIMIT %s",
+                (self._batch,),
+            )
+            return list(cur.fetchall())
+
+        rows = self._db.transaction(pending, name="outbox pending")
+        sent: list[str] = []
+        error: str | None = None
+        for event_id, topic, key, payload in rows:
+            body = payload if isinstance(payload, str) else json.dumps(payload)
+            try:
+                self._producer(topic).send(
+                    body.encode(), partition_key=key or event_id, properties={"event_id": event_id}
+                )
+            except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row for later
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                self._producers.pop(topic, None)
+                failed = event_id
+                break
+            sent.append(event_id)
+        if sent:
+            self._db.transaction(
+                lambda cur: cur.execute(
+                    "UPDATE outbox SET sent_at = now(), attempts = attempts + 1"
+                    " WHERE id = ANY(%s::UUID[])",
+                    (sent,),
+                ),
+                name="outbox mark sent",
+            )
+        if error is not None:
+            self._db.transaction(
+                lambda cur: cur.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = %s",
+                    (error, failed),
+                ),
+                name="outbox record failure",
+            )
+            raise PublishError(error)
+        return len(sent)
+
+    def run(
+        self, stop: threading.Event, *, idle_s: float = 0.5, max_backoff_s: float = 10.0
+    ) -> None:
+        """Relay until ``stop`` is set; backs off while the broker or database is unreachable."""
+        backoff = idle_s
+        while not stop.is_set():
+            try:
+                published = self.relay_once()
+                backoff = idle_s
+                if published:
+                    continue
+            except PublishError as exc:
+                log.warning("outbox: publishing failed, retrying in %.1fs: %s", backoff, exc)
+                backoff = min(max_backoff_s, backoff * 2)
+            except Exception:
+                log.exception("outbox relay failed; retrying in %.1fs", backoff)
+                backoff = min(max_backoff_s, backoff * 2)
+            stop.wait(backoff)
+
+    def close(self) -> None:
+        for producer in self._producers.values():
+            try:
+                producer.close()
+            except Exception:
+                log.debug("closing a producer failed", exc_info=True)
+        self._producers.clear()
