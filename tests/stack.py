@@ -8,13 +8,14 @@ import shlex
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("VTX_STATE", REPO / ".stack"))
 JOB_IMAGE = f"localhost/vtx-job:{os.environ.get('VTX_IMAGE_TAG', '0.1.0')}"
@@ -113,3 +114,31 @@ def process_exists(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def pod_settings_env() -> dict[str, str]:
+    """vtx settings as a pod sees them: the servers by their vtx-deps Service names."""
+    env = stack_env()
+    host = "vtx-deps.svc.cluster.local"
+    return {
+        "VTX_DATABASE_URL": env["VTX_DATABASE_URL"].replace("@127.0.0.1:", f"@postgres.{host}:"),
+        "VTX_S3_ENDPOINT": f"http://s3.{host}:7070",
+        "VTX_S3_PUBLIC_ENDPOINT": env["VTX_S3_PUBLIC_ENDPOINT"],
+        "VTX_S3_ACCESS_KEY": env["VTX_S3_ACCESS_KEY"],
+        "VTX_S3_SECRET_KEY": env["VTX_S3_SECRET_KEY"],
+        "VTX_S3_BUCKET": env["VTX_S3_BUCKET"],
+        "VTX_PULSAR_URL": f"pulsar://pulsar.{host}:6650",
+        "VTX_IPFS_API_URL": f"http://ipfs.{host}:5001",
+    }
+
+
+def wait_until(what: str, check: Callable[[], T | None], timeout: float, every: float = 0.5) -> T:
+    """Poll ``check`` until it returns something other than None/False; name ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +34,33 @@ def _db_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _jobrunner_transcode(args: argparse.Namespace) -> int:
+    import json
+    import uuid
+    from pathlib import Path
+
+    from vtx.core.ladder import Rendition
+    from vtx.jobrunner.run import TranscodeJob, install_stop_handler, run_transcode
+
+    stop = install_stop_handler()
+    renditions = tuple(Rendition(**json.loads(r)) for r in args.rendition)
+    job = TranscodeJob(
+        video_id=args.video_id,
+        source_key=args.source_key,
+        renditions=renditions,
+        scratch=Path(args.scratch) / f"{args.video_id}-{uuid.uuid4().hex[:8]}",
+        resource=args.resource,
+        namespace=args.namespace,
+    )
+    return run_transcode(job, Settings.from_env(), stop)
+
+
+def _jobrunner_ingest(args: argparse.Namespace) -> int:
+    from vtx.jobrunner.ingest import run_ingest
+
+    return run_ingest(args.video_id, args.source_key, Settings.from_env())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vtx", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vtx {__version__}")
@@ -43,10 +71,32 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("migrate", help="apply the schema migrations not yet applied").set_defaults(
         run=_db_migrate
     )
+    jobrunner = sub.add_parser("jobrunner", help="run one transcode or ingest job (in a Job pod)")
+    jr = jobrunner.add_subparsers(dest="jobrunner_command")
+    transcode = jr.add_parser("transcode", help="encode renditions to MP4 and HLS and publish them")
+    transcode.add_argument("--video-id", required=True)
+    transcode.add_argument("--source-key", required=True, help="S3 key of the uploaded source")
+    transcode.add_argument(
+        "--rendition",
+        action="append",
+        required=True,
+        help="one rendition as JSON (the planner's fields); repeat for a grouped job",
+    )
+    transcode.add_argument("--resource", help="VideoTranscode whose status to patch")
+    transcode.add_argument("--namespace", default="default")
+    transcode.add_argument("--scratch", default="/scratch", help="local working folder")
+    transcode.set_defaults(run=_jobrunner_transcode)
+    ingest = jr.add_parser("ingest", help="pin the original to IPFS and record its checksum")
+    ingest.add_argument("--video-id", required=True)
+    ingest.add_argument("--source-key", required=True)
+    ingest.set_defaults(run=_jobrunner_ingest)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):

@@ -63,6 +63,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:
@@ -107,6 +114,27 @@ class Settings:
     ipfs_gateway_url: str = setting("VTX_IPFS_GATEWAY_URL", _url(("http", "https")), "")
     namespace: str = setting("VTX_NAMESPACE", _name, "default")
     request_timeout_s: int = setting("VTX_REQUEST_TIMEOUT_SECONDS", _positive_int, "10")
+    max_source_seconds: int = setting("VTX_MAX_SOURCE_SECONDS", _positive_int, "14400")
+    max_source_width: int = setting("VTX_MAX_SOURCE_WIDTH", _positive_int, "7680")
+    max_source_height: int = setting("VTX_MAX_SOURCE_HEIGHT", _positive_int, "4320")
+    max_source_fps: int = setting("VTX_MAX_SOURCE_FPS", _positive_int, "240")
+    max_output_fps: int = setting("VTX_MAX_OUTPUT_FPS", _positive_int, "60")
+    upload_retry_seconds: int = setting("VTX_UPLOAD_RETRY_SECONDS", _positive_int, "300")
+    status_patch_seconds: int = setting("VTX_STATUS_PATCH_SECONDS", _positive_int, "3")
+    job_image: str = setting("VTX_JOB_IMAGE", str, "localhost/vtx-job:0.1.0")
+    job_image_pull_policy: str = setting(
+        "VTX_JOB_IMAGE_PULL_POLICY", _choice("IfNotPresent", "Always", "Never"), "IfNotPresent"
+    )
+    job_secret: str = setting("VTX_JOB_SECRET", _name, "vtx-jobrunner")
+    job_service_account: str = setting("VTX_JOB_SERVICE_ACCOUNT", _name, "vtx-jobrunner")
+    job_cpu_request: str = setting("VTX_JOB_CPU_REQUEST", str, "500m")
+    job_cpu_limit: str = setting("VTX_JOB_CPU_LIMIT", str, "2")
+    job_memory_request: str = setting("VTX_JOB_MEMORY_REQUEST", str, "512Mi")
+    job_memory_limit: str = setting("VTX_JOB_MEMORY_LIMIT", str, "2Gi")
+    job_scratch_limit: str = setting("VTX_JOB_SCRATCH_LIMIT", str, "4Gi")
+    job_backoff_limit: int = setting("VTX_JOB_BACKOFF_LIMIT", _non_negative_int, "3")
+    job_ttl_seconds: int = setting("VTX_JOB_TTL_SECONDS", _positive_int, "3600")
+    job_deadline_factor: int = setting("VTX_JOB_DEADLINE_FACTOR", _positive_int, "10")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,471 @@
+"""The jobrunner in real Job pods: one encode to MP4 and HLS, published to S3 and IPFS as it
+goes, with rows, status events and the resource's status; retries, outages and hostile input."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import media
+from tests.stack import (
+    REPO,
+    apply,
+    get,
+    job_logs,
+    kubectl,
+    namespace,
+    pod_settings_env,
+    restart_missing_parts,
+    stop_part,
+    wait_for_job,
+    wait_until,
+)
+from vtx.core import bus, events
+from vtx.core.db import Cursor, Database
+from vtx.core.ipfs import IpfsClient
+from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
+from vtx.core.objects import ObjectStore
+from vtx.core.resource import RenditionSpec, SourceRef, VideoTranscodeSpec, build_resource
+from vtx.core.settings import Settings
+from vtx.jobrunner.ffmpeg import EXIT_INVALID_INPUT
+from vtx.jobrunner.hls import parse_media_playlist
+from vtx.operator.jobs import build_ingest_job, build_transcode_job
+
+pytestmark = pytest.mark.stack
+
+LADDER_1080 = plan_ladder(SourceFacts(duration=10, has_video=True, has_audio=True, width=1920, height=1080, fps=30))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def job_ns(settings: Settings) -> Iterator[str]:
+    """A namespace set up as the operator would run jobs in it: CRD, Secret, ServiceAccount."""
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/videotranscodes.vtx.dev")
+    with namespace("vtx-test-jobrunner") as ns:
+        apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "vtx-jobrunner", "namespace": ns},
+                "stringData": pod_settings_env(),
+            },  # noqa: E501
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "vtx-jobrunner", "namespace": ns},
+            },  # noqa: E501
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "vtx-jobrunner", "namespace": ns},
+                "rules": [
+                    {
+                        "apiGroups": ["vtx.dev"],
+                        "resources": ["videotranscodes/status"],
+                        "verbs": ["patch"],
+                    }
+                ],  # noqa: E501
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "vtx-jobrunner", "namespace": ns},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "vtx-jobrunner",
+                },  # noqa: E501
+                "subjects": [{"kind": "ServiceAccount", "name": "vtx-jobrunner", "namespace": ns}],
+            },
+        )
+        yield ns
+
+
+@dataclass
+class Video:
+    id: str
+    key: str
+    path: Path
+    resource: str = ""
+    namespace: str = ""
+
+
+def upload_video(
+    store: ObjectStore, db: Database, path: Path, *, content_type: str = "video/mp4"
+) -> Video:
+    video_id = str(uuid.uuid4())
+    key = f"videos/{video_id}/source/{path.name}"
+    store.upload_file(path, key, content_type=content_type)
+
+    def insert(cur: Cursor) -> None:
+        cur.execute(
+            "INSERT INTO videos (id, file_name, file_path, content_type, file_size, upload_status)"
+            " VALUES (%s, %s, %s, %s, %s, 'uploaded')",
+            (video_id, path.name, key, content_type, path.stat().st_size),
+        )
+
+    db.transaction(insert)
+    return Video(video_id, key, path)
+
+
+def create_resource(video: Video, ns: str, renditions: list[Rendition]) -> None:
+    spec = VideoTranscodeSpec(
+        video_id=video.id,
+        source=SourceRef(bucket="media-videos", key=video.key, size=video.path.stat().st_size),
+        renditions=[
+            RenditionSpec(name=r.name, kind=r.kind, width=r.width, height=r.height)
+            for r in renditions
+        ],
+    )
+    obj = build_resource(spec, ns)
+    apply(obj)
+    video.resource = obj["metadata"]["name"]
+    video.namespace = ns
+
+
+def run_job(
+    video: Video, ns: str, renditions: list[Rendition], settings: Settings, *, duration: float = 10
+) -> str:
+    job = build_transcode_job(
+        resource=video.resource or f"v-{video.id}",
+        namespace=ns,
+        video_id=video.id,
+        source_key=video.key,
+        renditions=renditions,
+        duration_s=duration,
+        settings=settings,
+    )
+    apply(job)
+    name: str = job["metadata"]["name"]
+    return name
+
+
+@dataclass
+class StatusListener:
+    """Collects the status events of one video from video-status-updates."""
+
+    settings: Settings
+    video_id: str
+    received: list[tuple[float, events.StatusUpdate]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._client = bus.pulsar_client(self.settings)
+        self._consumer = bus.EventConsumer(
+            self._client,
+            bus.topic(self.settings, events.STATUS_UPDATES),
+            f"test-{uuid.uuid4().hex[:8]}",
+            from_earliest=False,
+        )
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            got = self._consumer.receive(timeout_ms=500)
+            if got is None:
+                continue
+            event, msg = got
+            self._consumer.ack(msg)
+            if isinstance(event, events.StatusUpdate) and event.video_id == self.video_id:
+                self.received.append((time.monotonic(), event))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+        self._client.close()
+
+    def of(self, rendition: str) -> list[tuple[float, events.StatusUpdate]]:
+        return [(t, e) for t, e in self.received if e.rendition == rendition]
+
+
+def rows(
+    db: Database, video_id: str
+) -> dict[tuple[str, str, str], tuple[str | None, str | None, int]]:  # noqa: E501
+    """(format, resolution, storage) → (S3 key, CID, segment count) for one video."""
+
+    def query(cur: Cursor) -> list[tuple[Any, ...]]:
+        cur.execute(
+            "SELECT t.format, t.resolution, t.storage_type, t.file_path, t.file_cid,"
+            " (SELECT count(*) FROM transcode_segments s WHERE s.transcode_id = t.id)"
+            " FROM transcodes t WHERE t.video_id = %s",
+            (video_id,),
+        )
+        return list(cur.fetchall())
+
+    found = db.transaction(query)
+    table = {(r[0], r[1], r[2]): (r[3], r[4], int(r[5])) for r in found}
+    assert len(table) == len(found), "one row per video, format, resolution and storage"
+    return table
+
+
+def segment_rows(db: Database, video_id: str, rendition: str) -> list[tuple[int, str, str]]:
+    def query(cur: Cursor) -> list[tuple[Any, ...]]:
+        cur.execute(
+            "SELECT s.sequence, s.file_path, s.file_cid FROM transcode_segments s"
+            " JOIN transcodes t ON t.id = s.transcode_id"
+            " WHERE t.video_id = %s AND t.resolution = %s AND t.format = 'hls'"
+            " AND t.storage_type = 's3' ORDER BY s.sequence",
+            (video_id, rendition),
+        )
+        return list(cur.fetchall())
+
+    return [(int(a), str(b), str(c)) for a, b, c in db.transaction(query)]
+
+
+def duration_of(report: dict[str, Any]) -> float:
+    return float(report["format"]["duration"])
+
+
+def check_rendition(
+    video: Video,
+    r: Rendition,
+    store: ObjectStore,
+    ipfs: IpfsClient,
+    db: Database,
+    tmp: Path,
+    source_duration: float,
+) -> None:
+    """What a user of the rendition would notice: sizes, codecs, durations, same bytes."""
+    prefix = f"videos/{video.id}/{r.name}"
+    mp4 = media.probe(store.presign_get(f"{prefix}/video.mp4", expires_s=600, public=False))
+    streams = {s["codec_type"]: s for s in mp4["streams"]}  # type: ignore[attr-defined]
+    assert (streams["video"]["width"], streams["video"]["height"]) == (r.width, r.height)
+    assert streams["video"]["codec_name"] == "h264"
+    assert streams["audio"]["codec_name"] == "aac"
+    assert abs(duration_of(mp4) - source_duration) <= 0.1
+
+    # The HLS rendition exactly as S3 holds it, played from a local copy of its objects.
+    local = tmp / r.name
+    local.mkdir(parents=True)
+    playlist_text = store.get_bytes(f"{prefix}/hls/index.m3u8").decode()
+    playlist = parse_media_playlist(playlist_text)
+    assert playlist.ended, "the final playlist carries ENDLIST"
+    (local / "index.m3u8").write_text(playlist_text)
+    names = [s.uri for s in playlist.segments] + ([playlist.init_uri] if playlist.init_uri else [])
+    for name in names:
+        (local / name).write_bytes(store.get_bytes(f"{prefix}/hls/{name}"))
+    hls = media.probe(str(local / "index.m3u8"))
+    hls_streams = {s["codec_type"]: s for s in hls["streams"]}  # type: ignore[attr-defined]
+    assert (hls_streams["video"]["width"], hls_streams["video"]["height"]) == (r.width, r.height)
+    assert abs(duration_of(hls) - source_duration) <= 0.1
+
+    # Rows: MP4 and HLS, each for S3 and IPFS, once; one segment row per segment.
+    table = rows(db, video.id)
+    for fmt, key in (("mp4", f"{prefix}/video.mp4"), ("hls", f"{prefix}/hls/index.m3u8")):
+        for storage in ("s3", "ipfs"):
+            path, cid, segments = table[(fmt, r.name, storage)]
+            assert path == key
+            assert cid is not None
+            assert ipfs.cat(cid) == store.get_bytes(key), f"{key} differs from ipfs cat {cid}"
+            assert segments == (len(playlist.segments) if fmt == "hls" else 0)
+    seg_rows = segment_rows(db, video.id, r.name)
+    assert [s[0] for s in seg_rows] == list(range(len(playlist.segments)))
+    for _, key, cid in seg_rows:
+        assert ipfs.cat(cid) == store.get_bytes(key), f"{key} differs from ipfs cat {cid}"
+
+
+def check_status(listener: StatusListener, video: Video, renditions: list[Rendition]) -> None:
+    resource = get("videotranscode", video.resource, video.namespace)
+    for r in renditions:
+        seen = listener.of(r.name)
+        assert seen, f"no status event for {r.name}"
+        assert seen[-1][1].phase == "done"
+        assert seen[-1][1].progress == 100
+        progress = [e.progress for _, e in seen]
+        assert progress == sorted(progress), "progress never goes backwards"
+        encoding = [t for t, e in seen if e.phase == "encoding"]
+        gaps = [b - a for a, b in zip(encoding, encoding[1:], strict=False)]
+        assert gaps, f"{r.name}: too few encoding events to see a rate"
+        assert max(gaps) <= 2.0, f"{r.name}: an encoding event at least every second: {gaps}"
+        entry = resource["status"]["renditions"][r.name]
+        assert entry["phase"] == "Succeeded"
+        assert entry["progress"] == 100
+        assert entry["outputs"]["mp4"] == f"videos/{video.id}/{r.name}/video.mp4"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return media.make_clip(tmp_path_factory.mktemp("media") / "clip-1080p.mp4")
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["job-per-rendition", "one-grouped-job"])
+def test_renditions_are_published_to_s3_and_ipfs_with_rows_and_status(
+    grouped: bool,
+    job_ns: str,
+    clip: Path,
+    settings: Settings,
+    store: ObjectStore,
+    ipfs: IpfsClient,
+    db: Database,
+    tmp_path: Path,
+) -> None:
+    video = upload_video(store, db, clip)
+    create_resource(video, job_ns, LADDER_1080)
+    listener = StatusListener(settings, video.id)
+    try:
+        groups = [LADDER_1080] if grouped else [[r] for r in LADDER_1080]
+        names = [run_job(video, job_ns, group, settings) for group in groups]
+        for name in names:
+            status = wait_for_job(job_ns, name, timeout=300)
+            assert status["status"].get("succeeded") == 1, job_logs(job_ns, name)
+        source_duration = duration_of(media.probe(str(clip)))
+        for r in LADDER_1080:
+            check_rendition(video, r, store, ipfs, db, tmp_path, source_duration)
+        wait_until(
+            "the last status event of every rendition",
+            lambda: all(
+                listener.of(r.name) and listener.of(r.name)[-1][1].phase == "done"
+                for r in LADDER_1080
+            ),  # noqa: E501
+            timeout=30,
+        )
+        check_status(listener, video, LADDER_1080)
+    finally:
+        listener.close()
+
+
+def test_ingest_pins_the_exact_source_and_records_its_checksum(
+    job_ns: str, clip: Path, settings: Settings, store: ObjectStore, ipfs: IpfsClient, db: Database
+) -> None:
+    video = upload_video(store, db, clip)
+    job = build_ingest_job(
+        resource=f"v-{video.id}", namespace=job_ns, video_id=video.id, source_key=video.key,
+        size=clip.stat().st_size, settings=settings,
+    )  # fmt: skip
+    apply(job)
+    status = wait_for_job(job_ns, job["metadata"]["name"], timeout=180)
+    assert status["status"].get("succeeded") == 1, job_logs(job_ns, job["metadata"]["name"])
+
+    def query(cur: Cursor) -> tuple[Any, ...] | None:
+        cur.execute("SELECT ipfs_cid, checksum FROM videos WHERE id = %s", (video.id,))
+        return cur.fetchone()
+
+    row = db.transaction(query)
+    assert row is not None
+    cid, checksum = row
+    assert checksum == "sha256:" + hashlib.sha256(clip.read_bytes()).hexdigest()
+    assert ipfs.cat(cid) == clip.read_bytes()
+    assert ipfs.is_pinned(cid)
+
+
+def test_the_first_segment_is_in_s3_before_the_encode_ends(
+    job_ns: str, tmp_path_factory: pytest.TempPathFactory, settings: Settings,
+    store: ObjectStore, db: Database,
+) -> None:  # fmt: skip
+    long_clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "clip-60s.mp4", seconds=60, width=854, height=480
+    )  # noqa: E501
+    video = upload_video(store, db, long_clip)
+    r480 = LADDER_1080[0]
+    name = run_job(video, job_ns, [r480], settings, duration=60)
+    first = f"videos/{video.id}/480p/hls/seg_00000.m4s"
+    wait_until("the first HLS segment in S3", lambda: store.head(first), timeout=180, every=0.2)
+    job = get("job", name, job_ns)
+    assert not job["status"].get("succeeded"), "the segment must be readable while encoding"
+    playlist = store.get_bytes(f"videos/{video.id}/480p/hls/index.m3u8").decode()
+    assert "#EXT-X-ENDLIST" not in playlist, "a growing (EVENT) playlist while encoding"
+    assert "seg_00000.m4s" in playlist
+    status = wait_for_job(job_ns, name, timeout=300)
+    assert status["status"].get("succeeded") == 1
+
+
+def test_s3_and_ipfs_outages_mid_encode_are_ridden_out(
+    job_ns: str, tmp_path_factory: pytest.TempPathFactory, settings: Settings,
+    store: ObjectStore, ipfs: IpfsClient, db: Database, tmp_path: Path,
+) -> None:  # fmt: skip
+    long_clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "clip-60s.mp4", seconds=60, width=854, height=480
+    )  # noqa: E501
+    video = upload_video(store, db, long_clip)
+    r480 = LADDER_1080[0]
+    name = run_job(video, job_ns, [r480], settings, duration=60)
+    wait_until(
+        "the first HLS segment in S3",
+        lambda: store.head(f"videos/{video.id}/480p/hls/seg_00000.m4s"),
+        timeout=180,
+        every=0.2,
+    )
+    stop_part("versitygw")
+    stop_part("kubo")
+    try:
+        time.sleep(30)  # the outage itself: what the jobrunner must ride out
+    finally:
+        restart_missing_parts()
+    status = wait_for_job(job_ns, name, timeout=400)
+    logs = job_logs(job_ns, name)
+    assert status["status"].get("succeeded") == 1, logs
+    assert "retrying in" in logs, "uploads backed off while storage was away"
+    pods = kubectl("get", "pods", "-n", job_ns, "-l", f"job-name={name}", "-o", "name").split()
+    assert len(pods) == 1, "ridden out in the same attempt, not by a retry"
+    check_rendition(
+        video, r480, store, ipfs, db, tmp_path, duration_of(media.probe(str(long_clip)))
+    )
+
+
+def test_a_pod_deleted_mid_encode_is_retried_without_duplicate_rows(
+    job_ns: str, tmp_path_factory: pytest.TempPathFactory, settings: Settings,
+    store: ObjectStore, ipfs: IpfsClient, db: Database, tmp_path: Path,
+) -> None:  # fmt: skip
+    long_clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "clip-60s.mp4", seconds=60, width=854, height=480
+    )  # noqa: E501
+    video = upload_video(store, db, long_clip)
+    r480 = LADDER_1080[0]
+    name = run_job(video, job_ns, [r480], settings, duration=60)
+    wait_until(
+        "a few HLS segments in S3",
+        lambda: store.head(f"videos/{video.id}/480p/hls/seg_00002.m4s"),
+        timeout=180,
+        every=0.2,
+    )
+    kubectl("delete", "pod", "-n", job_ns, "-l", f"job-name={name}", "--wait=false")
+    status = wait_for_job(job_ns, name, timeout=400)
+    assert status["status"].get("succeeded") == 1, job_logs(job_ns, name)
+    assert status["status"].get("failed", 0) >= 1, "the deleted pod counted as one failed attempt"
+    check_rendition(
+        video, r480, store, ipfs, db, tmp_path, duration_of(media.probe(str(long_clip)))
+    )
+
+
+@pytest.mark.parametrize("kind", ["text-file", "disguised-playlist", "truncated-mp4"])
+def test_hostile_input_fails_at_once_with_the_invalid_input_code(
+    kind: str, job_ns: str, clip: Path, settings: Settings, store: ObjectStore, db: Database,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    path = tmp_path / "upload.mp4"
+    if kind == "text-file":
+        media.make_text_file(path)
+    elif kind == "disguised-playlist":
+        media.make_disguised_playlist(path)
+    else:
+        media.make_truncated_mp4(path, clip)
+    video = upload_video(store, db, path)
+    name = run_job(video, job_ns, [LADDER_1080[0]], settings)
+    status = wait_for_job(job_ns, name, timeout=180)
+    logs = job_logs(job_ns, name)
+    conditions = {c["type"]: c for c in status["status"]["conditions"]}
+    assert conditions["Failed"]["reason"] == "PodFailurePolicy", logs
+    listed = kubectl(
+        "get",
+        "pods",
+        "-n",
+        job_ns,
+        "-l",
+        f"job-name={name}",
+        "-o",
+        "jsonpath={range .items[*]}{.status.containerStatuses[0].state.terminated.exitCode} {end}",
+    )  # noqa: E501
+    assert listed.split() == [str(EXIT_INVALID_INPUT)], "one attempt, ended as invalid input"
+    assert "invalid input" in logs
+    assert "root:x:0:0" not in logs, "no local file was read"
+    assert store.head(f"videos/{video.id}/480p/video.mp4") is None

@@ -1,0 +1,85 @@
+"""Test media made with FFmpeg: clips of given size and length, and hostile files."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+def make_clip(
+    path: Path,
+    *,
+    seconds: float = 10,
+    width: int = 1920,
+    height: int = 1080,
+    fps: int = 30,
+    audio: bool = True,
+    rotate: int | None = None,
+) -> Path:
+    """An H.264/AAC MP4 test clip (moving test pattern, a tone), made once per path."""
+    if path.exists():
+        return path
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    cmd += ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}"]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    cmd += ["-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    if audio:
+        cmd += ["-c:a", "aac", "-b:a", "128k"]
+    if rotate is not None:
+        cmd += ["-metadata:s:v:0", f"rotate={rotate}"]
+    tmp = path.with_suffix(".part.mp4")
+    subprocess.run([*cmd, str(tmp)], check=True, timeout=300)
+    tmp.rename(path)
+    return path
+
+
+def make_audio_only(path: Path, *, seconds: float = 8) -> Path:
+    if not path.exists():
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+             "sine=frequency=330:sample_rate=44100", "-t", str(seconds), "-c:a", "aac", str(path)],
+            check=True, timeout=120,
+        )  # fmt: skip
+    return path
+
+
+def make_text_file(path: Path) -> Path:
+    path.write_text("This is not a video, whatever its name says.\n" * 50)
+    return path
+
+
+def make_disguised_playlist(path: Path) -> Path:
+    """An HLS playlist named .mp4 whose segment is a local file: it must never be read."""
+    path.write_text(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n"
+        "#EXTINF:10.0,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n"
+    )
+    return path
+
+
+def make_truncated_mp4(path: Path, source: Path) -> Path:
+    """An upload cut short: an MP4 whose index (at its end) never arrived."""
+    full = path.with_suffix(".full.mp4")
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), "-c", "copy",
+         "-movflags", "-faststart", str(full)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    data = full.read_bytes()
+    path.write_bytes(data[: len(data) * 6 // 10])
+    full.unlink()
+    return path
+
+
+def probe(path_or_url: str) -> dict[str, object]:
+    """ffprobe's JSON report of a file or URL (any protocol ffprobe may use in tests)."""
+    import json
+
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+         "-protocol_whitelist", "file,http,https,tcp,tls,crypto", path_or_url],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    report: dict[str, object] = json.loads(out)
+    return report

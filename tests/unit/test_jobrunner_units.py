@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vtx.jobrunner import ffmpeg, hls
+from vtx.jobrunner.retry import StorageUnavailable, with_retry
+
+
+@dataclass(frozen=True)
+class R:
+    name: str
+    kind: str
+    width: int
+    height: int
+    fps: float | None
+    video_bitrate_k: int
+    maxrate_k: int
+    bufsize_k: int
+    audio_bitrate_k: int
+
+
+R480 = R("480p", "video", 854, 480, 30.0, 1400, 1498, 2100, 128)
+R720 = R("720p", "video", 1280, 720, 30.0, 2800, 2996, 4200, 128)
+AUDIO = R("audio", "audio", 0, 0, None, 0, 0, 0, 128)
+
+FFMPEG_PLAYLIST = """#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-TARGETDURATION:4
+#EXT-X-MEDIA-SEQUENCE:0
+#EXT-X-PLAYLIST-TYPE:EVENT
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MAP:URI="init.mp4"
+#EXTINF:4.000000,
+seg_00000.m4s
+#EXTINF:3.966667,
+seg_00001.m4s
+"""
+
+
+def test_a_playlist_in_progress_lists_finished_segments_only() -> None:
+    playlist = hls.parse_media_playlist(FFMPEG_PLAYLIST)
+    assert playlist.init_uri == "init.mp4"
+    assert [(s.sequence, s.uri, s.duration) for s in playlist.segments] == [
+        (0, "seg_00000.m4s", 4.0),
+        (1, "seg_00001.m4s", 3.966667),
+    ]
+    assert not playlist.ended
+    assert hls.parse_media_playlist(FFMPEG_PLAYLIST + "#EXT-X-ENDLIST\n").ended
+
+
+def test_published_playlists_grow_then_end() -> None:
+    segments = list(hls.parse_media_playlist(FFMPEG_PLAYLIST).segments)
+    growing = hls.render_media_playlist(segments, init_uri="init.mp4", ended=False)
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in growing
+    assert "#EXT-X-ENDLIST" not in growing
+    final = hls.render_media_playlist(segments, init_uri="init.mp4", ended=True)
+    assert final.endswith("#EXT-X-ENDLIST\n")
+    assert hls.parse_media_playlist(final).segments == tuple(segments)
+
+
+def test_master_playlist_orders_variants_by_bandwidth() -> None:
+    text = hls.render_master_playlist(
+        [
+            hls.Variant(
+                "720p/hls/index.m3u8", 3_124_000, 2_928_000, "avc1.64001f,mp4a.40.2", 1280, 720, 30
+            ),
+            hls.Variant(
+                "480p/hls/index.m3u8", 1_626_000, 1_528_000, "avc1.64001e,mp4a.40.2", 854, 480, 30
+            ),
+        ]
+    )
+    lines = text.splitlines()
+    assert lines[3].startswith("#EXT-X-STREAM-INF:BANDWIDTH=1626000,")
+    assert "RESOLUTION=854x480" in lines[3]
+    assert 'CODECS="avc1.64001e,mp4a.40.2"' in lines[3]
+    assert lines[4] == "480p/hls/index.m3u8"
+    assert lines[6] == "720p/hls/index.m3u8"
+
+
+def test_one_decode_feeds_every_rendition_and_each_is_written_twice() -> None:
+    outs = ffmpeg.outputs_for([R480, R720], Path("/scratch/w"))  # type: ignore[list-item]
+    cmd = ffmpeg.build_encode_command("https://s3.example/src?sig=1", outs, has_audio=True)
+    assert cmd.count("-i") == 1, "one input, decoded once"
+    graph = cmd[cmd.index("-filter_complex") + 1]
+    assert graph.startswith("[0:v:0]split=2[s0][s1]")
+    assert "scale=854:480" in graph
+    assert "scale=1280:720" in graph
+    assert cmd.count("tee") == 2
+    tee = cmd[cmd.index("tee") + 1]
+    assert tee.startswith("[f=mp4:movflags=+faststart]/scratch/w/480p/video.mp4|[f=hls:")
+    assert "hls_segment_type=fmp4" in tee
+    assert f"hls_time={ffmpeg.SEGMENT_SECONDS}" in tee
+    # Keyframes at the same instants in every rendition, so players switch cleanly.
+    assert cmd.count(f"expr:gte(t,n_forced*{ffmpeg.KEYFRAME_SECONDS})") == 2
+    assert cmd[cmd.index("-protocol_whitelist") + 1] == "https,tls,tcp"
+    formats = cmd[cmd.index("-format_whitelist") + 1].split(",")
+    assert "hls" not in formats
+    assert "concat" not in formats
+
+
+def test_an_audio_only_rendition_has_no_video() -> None:
+    outs = ffmpeg.outputs_for([AUDIO], Path("/s"))  # type: ignore[list-item]
+    cmd = ffmpeg.build_encode_command("http://s3/src", outs, has_audio=True)
+    assert "-filter_complex" not in cmd
+    assert "-vn" in cmd
+    assert cmd[cmd.index("-b:a") + 1] == "128k"
+    assert "/s/audio/audio.mp4" in cmd[-1]
+
+
+def test_only_http_sources_are_read() -> None:
+    for url in ("file:///etc/passwd", "/etc/passwd", "concat:a|b"):
+        with pytest.raises(ValueError, match="http"):
+            ffmpeg.allowed_protocols(url)
+
+
+def test_progress_reports_are_parsed() -> None:
+    lines = [
+        "frame=10",
+        "out_time_us=N/A",
+        "progress=continue",
+        "out_time_us=2500000",
+        "progress=end",
+    ]
+    reports = list(ffmpeg.parse_progress(lines))
+    assert [ffmpeg.out_time_seconds(r) for r in reports] == [None, 2.5]
+
+
+@pytest.mark.parametrize(
+    ("stderr", "kind"),
+    [
+        ("upload.mp4: Invalid data found when processing input", "invalid"),
+        ("[mov,mp4,m4a,3gp,3g2,mj2 @ 0x1] moov atom not found", "invalid"),
+        ("Format hls is not on the format whitelist", "invalid"),
+        ("Connection to tcp://s3:7070 failed: Connection refused", "transient"),
+        ("Server returned 503 Service Unavailable", "transient"),
+        ("something nobody anticipated", "transient"),
+    ],
+)
+def test_failures_are_classified(stderr: str, kind: str) -> None:
+    assert ffmpeg.classify_failure(stderr) == kind
+
+
+def test_retry_backs_off_then_gives_up_with_the_cause() -> None:
+    clock = [0.0]
+    waits: list[float] = []
+
+    def sleep(s: float) -> None:
+        waits.append(s)
+        clock[0] += s
+
+    def failing() -> None:
+        raise ConnectionError("refused")
+
+    with pytest.raises(StorageUnavailable, match=r"S3 put k failed for 30s .* refused"):
+        with_retry(failing, "S3 put k", budget_s=30, sleep=sleep, clock=lambda: clock[0])
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+    calls = iter([ConnectionError("x"), None])
+
+    def flaky() -> str:
+        exc = next(calls)
+        if exc:
+            raise exc
+        return "ok"
+
+    assert with_retry(flaky, "x", budget_s=30, sleep=sleep, clock=lambda: clock[0]) == "ok"

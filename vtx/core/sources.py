@@ -1,0 +1,69 @@
+"""Probing an uploaded source safely: ffprobe reads it over HTTP with a protocol whitelist and
+an allow-list of demuxers, and the result is checked against the configured limits."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+from vtx.core.ladder import InvalidSource, SourceFacts
+from vtx.core.probe import facts_from_ffprobe, ffprobe_args
+from vtx.core.settings import Settings
+from vtx.jobrunner.ffmpeg import INPUT_FORMATS, allowed_protocols, classify_failure
+
+
+class ProbeUnavailable(RuntimeError):
+    """The source could not be read for a reason that may pass (network, storage)."""
+
+
+def probe_source(url: str, settings: Settings, *, timeout_s: int = 60) -> SourceFacts:
+    """Probe ``url`` and check the limits; raises InvalidSource or ProbeUnavailable."""
+    args = ffprobe_args(
+        url,
+        allowed_protocols=allowed_protocols(url),
+        allowed_formats=",".join(INPUT_FORMATS),
+        timeout_s=settings.request_timeout_s * 3,
+    )
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ProbeUnavailable(f"ffprobe did not finish within {timeout_s}s") from exc
+    if proc.returncode != 0:
+        message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no message"
+        if classify_failure(proc.stderr) == "invalid":
+            raise InvalidSource(f"the source is not a readable video or audio file: {message}")
+        raise ProbeUnavailable(f"ffprobe failed: {message}")
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise InvalidSource("ffprobe gave no readable report for the source") from exc
+    facts = facts_from_ffprobe(report)
+    check_limits(facts, settings)
+    return facts
+
+
+def check_limits(facts: SourceFacts, settings: Settings) -> None:
+    """Refuse sources beyond the configured duration, size and frame rate (pure)."""
+    if not facts.has_video and not facts.has_audio:
+        raise InvalidSource("the source has neither a video nor an audio stream")
+    if not math.isfinite(facts.duration) or facts.duration <= 0:
+        raise InvalidSource("the source has no duration")
+    if facts.duration > settings.max_source_seconds:
+        raise InvalidSource(
+            f"the source lasts {facts.duration:.0f}s, more than the limit of "
+            f"{settings.max_source_seconds}s"
+        )
+    if facts.has_video:
+        w, h = facts.width or 0, facts.height or 0
+        longest, shortest = max(w, h), min(w, h)
+        if longest > settings.max_source_width or shortest > settings.max_source_height:
+            raise InvalidSource(
+                f"the source is {w}x{h}, larger than the limit of "
+                f"{settings.max_source_width}x{settings.max_source_height}"
+            )
+        if facts.fps and facts.fps > settings.max_source_fps:
+            raise InvalidSource(
+                f"the source has {facts.fps:g} frames per second, more than the limit of "
+                f"{settings.max_source_fps}"
+            )

@@ -1,0 +1,1 @@
+"""The FFmpeg jobrunner: runs in each Job pod (``vtx jobrunner``)."""

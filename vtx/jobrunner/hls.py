@@ -1,0 +1,110 @@
+"""Reading FFmpeg's HLS playlists and writing the ones vtx publishes (pure functions)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Segment:
+    sequence: int  # 0-based position in the playlist
+    uri: str
+    duration: float
+
+
+@dataclass(frozen=True)
+class MediaPlaylist:
+    target_duration: int
+    init_uri: str | None
+    segments: tuple[Segment, ...]
+    ended: bool
+
+
+def parse_media_playlist(text: str) -> MediaPlaylist:
+    """The segments FFmpeg has finished, in order, with their durations."""
+    target = 0
+    init_uri: str | None = None
+    segments: list[Segment] = []
+    ended = False
+    pending: float | None = None
+    media_sequence = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#EXT-X-TARGETDURATION:"):
+            target = int(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            media_sequence = int(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-MAP:"):
+            init_uri = _attribute(line, "URI")
+        elif line.startswith("#EXTINF:"):
+            pending = float(line.split(":", 1)[1].split(",", 1)[0])
+        elif line == "#EXT-X-ENDLIST":
+            ended = True
+        elif line and not line.startswith("#") and pending is not None:
+            segments.append(Segment(media_sequence + len(segments), line, pending))
+            pending = None
+    return MediaPlaylist(target, init_uri, tuple(segments), ended)
+
+
+def _attribute(line: str, name: str) -> str | None:
+    for part in line.split(":", 1)[1].split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == name:
+            return value.strip().strip('"')
+    return None
+
+
+def render_media_playlist(
+    segments: list[Segment] | tuple[Segment, ...], *, init_uri: str | None, ended: bool
+) -> str:
+    """An EVENT playlist of the segments published so far; ENDLIST once the encode is done.
+
+    A player can start from it while the encode runs: EVENT playlists only grow.
+    """
+    target = max((math.ceil(s.duration) for s in segments), default=1)
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        f"#EXT-X-TARGETDURATION:{target}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:EVENT",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+    ]
+    if init_uri:
+        lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
+    for segment in segments:
+        lines.append(f"#EXTINF:{segment.duration:.6f},")
+        lines.append(segment.uri)
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Variant:
+    uri: str  # relative to the master playlist, e.g. "720p/hls/index.m3u8"
+    bandwidth: int  # bits per second, peak
+    average_bandwidth: int
+    codecs: str
+    width: int = 0
+    height: int = 0
+    frame_rate: float | None = None
+
+
+def render_master_playlist(variants: list[Variant]) -> str:
+    """The master playlist, variants ordered by bandwidth (the first one is a player's start)."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for v in sorted(variants, key=lambda v: v.bandwidth):
+        attrs = [
+            f"BANDWIDTH={v.bandwidth}",
+            f"AVERAGE-BANDWIDTH={v.average_bandwidth}",
+            f'CODECS="{v.codecs}"',
+        ]
+        if v.width and v.height:
+            attrs.append(f"RESOLUTION={v.width}x{v.height}")
+        if v.frame_rate:
+            attrs.append(f"FRAME-RATE={v.frame_rate:.3f}")
+        lines.append(f"#EXT-X-STREAM-INF:{','.join(attrs)}")
+        lines.append(v.uri)
+    return "\n".join(lines) + "\n"

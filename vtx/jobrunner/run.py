@@ -1,0 +1,184 @@
+"""One transcode job: probe, encode once per rendition, publish as it goes, report, exit with a
+code the operator's podFailurePolicy understands (0 done, 42 invalid input, 75 retry)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from vtx.core.db import Database
+from vtx.core.ipfs import IpfsClient
+from vtx.core.ladder import InvalidSource, Rendition
+from vtx.core.objects import ObjectStore
+from vtx.core.settings import Settings
+from vtx.core.sources import ProbeUnavailable, probe_source
+from vtx.jobrunner.ffmpeg import (
+    EXIT_INVALID_INPUT,
+    EXIT_RETRYABLE,
+    build_encode_command,
+    classify_failure,
+    out_time_seconds,
+    outputs_for,
+    parse_progress,
+)
+from vtx.jobrunner.publish import RenditionPublisher
+from vtx.jobrunner.report import Reporter
+from vtx.jobrunner.retry import StorageUnavailable
+
+log = logging.getLogger(__name__)
+ENCODE_SHARE = 95.0  # progress while encoding goes to 95%; uploading the MP4 takes the rest
+
+
+@dataclass(frozen=True)
+class TranscodeJob:
+    video_id: str
+    source_key: str
+    renditions: tuple[Rendition, ...]
+    scratch: Path
+    resource: str | None = None
+    namespace: str = "default"
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived: the pod is going away."""
+
+
+def install_stop_handler() -> threading.Event:
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    return stop
+
+
+class _Encode:
+    """FFmpeg running, with its progress read on a thread."""
+
+    def __init__(self, cmd: list[str], log_path: Path) -> None:
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True
+        )
+        self.encoded_s = 0.0
+        self._reader = threading.Thread(target=self._read, name="ffmpeg-progress", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for report in parse_progress(self.proc.stdout):
+            seconds = out_time_seconds(report)
+            if seconds is not None:
+                self.encoded_s = max(self.encoded_s, seconds)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def close(self) -> None:
+        self.stop()
+        self._reader.join(timeout=5)
+        self._log.close()
+
+
+def run_transcode(job: TranscodeJob, settings: Settings, stop: threading.Event) -> int:
+    names = [r.name for r in job.renditions]
+    reporter = Reporter(
+        settings, job.video_id, names, resource=job.resource, namespace=job.namespace
+    )
+    store = ObjectStore(settings)
+    ipfs = IpfsClient(settings.ipfs_api_url, timeout_s=max(60, settings.request_timeout_s))
+    db = Database(settings.database_url, max_connections=2)
+    encode: _Encode | None = None
+
+    def report_all(phase: str, progress: float | None, message: str | None = None) -> None:
+        for name in names:
+            reporter.update(name, phase, progress, message)
+
+    try:
+        report_all("starting", 0.0)
+        url = store.presign_get(job.source_key, expires_s=6 * 3600, public=False)
+        facts = probe_source(url, settings)
+        outputs = outputs_for(job.renditions, job.scratch)
+        for out in outputs:
+            out.playlist.parent.mkdir(parents=True, exist_ok=True)
+        publishers = [
+            RenditionPublisher(
+                out, job.video_id, store, ipfs, db, retry_budget_s=settings.upload_retry_seconds
+            )
+            for out in outputs
+        ]
+        cmd = build_encode_command(url, outputs, has_audio=facts.has_audio)
+        log.info("encoding %s of %s (%.1fs)", ",".join(names), job.video_id, facts.duration)
+        encode = _Encode(cmd, job.scratch / "ffmpeg.log")
+        failure: list[BaseException] = []
+        encoding_done = threading.Event()
+
+        def publish_loop() -> None:
+            try:
+                while not encoding_done.is_set():
+                    for p in publishers:
+                        p.publish_ready()
+                    encoding_done.wait(0.5)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                failure.append(exc)
+
+        publisher_thread = threading.Thread(target=publish_loop, name="publisher", daemon=True)
+        publisher_thread.start()
+        while encode.proc.poll() is None:
+            if stop.is_set():
+                raise Interrupted
+            if failure:
+                raise failure[0]
+            share = min(1.0, encode.encoded_s / facts.duration) if facts.duration else 0.0
+            report_all("encoding", share * ENCODE_SHARE)
+            stop.wait(0.5)
+        encoding_done.set()
+        publisher_thread.join()
+        if failure:
+            raise failure[0]
+        if encode.proc.returncode != 0:
+            stderr = (job.scratch / "ffmpeg.log").read_text(errors="replace")
+            last = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
+            if classify_failure(stderr) == "invalid":
+                raise InvalidSource(f"FFmpeg could not decode the source: {last}")
+            raise ProbeUnavailable(f"FFmpeg failed (exit {encode.proc.returncode}): {last}")
+        report_all("uploading", ENCODE_SHARE)
+        for p in publishers:
+            outputs_entry: dict[str, Any] = p.finish()
+            reporter.update(p.name, "done", 100.0)
+            reporter.patch_outputs(p.name, outputs_entry)
+        return 0
+    except InvalidSource as exc:
+        log.error("invalid input: %s", exc)
+        report_all("failed", None, f"InvalidSource: {exc}")
+        return EXIT_INVALID_INPUT
+    except Interrupted:
+        log.warning("interrupted: stopping FFmpeg, the Job will retry")
+        report_all("interrupted", None, "the pod was stopped; the Job retries")
+        return EXIT_RETRYABLE
+    except (StorageUnavailable, ProbeUnavailable) as exc:
+        log.error("will retry: %s", exc)
+        report_all("failed", None, f"retrying: {exc}")
+        return EXIT_RETRYABLE
+    finally:
+        if encode is not None:
+            encode.close()
+        reporter.close()
+        ipfs.close()
+        db.close()
+        shutil.rmtree(job.scratch, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""The kopf operator: VideoTranscode resources become per-rendition Jobs (``vtx operator``)."""
