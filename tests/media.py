@@ -26,10 +26,17 @@ def make_clip(
     cmd += ["-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
     if audio:
         cmd += ["-c:a", "aac", "-b:a", "128k"]
-    if rotate is not None:
-        cmd += ["-metadata:s:v:0", f"rotate={rotate}"]
     tmp = path.with_suffix(".part.mp4")
     subprocess.run([*cmd, str(tmp)], check=True, timeout=300)
+    if rotate is not None:
+        # FFmpeg 5.1 writes a display matrix from the rotate tag only when stream-copying.
+        rotated = path.with_suffix(".rot.mp4")
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(tmp), "-c", "copy",
+             "-metadata:s:v:0", f"rotate={rotate}", str(rotated)],
+            check=True, timeout=300,
+        )  # fmt: skip
+        rotated.replace(tmp)
     tmp.rename(path)
     return path
 

@@ -4,6 +4,7 @@ goes, with rows, status events and the resource's status; retries, outages and h
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 import uuid
@@ -41,7 +42,9 @@ from vtx.operator.jobs import build_ingest_job, build_transcode_job
 
 pytestmark = pytest.mark.stack
 
-LADDER_1080 = plan_ladder(SourceFacts(duration=10, has_video=True, has_audio=True, width=1920, height=1080, fps=30))  # fmt: skip
+LADDER_1080 = plan_ladder(
+    SourceFacts(duration=10, has_video=True, has_audio=True, width=1920, height=1080, fps=30)
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +59,12 @@ def job_ns(settings: Settings) -> Iterator[str]:
                 "kind": "Secret",
                 "metadata": {"name": "vtx-jobrunner", "namespace": ns},
                 "stringData": pod_settings_env(),
-            },  # noqa: E501
+            },
             {
                 "apiVersion": "v1",
                 "kind": "ServiceAccount",
                 "metadata": {"name": "vtx-jobrunner", "namespace": ns},
-            },  # noqa: E501
+            },
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "Role",
@@ -72,7 +75,7 @@ def job_ns(settings: Settings) -> Iterator[str]:
                         "resources": ["videotranscodes/status"],
                         "verbs": ["patch"],
                     }
-                ],  # noqa: E501
+                ],
             },
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -82,7 +85,7 @@ def job_ns(settings: Settings) -> Iterator[str]:
                     "apiGroup": "rbac.authorization.k8s.io",
                     "kind": "Role",
                     "name": "vtx-jobrunner",
-                },  # noqa: E501
+                },
                 "subjects": [{"kind": "ServiceAccount", "name": "vtx-jobrunner", "namespace": ns}],
             },
         )
@@ -190,7 +193,7 @@ class StatusListener:
 
 def rows(
     db: Database, video_id: str
-) -> dict[tuple[str, str, str], tuple[str | None, str | None, int]]:  # noqa: E501
+) -> dict[tuple[str, str, str], tuple[str | None, str | None, int]]:
     """(format, resolution, storage) → (S3 key, CID, segment count) for one video."""
 
     def query(cur: Cursor) -> list[tuple[Any, ...]]:
@@ -284,7 +287,7 @@ def check_status(listener: StatusListener, video: Video, renditions: list[Rendit
         progress = [e.progress for _, e in seen]
         assert progress == sorted(progress), "progress never goes backwards"
         encoding = [t for t, e in seen if e.phase == "encoding"]
-        gaps = [b - a for a, b in zip(encoding, encoding[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(encoding)]
         assert gaps, f"{r.name}: too few encoding events to see a rate"
         assert max(gaps) <= 2.0, f"{r.name}: an encoding event at least every second: {gaps}"
         entry = resource["status"]["renditions"][r.name]
@@ -326,7 +329,7 @@ def test_renditions_are_published_to_s3_and_ipfs_with_rows_and_status(
             lambda: all(
                 listener.of(r.name) and listener.of(r.name)[-1][1].phase == "done"
                 for r in LADDER_1080
-            ),  # noqa: E501
+            ),
             timeout=30,
         )
         check_status(listener, video, LADDER_1080)
@@ -364,7 +367,7 @@ def test_the_first_segment_is_in_s3_before_the_encode_ends(
 ) -> None:  # fmt: skip
     long_clip = media.make_clip(
         tmp_path_factory.mktemp("media") / "clip-60s.mp4", seconds=60, width=854, height=480
-    )  # noqa: E501
+    )
     video = upload_video(store, db, long_clip)
     r480 = LADDER_1080[0]
     name = run_job(video, job_ns, [r480], settings, duration=60)
@@ -385,7 +388,7 @@ def test_s3_and_ipfs_outages_mid_encode_are_ridden_out(
 ) -> None:  # fmt: skip
     long_clip = media.make_clip(
         tmp_path_factory.mktemp("media") / "clip-60s.mp4", seconds=60, width=854, height=480
-    )  # noqa: E501
+    )
     video = upload_video(store, db, long_clip)
     r480 = LADDER_1080[0]
     name = run_job(video, job_ns, [r480], settings, duration=60)
@@ -418,7 +421,7 @@ def test_a_pod_deleted_mid_encode_is_retried_without_duplicate_rows(
 ) -> None:  # fmt: skip
     long_clip = media.make_clip(
         tmp_path_factory.mktemp("media") / "clip-60s.mp4", seconds=60, width=854, height=480
-    )  # noqa: E501
+    )
     video = upload_video(store, db, long_clip)
     r480 = LADDER_1080[0]
     name = run_job(video, job_ns, [r480], settings, duration=60)
@@ -464,7 +467,7 @@ def test_hostile_input_fails_at_once_with_the_invalid_input_code(
         f"job-name={name}",
         "-o",
         "jsonpath={range .items[*]}{.status.containerStatuses[0].state.terminated.exitCode} {end}",
-    )  # noqa: E501
+    )
     assert listed.split() == [str(EXIT_INVALID_INPUT)], "one attempt, ended as invalid input"
     assert "invalid input" in logs
     assert "root:x:0:0" not in logs, "no local file was read"

@@ -1,0 +1,167 @@
+"""Benchmark: what it costs to make the ladder, four ways, on the same source in one run.
+
+(a) naive: one FFmpeg run per rendition per format, as the original plan did;
+(b) per-rendition: the jobrunner's command for each rendition alone (MP4 and HLS from one encode);
+(c) grouped: the jobrunner's command for all renditions (one decode);
+(d) floor: one decode and the same encodes, written nowhere.
+Prints CPU-seconds (user+sys of FFmpeg) and wall time, ratios to the floor, and the SSIM of each
+grouped rendition against the naive one. Usage: python -m bench.ladder [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.media import make_clip
+from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
+from vtx.jobrunner import ffmpeg
+
+
+@dataclass
+class Cost:
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+
+def run(cmd: list[str], cost: Cost) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    subprocess.run(cmd, check=True, capture_output=True, timeout=3600)
+    cost.wall_s += time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cost.cpu_s += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+@contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """The source over HTTP on loopback, as the jobrunner reads it from S3."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def encoder_args(r: Rendition) -> list[str]:
+    return [
+        "-vf", f"scale={r.width}:{r.height}:flags=bicubic,setsar=1,fps={r.fps:g},format=yuv420p",
+        "-c:v", "libx264", "-preset", ffmpeg.X264_PRESET, "-profile:v", "high",
+        "-b:v", f"{r.video_bitrate_k}k", "-maxrate", f"{r.maxrate_k}k",
+        "-bufsize", f"{r.bufsize_k}k",
+        "-force_key_frames", f"expr:gte(t,n_forced*{ffmpeg.KEYFRAME_SECONDS})",
+        "-sc_threshold", "0",
+        "-c:a", "aac", "-b:a", f"{r.audio_bitrate_k}k", "-ac", "2", "-ar", "48000",
+    ]  # fmt: skip
+
+
+def naive(url: str, ladder: list[Rendition], out: Path, cost: Cost) -> None:
+    base = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", url]
+    for r in ladder:
+        d = out / r.name
+        (d / "hls").mkdir(parents=True)
+        run([*base, *encoder_args(r), "-movflags", "+faststart", str(d / "video.mp4")], cost)
+        run(
+            [*base, *encoder_args(r), "-f", "hls", "-hls_time", str(ffmpeg.SEGMENT_SECONDS),
+             "-hls_playlist_type", "vod", "-hls_segment_type", "fmp4",
+             "-hls_segment_filename", str(d / "hls" / "seg_%05d.m4s"),
+             str(d / "hls" / "index.m3u8")],
+            cost,
+        )  # fmt: skip
+
+
+def jobrunner(url: str, ladder: list[Rendition], out: Path, cost: Cost, grouped: bool) -> None:
+    groups = [ladder] if grouped else [[r] for r in ladder]
+    for group in groups:
+        outputs = ffmpeg.outputs_for(group, out)
+        for o in outputs:
+            o.playlist.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ffmpeg.build_encode_command(url, outputs, has_audio=True)
+        run([c for c in cmd if c not in ("-progress", "pipe:1")], cost)
+
+
+def floor(url: str, ladder: list[Rendition], cost: Cost) -> None:
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", url]
+    labels = "".join(f"[s{i}]" for i in range(len(ladder)))
+    chains = [f"[0:v:0]split={len(ladder)}{labels}"]
+    for i, r in enumerate(ladder):
+        chains.append(
+            f"[s{i}]scale={r.width}:{r.height}:flags=bicubic,setsar=1,fps={r.fps:g},format=yuv420p[v{i}]"
+        )
+    cmd += ["-filter_complex", ";".join(chains)]
+    for i, r in enumerate(ladder):
+        args = encoder_args(r)
+        args = args[2:]  # the scaling is in the graph
+        cmd += ["-map", f"[v{i}]", "-map", "0:a:0", *args, "-f", "null", "-"]
+    run(cmd, cost)
+
+
+def ssim(a: Path, b: Path) -> float:
+    proc = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-i", str(a), "-i", str(b), "-lavfi", "[0:v][1:v]ssim", "-f", "null", "-"],  # noqa: E501
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    match = re.search(r"All:([0-9.]+)", proc.stderr)
+    assert match, proc.stderr[-500:]
+    return float(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="vtx-bench-ladder-"))
+    try:
+        src_dir = work / "src"
+        src_dir.mkdir()
+        make_clip(src_dir / "source.mp4", seconds=args.seconds)
+        facts = SourceFacts(
+            duration=args.seconds, has_video=True, has_audio=True, width=1920, height=1080, fps=30
+        )
+        ladder = plan_ladder(facts)
+        costs = {name: Cost() for name in ("naive", "per-rendition", "grouped", "floor")}
+        with serve(src_dir) as base:
+            url = f"{base}/source.mp4"
+            floor(url, ladder, costs["floor"])
+            naive(url, ladder, work / "naive", costs["naive"])
+            jobrunner(url, ladder, work / "per", costs["per-rendition"], grouped=False)
+            jobrunner(url, ladder, work / "grouped", costs["grouped"], grouped=True)
+        f = costs["floor"]
+        names = ", ".join(r.name for r in ladder)
+        print(f"source: {args.seconds:g} s 1080p30 H.264/AAC; ladder {names}")
+        print(f"{'way':<15}{'cpu s':>9}{'wall s':>9}{'cpu/floor':>11}{'wall/floor':>12}")
+        for name, c in costs.items():
+            ratios = f"{c.cpu_s / f.cpu_s:11.2f}{c.wall_s / f.wall_s:12.2f}"
+            print(f"{name:<15}{c.cpu_s:9.1f}{c.wall_s:9.1f}{ratios}")
+        print(f"naive/grouped cpu: {costs['naive'].cpu_s / costs['grouped'].cpu_s:.2f}x")
+        for r in ladder:
+            naive_mp4 = work / "naive" / r.name / "video.mp4"
+            grouped = ssim(work / "grouped" / r.name / "video.mp4", naive_mp4)
+            per = ssim(work / "per" / r.name / "video.mp4", naive_mp4)
+            print(f"SSIM vs naive, {r.name}: grouped {grouped:.4f}, per-rendition {per:.4f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

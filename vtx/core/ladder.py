@@ -1,0 +1,175 @@
+"""The ladder planner: from what the probe learned about a source to the renditions to make.
+
+Pure functions. Sizes are planned on the *display* size (sample aspect ratio and rotation
+applied), so anamorphic and phone videos keep their shape; a rung's height is the target of the
+short side, so a portrait video at the 720p rung is 720 pixels wide.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+
+class InvalidSource(ValueError):
+    """The source cannot be transcoded; the message says why."""
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One step of the configured ladder (bitrates in kbit/s)."""
+
+    name: str
+    height: int
+    video_bitrate_k: int
+    maxrate_k: int
+    bufsize_k: int
+    audio_bitrate_k: int
+
+
+DEFAULT_LADDER: tuple[Rung, ...] = (
+    Rung("480p", 480, 1400, 1498, 2100, 128),
+    Rung("720p", 720, 2800, 2996, 4200, 128),
+    Rung("1080p", 1080, 5000, 5350, 7500, 192),
+)
+AUDIO_ONLY_BITRATE_K = 128
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What the probe learned about a source."""
+
+    duration: float
+    has_video: bool
+    has_audio: bool
+    width: int | None = None  # coded size, before sample aspect ratio and rotation
+    height: int | None = None
+    rotation: int = 0  # degrees, as the display matrix or rotate tag says
+    sar: Fraction = Fraction(1)
+    fps: float | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """One output to make; width/height/fps/video bitrates are 0 or None for audio."""
+
+    name: str
+    kind: Literal["video", "audio"]
+    width: int
+    height: int
+    fps: float | None
+    video_bitrate_k: int
+    maxrate_k: int
+    bufsize_k: int
+    audio_bitrate_k: int
+
+
+def _even(x: float) -> int:
+    """The nearest even integer, never below 2."""
+    return max(2, 2 * round(x / 2))
+
+
+def display_size(facts: SourceFacts) -> tuple[int, int]:
+    """Width and height as a viewer sees them."""
+    if not facts.width or not facts.height or facts.width <= 0 or facts.height <= 0:
+        raise InvalidSource("the video stream has no frame size")
+    sar = facts.sar if facts.sar > 0 else Fraction(1)
+    width = facts.width * sar
+    height = Fraction(facts.height)
+    if facts.rotation % 180 == 90:
+        width, height = height, width
+    return round(width), round(height)
+
+
+def _scale(width: int, height: int, short_target: int) -> tuple[int, int]:
+    """Scale so the short side is ``short_target``, keeping the aspect ratio, both even."""
+    if width >= height:
+        return _even(width * short_target / height), _even(short_target)
+    return _even(short_target), _even(height * short_target / width)
+
+
+def plan_ladder(
+    source: SourceFacts, ladder: Sequence[Rung] = DEFAULT_LADDER, *, max_fps: float = 60.0
+) -> list[Rendition]:
+    """The renditions to make, lowest first. Never upscales; keeps aspect ratio and orientation."""
+    if not math.isfinite(source.duration) or source.duration <= 0:
+        raise InvalidSource("the source has no duration")
+    if not source.has_video and not source.has_audio:
+        raise InvalidSource("the source has neither video nor audio")
+    if not source.has_video:
+        return [Rendition("audio", "audio", 0, 0, None, 0, 0, 0, AUDIO_ONLY_BITRATE_K)]
+    if not ladder:
+        raise ValueError("the ladder is empty")
+    width, height = display_size(source)
+    short = min(width, height)
+    fps = min(source.fps, max_fps) if source.fps and source.fps > 0 else None
+    rungs = sorted(ladder, key=lambda r: r.height)
+    fitting = [r for r in rungs if r.height <= short]
+    out = []
+    for rung in fitting:
+        w, h = _scale(width, height, rung.height)
+        audio = rung.audio_bitrate_k if source.has_audio else 0
+        out.append(
+            Rendition(rung.name, "video", w, h, fps, rung.video_bitrate_k, rung.maxrate_k,
+                      rung.bufsize_k, audio)
+        )  # fmt: skip
+    if not out:
+        # Smaller than the lowest rung: one rendition at its own size, with that rung's
+        # bitrates scaled by the pixel ratio (but not below a quarter of them).
+        low = rungs[0]
+        w, h = _even(width), _even(height)
+        low_w, low_h = _scale(width, height, low.height)
+        ratio = max(0.25, (w * h) / (low_w * low_h))
+        out.append(
+            Rendition(
+                f"{min(w, h)}p", "video", w, h, fps,
+                max(1, round(low.video_bitrate_k * ratio)), max(1, round(low.maxrate_k * ratio)),
+                max(1, round(low.bufsize_k * ratio)),
+                low.audio_bitrate_k if source.has_audio else 0,
+            )
+        )  # fmt: skip
+    return out
+
+
+def parse_ladder(text: str) -> tuple[Rung, ...]:
+    """A ladder from a setting: ``name:height:video_k:maxrate_k:bufsize_k:audio_k,...``."""
+    rungs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        fields = item.split(":")
+        if len(fields) != 6:
+            raise ValueError(
+                f"rung {item!r}: expected name:height:video_k:maxrate_k:bufsize_k:audio_k"
+            )
+        name, *numbers = fields
+        if not name or not all(c.isalnum() or c == "-" for c in name):
+            raise ValueError(f"rung {item!r}: the name must be letters, digits or '-'")
+        try:
+            height, video, maxrate, bufsize, audio = (int(n) for n in numbers)
+        except ValueError:
+            raise ValueError(f"rung {item!r}: the numbers must be integers") from None
+        if min(height, video, maxrate, bufsize, audio) <= 0:
+            raise ValueError(f"rung {item!r}: every number must be positive")
+        rungs.append(Rung(name, height, video, maxrate, bufsize, audio))
+    if not rungs:
+        raise ValueError("the ladder is empty")
+    names = [r.name for r in rungs]
+    if len(set(names)) != len(names):
+        raise ValueError("rung names must be unique")
+    heights = [r.height for r in rungs]
+    if heights != sorted(set(heights)):
+        raise ValueError("rung heights must increase")
+    return tuple(rungs)
+
+
+def format_ladder(ladder: Sequence[Rung]) -> str:
+    return ",".join(
+        f"{r.name}:{r.height}:{r.video_bitrate_k}:{r.maxrate_k}:{r.bufsize_k}:{r.audio_bitrate_k}"
+        for r in ladder
+    )
