@@ -7,7 +7,7 @@ import copy
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -57,7 +57,7 @@ def test_a_valid_resource_is_accepted_and_listed(ns: str) -> None:
     assert f"v-{VID}" in listed
 
 
-BAD = {
+BAD: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "unknown rendition field": (
         lambda s: s["renditions"][0].update(foo=1),
         "spec.renditions[0].foo",
@@ -78,7 +78,7 @@ def test_a_bad_spec_is_refused_naming_the_field(ns: str, case: str) -> None:
     mutate, field = BAD[case]
     obj = copy.deepcopy(valid(ns))
     obj["metadata"]["name"] = f"v-{VID[:-4]}{list(BAD).index(case):04d}"
-    mutate(obj["spec"])  # type: ignore[operator]
+    mutate(obj["spec"])
     proc = kubectl_apply(obj)
     assert proc.returncode != 0, f"the API server accepted a spec with {case}"
     assert field in proc.stderr, proc.stderr

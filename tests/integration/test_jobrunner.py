@@ -453,6 +453,7 @@ def test_hostile_input_fails_at_once_with_the_invalid_input_code(
     else:
         media.make_truncated_mp4(path, clip)
     video = upload_video(store, db, path)
+    create_resource(video, job_ns, [LADDER_1080[0]])
     name = run_job(video, job_ns, [LADDER_1080[0]], settings)
     status = wait_for_job(job_ns, name, timeout=180)
     logs = job_logs(job_ns, name)
@@ -471,4 +472,9 @@ def test_hostile_input_fails_at_once_with_the_invalid_input_code(
     assert listed.split() == [str(EXIT_INVALID_INPUT)], "one attempt, ended as invalid input"
     assert "invalid input" in logs
     assert "root:x:0:0" not in logs, "no local file was read"
+    assert "X-Amz-Signature" not in logs, "signed URLs are credentials: never logged"
+    entry = get("videotranscode", video.resource, job_ns)["status"]["renditions"]["480p"]
+    assert entry["phase"] == "Failed"
+    assert entry["message"].startswith("InvalidSource: ")
+    assert "X-Amz-Signature" not in entry["message"]
     assert store.head(f"videos/{video.id}/480p/video.mp4") is None

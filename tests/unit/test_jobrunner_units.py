@@ -167,3 +167,15 @@ def test_retry_backs_off_then_gives_up_with_the_cause() -> None:
         return "ok"
 
     assert with_retry(flaky, "x", budget_s=30, sleep=sleep, clock=lambda: clock[0]) == "ok"
+
+
+def test_failure_reasons_are_telling_and_carry_no_signed_url() -> None:
+    url = "http://s3:7070/media-videos/a.mp4?X-Amz-Signature=abc123&X-Amz-Credential=k"
+    stderr = f"[hls @ 0x55f5e6d79240] Format not on whitelist 'mov,mp4'\n{url}: Invalid argument\n"
+    assert (
+        ffmpeg.failure_reason(stderr)
+        == "hls input is not allowed (Format not on whitelist 'mov,mp4')"
+    )
+    reason = ffmpeg.failure_reason(f"{url}: Invalid data found when processing input\n")
+    assert reason == "http://s3:7070/media-videos/a.mp4: Invalid data found when processing input"
+    assert "Signature" not in ffmpeg.redact_urls(f"opening {url} failed")

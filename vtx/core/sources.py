@@ -10,7 +10,12 @@ import subprocess
 from vtx.core.ladder import InvalidSource, SourceFacts
 from vtx.core.probe import facts_from_ffprobe, ffprobe_args
 from vtx.core.settings import Settings
-from vtx.jobrunner.ffmpeg import INPUT_FORMATS, allowed_protocols, classify_failure
+from vtx.jobrunner.ffmpeg import (
+    INPUT_FORMATS,
+    allowed_protocols,
+    classify_failure,
+    failure_reason,
+)
 
 
 class ProbeUnavailable(RuntimeError):
@@ -30,7 +35,7 @@ def probe_source(url: str, settings: Settings, *, timeout_s: int = 60) -> Source
     except subprocess.TimeoutExpired as exc:
         raise ProbeUnavailable(f"ffprobe did not finish within {timeout_s}s") from exc
     if proc.returncode != 0:
-        message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no message"
+        message = failure_reason(proc.stderr)
         if classify_failure(proc.stderr) == "invalid":
             raise InvalidSource(f"the source is not a readable video or audio file: {message}")
         raise ProbeUnavailable(f"ffprobe failed: {message}")

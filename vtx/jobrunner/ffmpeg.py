@@ -218,3 +218,25 @@ def classify_failure(stderr: str) -> str:
     if _INVALID_INPUT.search(stderr):
         return "invalid"
     return "transient"
+
+
+_SIGNED_URL = re.compile(r"(https?://[^\s?]+)\?\S*?(?=:?(\s|$))")
+_CONTEXT = re.compile(r"^\[(?P<part>[\w,]+) @ 0x[0-9a-f]+\]\s*")
+
+
+def redact_urls(text: str) -> str:
+    """Drop query strings from URLs: a signed URL is a credential and must not be logged."""
+    return _SIGNED_URL.sub(r"\1", text)
+
+
+def failure_reason(stderr: str) -> str:
+    """The most telling line of FFmpeg's messages, without signed URLs or addresses."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        match = _CONTEXT.match(line)
+        if match and "whitelist" in line:
+            return f"{match.group('part')} input is not allowed ({line[match.end() :]})"
+    chosen = next((line for line in lines if _INVALID_INPUT.search(line)), None)
+    chosen = chosen or next((line for line in lines if _TRANSIENT.search(line)), None)
+    chosen = chosen or (lines[-1] if lines else "no message")
+    return redact_urls(_CONTEXT.sub("", chosen))[:300]

@@ -24,6 +24,7 @@ from vtx.jobrunner.ffmpeg import (
     EXIT_RETRYABLE,
     build_encode_command,
     classify_failure,
+    failure_reason,
     out_time_seconds,
     outputs_for,
     parse_progress,
@@ -153,7 +154,7 @@ def run_transcode(job: TranscodeJob, settings: Settings, stop: threading.Event) 
             raise failure[0]
         if encode.proc.returncode != 0:
             stderr = (job.scratch / "ffmpeg.log").read_text(errors="replace")
-            last = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
+            last = failure_reason(stderr)
             if classify_failure(stderr) == "invalid":
                 raise InvalidSource(f"FFmpeg could not decode the source: {last}")
             raise ProbeUnavailable(f"FFmpeg failed (exit {encode.proc.returncode}): {last}")
