@@ -167,12 +167,13 @@ def main() -> None:
         print("SSIM against the source (MP4 outputs):")
         source = src_dir / "source.mp4"
         for r in ladder:
-            base = ssim(work / "naive" / r.name / "video.mp4", source, r)
+            ssim_naive = ssim(work / "naive" / r.name / "video.mp4", source, r)
             per = ssim(work / "per" / r.name / "video.mp4", source, r)
             grouped = ssim(work / "grouped" / r.name / "video.mp4", source, r)
             print(
-                f"  {r.name:<6} naive {base:.4f}  per-rendition {per:.4f} ({per - base:+.4f})"
-                f"  grouped {grouped:.4f} ({grouped - base:+.4f})"
+                f"  {r.name:<6} naive {ssim_naive:.4f}"
+                f"  per-rendition {per:.4f} ({per - ssim_naive:+.4f})"
+                f"  grouped {grouped:.4f} ({grouped - ssim_naive:+.4f})"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
