@@ -65,7 +65,7 @@ for name in job operator; do
     { tail -n 30 "$VTX_STATE/logs/image-$name.log"; die "building $img failed"; }
   id=$(podman image inspect --format '{{.Id}}' "$img")
   mark="$VTX_STATE/images/vtx-$name.id"
-  if [ "$(cat "$mark" 2>/dev/null)" = "$id" ] && ctr_images ls -q | grep -qx "$img"; then
+  if [ "$(cat "$mark" 2>/dev/null)" = "$id" ] && ctr_images ls -q | grep -x "$img" >/dev/null; then
     continue
   fi
   log "importing $img into the cluster"

@@ -47,6 +47,9 @@ PG_USER=vtx
 LOGS="$VTX_STATE/logs"
 PIDS="$VTX_STATE/pids"
 
+# Note for pipelines: with pipefail, `cmd | grep -q` can fail when grep exits at the first match
+# and cmd dies of SIGPIPE; use `grep ... >/dev/null`, which reads everything.
+
 log() { printf '\033[1m[vtx]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[vtx] error:\033[0m %s\n' "$*" >&2; exit 1; }
 

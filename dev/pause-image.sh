@@ -2,7 +2,7 @@
 # The pod sandbox ("pause") image, built here: a static program that sleeps until told to stop.
 . "$(dirname "$0")/lib.sh"
 IMG=localhost/pause:3.10
-if ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qx "$IMG"; then exit 0; fi
+if ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -x "$IMG" >/dev/null; then exit 0; fi
 dir="$VTX_CACHE/images/pause"
 mkdir -p "$dir/root"
 if [ ! -s "$dir/pause.tar" ]; then
@@ -22,4 +22,4 @@ C
   mv "$dir/pause.tar.part" "$dir/pause.tar"
 fi
 ctr --address "$CONTAINERD_SOCK" -n k8s.io images import --base-name localhost/pause "$dir/pause.tar" >/dev/null
-ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qx "$IMG" || die "pause image did not import into containerd"
+ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -x "$IMG" >/dev/null || die "pause image did not import into containerd"
