@@ -133,7 +133,8 @@ case ${1:-} in
     wait_for postgres 60 pg_ready
     wait_for versitygw 30 s3_ready
     wait_for kubo 60 curl -fsS -X POST "http://127.0.0.1:$KUBO_API_PORT/api/v0/version"
-    wait_for pulsar 120 curl -fsS "http://$NODE_IP:$PULSAR_HTTP_PORT/admin/v2/clusters"
+    # The admin API answers before the standalone has made the public/default namespace.
+    wait_for pulsar 120 sh -c "curl -fsS 'http://$NODE_IP:$PULSAR_HTTP_PORT/admin/v2/namespaces/public' | grep -F public/default"
     ;;
   bootstrap)
     # Database and role (idempotent).

@@ -301,6 +301,25 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return media.make_clip(tmp_path_factory.mktemp("media") / "clip-1080p.mp4")
 
 
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Long enough that the encode is still running while a test looks at it."""
+    path = tmp_path_factory.mktemp("media") / "clip-60s.mp4"
+    return media.make_clip(path, seconds=60, width=854, height=480)
+
+
+def start_480p_job(
+    source: Path, ns: str, settings: Settings, store: ObjectStore, db: Database
+) -> tuple[Video, str]:
+    video = upload_video(store, db, source)
+    return video, run_job(video, ns, [LADDER_1080[0]], settings, duration=60)
+
+
+def wait_for_segment(store: ObjectStore, video: Video, sequence: int) -> None:
+    key = f"videos/{video.id}/480p/hls/seg_{sequence:05d}.m4s"
+    wait_until(f"HLS segment {sequence} in S3", lambda: store.head(key), timeout=180, every=0.2)
+
+
 @pytest.mark.parametrize("grouped", [False, True], ids=["job-per-rendition", "one-grouped-job"])
 def test_renditions_are_published_to_s3_and_ipfs_with_rows_and_status(
     grouped: bool,
@@ -362,17 +381,10 @@ def test_ingest_pins_the_exact_source_and_records_its_checksum(
 
 
 def test_the_first_segment_is_in_s3_before_the_encode_ends(
-    job_ns: str, tmp_path_factory: pytest.TempPathFactory, settings: Settings,
-    store: ObjectStore, db: Database,
+    job_ns: str, long_clip: Path, settings: Settings, store: ObjectStore, db: Database,
 ) -> None:  # fmt: skip
-    long_clip = media.make_clip(
-        tmp_path_factory.mktemp("media") / "clip-60s.mp4", seconds=60, width=854, height=480
-    )
-    video = upload_video(store, db, long_clip)
-    r480 = LADDER_1080[0]
-    name = run_job(video, job_ns, [r480], settings, duration=60)
-    first = f"videos/{video.id}/480p/hls/seg_00000.m4s"
-    wait_until("the first HLS segment in S3", lambda: store.head(first), timeout=180, every=0.2)
+    video, name = start_480p_job(long_clip, job_ns, settings, store, db)
+    wait_for_segment(store, video, 0)
     job = get("job", name, job_ns)
     assert not job["status"].get("succeeded"), "the segment must be readable while encoding"
     playlist = store.get_bytes(f"videos/{video.id}/480p/hls/index.m3u8").decode()
@@ -383,21 +395,11 @@ def test_the_first_segment_is_in_s3_before_the_encode_ends(
 
 
 def test_s3_and_ipfs_outages_mid_encode_are_ridden_out(
-    job_ns: str, tmp_path_factory: pytest.TempPathFactory, settings: Settings,
-    store: ObjectStore, ipfs: IpfsClient, db: Database, tmp_path: Path,
+    job_ns: str, long_clip: Path, settings: Settings, store: ObjectStore, ipfs: IpfsClient,
+    db: Database, tmp_path: Path,
 ) -> None:  # fmt: skip
-    long_clip = media.make_clip(
-        tmp_path_factory.mktemp("media") / "clip-60s.mp4", seconds=60, width=854, height=480
-    )
-    video = upload_video(store, db, long_clip)
-    r480 = LADDER_1080[0]
-    name = run_job(video, job_ns, [r480], settings, duration=60)
-    wait_until(
-        "the first HLS segment in S3",
-        lambda: store.head(f"videos/{video.id}/480p/hls/seg_00000.m4s"),
-        timeout=180,
-        every=0.2,
-    )
+    video, name = start_480p_job(long_clip, job_ns, settings, store, db)
+    wait_for_segment(store, video, 0)
     stop_part("versitygw")
     stop_part("kubo")
     try:
@@ -411,32 +413,22 @@ def test_s3_and_ipfs_outages_mid_encode_are_ridden_out(
     pods = kubectl("get", "pods", "-n", job_ns, "-l", f"job-name={name}", "-o", "name").split()
     assert len(pods) == 1, "ridden out in the same attempt, not by a retry"
     check_rendition(
-        video, r480, store, ipfs, db, tmp_path, duration_of(media.probe(str(long_clip)))
+        video, LADDER_1080[0], store, ipfs, db, tmp_path, duration_of(media.probe(str(long_clip)))
     )
 
 
 def test_a_pod_deleted_mid_encode_is_retried_without_duplicate_rows(
-    job_ns: str, tmp_path_factory: pytest.TempPathFactory, settings: Settings,
-    store: ObjectStore, ipfs: IpfsClient, db: Database, tmp_path: Path,
+    job_ns: str, long_clip: Path, settings: Settings, store: ObjectStore, ipfs: IpfsClient,
+    db: Database, tmp_path: Path,
 ) -> None:  # fmt: skip
-    long_clip = media.make_clip(
-        tmp_path_factory.mktemp("media") / "clip-60s.mp4", seconds=60, width=854, height=480
-    )
-    video = upload_video(store, db, long_clip)
-    r480 = LADDER_1080[0]
-    name = run_job(video, job_ns, [r480], settings, duration=60)
-    wait_until(
-        "a few HLS segments in S3",
-        lambda: store.head(f"videos/{video.id}/480p/hls/seg_00002.m4s"),
-        timeout=180,
-        every=0.2,
-    )
+    video, name = start_480p_job(long_clip, job_ns, settings, store, db)
+    wait_for_segment(store, video, 2)
     kubectl("delete", "pod", "-n", job_ns, "-l", f"job-name={name}", "--wait=false")
     status = wait_for_job(job_ns, name, timeout=400)
     assert status["status"].get("succeeded") == 1, job_logs(job_ns, name)
     assert status["status"].get("failed", 0) >= 1, "the deleted pod counted as one failed attempt"
     check_rendition(
-        video, r480, store, ipfs, db, tmp_path, duration_of(media.probe(str(long_clip)))
+        video, LADDER_1080[0], store, ipfs, db, tmp_path, duration_of(media.probe(str(long_clip)))
     )
 
 

@@ -1,30 +1,16 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from vtx.core.ladder import Rendition
 from vtx.jobrunner import ffmpeg, hls
 from vtx.jobrunner.retry import StorageUnavailable, with_retry
 
-
-@dataclass(frozen=True)
-class R:
-    name: str
-    kind: str
-    width: int
-    height: int
-    fps: float | None
-    video_bitrate_k: int
-    maxrate_k: int
-    bufsize_k: int
-    audio_bitrate_k: int
-
-
-R480 = R("480p", "video", 854, 480, 30.0, 1400, 1498, 2100, 128)
-R720 = R("720p", "video", 1280, 720, 30.0, 2800, 2996, 4200, 128)
-AUDIO = R("audio", "audio", 0, 0, None, 0, 0, 0, 128)
+R480 = Rendition("480p", "video", 854, 480, 30.0, 1400, 1498, 2100, 128)
+R720 = Rendition("720p", "video", 1280, 720, 30.0, 2800, 2996, 4200, 128)
+AUDIO = Rendition("audio", "audio", 0, 0, None, 0, 0, 0, 128)
 
 FFMPEG_PLAYLIST = """#EXTM3U
 #EXT-X-VERSION:7
@@ -81,7 +67,7 @@ def test_master_playlist_orders_variants_by_bandwidth() -> None:
 
 
 def test_one_decode_feeds_every_rendition_and_each_is_written_twice() -> None:
-    outs = ffmpeg.outputs_for([R480, R720], Path("/scratch/w"))  # type: ignore[list-item]
+    outs = ffmpeg.outputs_for([R480, R720], Path("/scratch/w"))
     cmd = ffmpeg.build_encode_command("https://s3.example/src?sig=1", outs, has_audio=True)
     assert cmd.count("-i") == 1, "one input, decoded once"
     graph = cmd[cmd.index("-filter_complex") + 1]
@@ -102,7 +88,7 @@ def test_one_decode_feeds_every_rendition_and_each_is_written_twice() -> None:
 
 
 def test_an_audio_only_rendition_has_no_video() -> None:
-    outs = ffmpeg.outputs_for([AUDIO], Path("/s"))  # type: ignore[list-item]
+    outs = ffmpeg.outputs_for([AUDIO], Path("/s"))
     cmd = ffmpeg.build_encode_command("http://s3/src", outs, has_audio=True)
     assert "-filter_complex" not in cmd
     assert "-vn" in cmd
