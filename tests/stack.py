@@ -142,3 +142,30 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float, every: 
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(every)
+
+
+def install_crd() -> None:
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/videotranscodes.vtx.dev")
+
+
+@contextmanager
+def job_namespace(prefix: str) -> Iterator[str]:
+    """A namespace set up as vtx runs jobs in it: the CRD, the jobrunner's Secret (settings as
+    pods see them), its ServiceAccount and a Role that may patch only the resource's status."""
+    install_crd()
+    rbac = "rbac.authorization.k8s.io"
+    with namespace(prefix) as ns:
+        meta = {"name": "vtx-jobrunner", "namespace": ns}
+        apply(
+            {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+             "stringData": pod_settings_env()},
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+            {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": meta,
+             "rules": [{"apiGroups": ["vtx.dev"], "resources": ["videotranscodes/status"],
+                        "verbs": ["patch"]}]},
+            {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": meta,
+             "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "vtx-jobrunner"},
+             "subjects": [{"kind": "ServiceAccount", "name": "vtx-jobrunner", "namespace": ns}]},
+        )  # fmt: skip
+        yield ns

@@ -61,6 +61,20 @@ def _jobrunner_ingest(args: argparse.Namespace) -> int:
     return run_ingest(args.video_id, args.source_key, Settings.from_env())
 
 
+def _operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    import vtx.operator.handlers  # noqa: F401 - registers the handlers
+
+    Settings.from_env()  # fail fast, naming the variable, before kopf starts
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=f"http://{args.health_address}/healthz",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vtx", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vtx {__version__}")
@@ -71,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("migrate", help="apply the schema migrations not yet applied").set_defaults(
         run=_db_migrate
     )
+    operator = sub.add_parser("operator", help="run the operator (VideoTranscode → Jobs)")
+    operator.add_argument(
+        "--namespace", action="append", help="watch only this namespace (repeatable)"
+    )
+    operator.add_argument(
+        "--health-address", default="127.0.0.1:8090", help="host:port of /healthz"
+    )
+    operator.set_defaults(run=_operator)
     jobrunner = sub.add_parser("jobrunner", help="run one transcode or ingest job (in a Job pod)")
     jr = jobrunner.add_subparsers(dest="jobrunner_command")
     transcode = jr.add_parser("transcode", help="encode renditions to MP4 and HLS and publish them")

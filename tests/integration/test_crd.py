@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.stack import REPO, kubectl, namespace, stack_env
+from tests.stack import install_crd, kubectl, namespace, stack_env
 from vtx.core.resource import SourceRef, VideoTranscodeSpec, build_resource
 
 pytestmark = pytest.mark.stack
@@ -22,8 +22,7 @@ VID = "5d1b7c0e-8a0f-4a57-9c6f-0f3c2b9d7e21"
 
 @pytest.fixture(scope="module")
 def ns() -> Iterator[str]:
-    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/videotranscodes.vtx.dev")
+    install_crd()
     with namespace("vtx-test-crd") as name:
         yield name
 

@@ -17,13 +17,11 @@ import pytest
 
 from tests import media
 from tests.stack import (
-    REPO,
     apply,
     get,
     job_logs,
+    job_namespace,
     kubectl,
-    namespace,
-    pod_settings_env,
     restart_missing_parts,
     stop_part,
     wait_for_job,
@@ -49,46 +47,7 @@ LADDER_1080 = plan_ladder(
 
 @pytest.fixture(scope="module")
 def job_ns(settings: Settings) -> Iterator[str]:
-    """A namespace set up as the operator would run jobs in it: CRD, Secret, ServiceAccount."""
-    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/videotranscodes.vtx.dev")
-    with namespace("vtx-test-jobrunner") as ns:
-        apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "vtx-jobrunner", "namespace": ns},
-                "stringData": pod_settings_env(),
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {"name": "vtx-jobrunner", "namespace": ns},
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "Role",
-                "metadata": {"name": "vtx-jobrunner", "namespace": ns},
-                "rules": [
-                    {
-                        "apiGroups": ["vtx.dev"],
-                        "resources": ["videotranscodes/status"],
-                        "verbs": ["patch"],
-                    }
-                ],
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": "vtx-jobrunner", "namespace": ns},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": "vtx-jobrunner",
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": "vtx-jobrunner", "namespace": ns}],
-            },
-        )
+    with job_namespace("vtx-test-jobrunner") as ns:
         yield ns
 
 

@@ -20,7 +20,8 @@ RESOURCE_PHASE = {
     "encoding": "Running",
     "uploading": "Uploading",
     "done": "Succeeded",
-    "failed": "Failed",
+    "failed": "Failed",  # for good: invalid input; the Job fails at once
+    "retrying": "Running",  # this attempt failed; the Job makes another
     "interrupted": "Running",
 }
 

@@ -174,7 +174,7 @@ def run_transcode(job: TranscodeJob, settings: Settings, stop: threading.Event) 
         return EXIT_RETRYABLE
     except (StorageUnavailable, ProbeUnavailable) as exc:
         log.error("will retry: %s", exc)
-        report_all("failed", None, f"retrying: {exc}")
+        report_all("retrying", None, f"retrying: {exc}")
         return EXIT_RETRYABLE
     finally:
         if encode is not None:

@@ -1,0 +1,161 @@
+"""The operator, run as `vtx operator` against the local cluster with the real jobrunner image:
+a VideoTranscode becomes probed, planned, transcoded and published."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import media
+from tests.integration.test_jobrunner import Video, upload_video
+from tests.stack import REPO, apply, get, job_namespace, kubectl, stack_env, wait_until
+from vtx.core.db import Cursor, Database
+from vtx.core.ipfs import IpfsClient
+from vtx.core.objects import ObjectStore
+from vtx.core.resource import SourceRef, VideoTranscodeSpec, build_resource
+from vtx.jobrunner.hls import parse_media_playlist
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def ns() -> Iterator[str]:
+    with job_namespace("vtx-test-operator") as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Path]:
+    """`vtx operator` as a host process, exactly as a user starts it."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = {**os.environ, **stack_env()}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["vtx", "operator", "--namespace", ns, "--health-address", "127.0.0.1:18090"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+
+        def healthy() -> bool:
+            assert proc.poll() is None, f"the operator exited:\n{log.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:18090/healthz", timeout=2):
+                    return True
+            except OSError:
+                return False
+
+        wait_until("the operator's /healthz", healthy, timeout=60)
+        yield log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def submit(video: Video, ns: str) -> str:
+    spec = VideoTranscodeSpec(
+        video_id=video.id, source=SourceRef(key=video.key, size=video.path.stat().st_size)
+    )
+    obj = build_resource(spec, ns)
+    apply(obj)
+    name: str = obj["metadata"]["name"]
+    return name
+
+
+def wait_for_phase(
+    ns: str, name: str, phases: set[str], log: Path, timeout: float
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        obj = get("videotranscode", name, ns)
+        return obj if obj.get("status", {}).get("phase") in phases else None
+
+    try:
+        return wait_until(f"{name} to reach {sorted(phases)}", reached, timeout=timeout, every=1)
+    except TimeoutError as exc:
+        status = json.dumps(get("videotranscode", name, ns).get("status"), indent=1)[:3000]
+        raise TimeoutError(
+            f"{exc}\nstatus: {status}\noperator log:\n{log.read_text()[-3000:]}"
+        ) from None
+
+
+def test_a_1080p_upload_becomes_ready_with_three_renditions(
+    ns: str, operator: Path, store: ObjectStore, ipfs: IpfsClient, db: Database,
+    settings: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(tmp_path_factory.mktemp("media") / "op-1080p.mp4", seconds=8)
+    video = upload_video(store, db, clip)
+    name = submit(video, ns)
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
+    status = obj["status"]
+    assert status["phase"] == "Ready", status
+    assert status["progress"] == 100
+    assert status["renditionsReady"] == "3/3"
+    assert sorted(status["renditions"]) == ["1080p", "480p", "720p"]
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {
+        "Probed": "True",
+        "JobsCreated": "True",
+        "Degraded": "False",
+        "Ready": "True",
+    }
+    row = kubectl("get", "vt", name, "-n", ns, "--no-headers").split()
+    assert row[1:4] == ["Ready", "100", "3/3"]
+
+    # The master playlist plays from the IPFS gateway by the root CID...
+    gateway = f"{settings.ipfs_gateway_url}/ipfs/{status['outputs']['cid']}/master.m3u8"
+    report = media.probe(gateway)
+    heights = sorted(int(s["height"]) for s in report["streams"] if s.get("codec_type") == "video")  # type: ignore[attr-defined]
+    assert heights == [480, 720, 1080]
+    # ...and from S3, as a local copy of exactly what the bucket holds.
+    master = status["outputs"]["master"]
+    local = tmp_path / "s3"
+    local.mkdir()
+    (local / "master.m3u8").write_bytes(store.get_bytes(master))
+    for rendition in ("480p", "720p", "1080p"):
+        folder = local / rendition / "hls"
+        folder.mkdir(parents=True)
+        prefix = f"videos/{video.id}/{rendition}/hls"
+        text = store.get_bytes(f"{prefix}/index.m3u8").decode()
+        (folder / "index.m3u8").write_text(text)
+        playlist = parse_media_playlist(text)
+        for uri in [s.uri for s in playlist.segments] + [playlist.init_uri or ""]:
+            if uri:
+                (folder / uri).write_bytes(store.get_bytes(f"{prefix}/{uri}"))
+    local_report = media.probe(str(local / "master.m3u8"))
+    assert abs(float(local_report["format"]["duration"]) - 8) <= 0.1  # type: ignore[index]
+
+    def upload_status(cur: Cursor) -> Any:
+        cur.execute("SELECT upload_status, ipfs_cid FROM videos WHERE id = %s", (video.id,))
+        return cur.fetchone()
+
+    state, _ = db.transaction(upload_status)
+    assert state == "completed"
+
+
+def test_a_text_file_fails_as_invalid_source_without_jobs(
+    ns: str, operator: Path, store: ObjectStore, db: Database, tmp_path: Path
+) -> None:
+    video = upload_video(store, db, media.make_text_file(tmp_path / "notes.mp4"))
+    name = submit(video, ns)
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=120)
+    assert obj["status"]["phase"] == "Failed"
+    probed = next(c for c in obj["status"]["conditions"] if c["type"] == "Probed")
+    assert probed["status"] == "False"
+    assert probed["reason"] == "InvalidSource"
+    assert "Invalid data found" in probed["message"]
+    jobs = kubectl("get", "jobs", "-n", ns, "-l", f"vtx.dev/video-id={video.id}", "-o", "name")
+    assert jobs.strip() == "", "no Job for a source that is not media"
+
+    def upload_status(cur: Cursor) -> Any:
+        cur.execute("SELECT upload_status, failure_reason FROM videos WHERE id = %s", (video.id,))
+        return cur.fetchone()
+
+    state, reason = db.transaction(upload_status)
+    assert state == "failed"
+    assert reason.startswith("InvalidSource")

@@ -1,0 +1,305 @@
+"""kopf handlers: each VideoTranscode is probed, planned, turned into Jobs, watched, published.
+
+Reconciliation is level-based: a timer looks at the resource and its Jobs and moves it one step;
+every step is idempotent (Jobs have deterministic names; creating one that exists is a no-op).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from vtx.core import resource as vt
+from vtx.core.db import Cursor, Database
+from vtx.core.ipfs import IpfsClient
+from vtx.core.kube import load_kube_config
+from vtx.core.ladder import InvalidSource, plan_ladder
+from vtx.core.objects import ObjectStore
+from vtx.core.settings import Settings
+from vtx.core.sources import ProbeUnavailable, probe_source
+from vtx.operator.jobs import (
+    LABEL_KIND,
+    LABEL_VIDEO,
+    build_ingest_job,
+    build_transcode_job,
+    job_name,
+)
+from vtx.operator.publish import FinishedRendition, publish_video
+from vtx.operator.state import (
+    PLAN_ANNOTATION,
+    decode_plan,
+    encode_plan,
+    job_groups,
+    job_state,
+    summarize,
+)
+
+log = logging.getLogger(__name__)
+TERMINAL = {"Ready", "Failed"}
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: ObjectStore
+    ipfs: IpfsClient
+    db: Database
+    batch: Any
+    custom: Any
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = "vtx.dev/cleanup"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="vtx.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="vtx.dev")
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.peering.standalone = True
+    load_kube_config()
+    cfg = Settings.from_env()
+    memo.ctx = Context(
+        settings=cfg,
+        store=ObjectStore(cfg),
+        ipfs=IpfsClient(cfg.ipfs_api_url, timeout_s=120),
+        db=Database(cfg.database_url, max_connections=4),
+        batch=client.BatchV1Api(),
+        custom=client.CustomObjectsApi(),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _condition(
+    status: Any, patch: kopf.Patch, type: str, value: str, reason: str, message: str, gen: int
+) -> None:
+    conditions = list(patch.status.get("conditions") or status.get("conditions") or [])
+    patch.status["conditions"] = vt.set_condition(
+        conditions,
+        type,
+        value,  # type: ignore[arg-type]
+        reason,
+        message,
+        gen,
+        _now(),
+    )
+
+
+def _mark_video(ctx: Context, video_id: str, status: str, reason: str | None = None) -> None:
+    def work(cur: Cursor) -> None:
+        cur.execute(
+            "UPDATE videos SET upload_status = %s, failure_reason = %s, updated_at = now()"
+            " WHERE id = %s",
+            (status, reason, video_id),
+        )
+
+    ctx.db.transaction(work, name="mark video")
+
+
+def _owner(body: kopf.Body) -> dict[str, Any]:
+    return {
+        "apiVersion": vt.API_VERSION,
+        "kind": vt.KIND,
+        "name": body.metadata.name,
+        "uid": body.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _create(ctx: Context, namespace: str, job: dict[str, Any]) -> None:
+    try:
+        ctx.batch.create_namespaced_job(namespace, job)
+    except ApiException as exc:
+        if exc.status != 409:  # it exists: a restarted operator made it before
+            raise
+
+
+@kopf.on.create(vt.GROUP, vt.VERSION, vt.PLURAL)
+@kopf.on.resume(vt.GROUP, vt.VERSION, vt.PLURAL)
+@kopf.timer(vt.GROUP, vt.VERSION, vt.PLURAL, interval=2.0, initial_delay=0.5)
+def reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    namespace: str | None,
+    **_: Any,
+) -> None:
+    ctx: Context = memo.ctx
+    assert namespace is not None, "VideoTranscode is a namespaced resource"
+    phase = status.get("phase")
+    if phase in TERMINAL:
+        return
+    name = meta["name"]
+    gen = int(meta.get("generation") or 1)
+    parsed = vt.VideoTranscodeSpec.from_dict(spec)
+    video_id = parsed.video_id
+    plan_text = (meta.get("annotations") or {}).get(PLAN_ANNOTATION)
+
+    if plan_text is None:
+        patch.status["phase"] = "Probing"
+        url = ctx.store.presign_get(parsed.source.key, expires_s=600, public=False)
+        try:
+            facts = probe_source(url, ctx.settings)
+            plan = plan_ladder(facts, max_fps=ctx.settings.max_output_fps)
+        except InvalidSource as exc:
+            patch.status["phase"] = "Failed"
+            patch.status["observedGeneration"] = gen
+            _condition(status, patch, "Probed", "False", "InvalidSource", str(exc), gen)
+            _condition(status, patch, "Ready", "False", "InvalidSource", str(exc), gen)
+            _mark_video(ctx, video_id, "failed", f"InvalidSource: {exc}")
+            kopf.warn(body, reason="InvalidSource", message=str(exc))
+            return
+        except ProbeUnavailable as exc:
+            raise kopf.TemporaryError(f"probing the source: {exc}", delay=10) from exc
+        if parsed.renditions:
+            wanted = {r.name for r in parsed.renditions}
+            plan = [r for r in plan if r.name in wanted] or plan
+        patch.metadata.setdefault("annotations", {})[PLAN_ANNOTATION] = encode_plan(plan)
+        patch.status["source"] = {
+            "duration": facts.duration,
+            "width": facts.width or 0,
+            "height": facts.height or 0,
+            "fps": facts.fps or 0,
+            "rotation": facts.rotation,
+            "videoCodec": facts.video_codec or "",
+            "audioCodec": facts.audio_codec or "",
+            "hasAudio": facts.has_audio,
+        }
+        patch.status["renditions"] = {r.name: {"phase": "Pending", "progress": 0} for r in plan}
+        patch.status["renditionsReady"] = f"0/{len(plan)}"
+        patch.status["phase"] = "Queued"
+        patch.status["progress"] = 0
+        _condition(
+            status, patch, "Probed", "True", "Probed", f"{len(plan)} renditions planned", gen
+        )
+        kopf.info(body, reason="Probed", message=", ".join(r.name for r in plan))
+        return
+
+    plan = decode_plan(plan_text)
+    duration = float((status.get("source") or {}).get("duration") or 0)
+    groups = job_groups(plan, parsed.group_renditions)
+    owner = _owner(body)
+    if phase in (None, "Pending", "Probing", "Queued"):
+        for group in groups:
+            _create(
+                ctx,
+                namespace,
+                build_transcode_job(
+                    resource=name, namespace=namespace, video_id=video_id,
+                    source_key=parsed.source.key, renditions=group, duration_s=duration,
+                    settings=ctx.settings, owner=owner,
+                ),
+            )  # fmt: skip
+        if parsed.storage_ipfs:
+            _create(
+                ctx,
+                namespace,
+                build_ingest_job(
+                    resource=name, namespace=namespace, video_id=video_id,
+                    source_key=parsed.source.key, size=parsed.source.size,
+                    settings=ctx.settings, owner=owner,
+                ),
+            )  # fmt: skip
+        patch.status["phase"] = "Transcoding"
+        _condition(status, patch, "JobsCreated", "True", "JobsCreated", f"{len(groups)} Jobs", gen)
+        kopf.info(body, reason="JobsCreated", message=f"{len(groups)} transcode Jobs")
+        return
+
+    # Transcoding: a Job that ended for good decides its renditions' fate. Only the fields the
+    # operator owns are patched: the jobrunners write phase and progress of running renditions.
+    entries = {k: dict(v) for k, v in (status.get("renditions") or {}).items()}
+    changes: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        jname = job_name(name, "transcode", [r.name for r in group])
+        try:
+            job = ctx.batch.read_namespaced_job(jname, namespace).to_dict()
+        except ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise
+        state = job_state(_camel_job(job))
+        for r in group:
+            entry = entries.setdefault(r.name, {})
+            change = {"job": jname, "attempts": state.attempts}
+            if state.state == "failed" and entry.get("phase") != "Succeeded":
+                change["phase"] = "Failed"
+                change["message"] = (entry.get("message") or f"{state.reason}: {state.message}")[
+                    :1024
+                ]
+            entry.update(change)
+            changes[r.name] = change
+    summary = summarize(plan, entries)
+    patch.status["renditions"] = changes
+    patch.status["progress"] = summary.progress
+    patch.status["renditionsReady"] = summary.ready
+    if summary.phase == "Transcoding":
+        return
+    patch.status["observedGeneration"] = gen
+    if summary.phase == "Failed":
+        patch.status["phase"] = "Failed"
+        message = "every rendition failed: " + ", ".join(summary.failed)
+        _condition(status, patch, "Ready", "False", "RenditionsFailed", message, gen)
+        _mark_video(ctx, video_id, "failed", message)
+        kopf.warn(body, reason="Failed", message=message)
+        return
+    finished = [
+        FinishedRendition(
+            r.name, r.kind, r.width, r.height, r.fps, r.video_bitrate_k, r.maxrate_k,
+            r.audio_bitrate_k, (entries[r.name].get("outputs") or {}).get("cids") or {},
+        )
+        for r in plan
+        if entries[r.name].get("phase") == "Succeeded"
+    ]  # fmt: skip
+    outputs = publish_video(video_id, finished, ctx.store, ctx.ipfs, ctx.db)
+    patch.status["outputs"] = outputs
+    patch.status["phase"] = "Ready"
+    patch.status["progress"] = 100
+    degraded = bool(summary.failed)
+    _condition(
+        status, patch, "Degraded", "True" if degraded else "False",
+        "RenditionsFailed" if degraded else "AllRenditions",
+        ("failed: " + ", ".join(summary.failed)) if degraded else "every rendition is ready", gen,
+    )  # fmt: skip
+    _condition(status, patch, "Ready", "True", "Published", f"root CID {outputs['cid']}", gen)
+    kopf.info(body, reason="Ready", message=f"master {outputs['master']}, CID {outputs['cid']}")
+
+
+def _camel_job(job: dict[str, Any]) -> dict[str, Any]:
+    """The client's snake_case Job status as the API's camelCase fields used by job_state."""
+    status = job.get("status") or {}
+    return {
+        "status": {
+            "failed": status.get("failed"),
+            "succeeded": status.get("succeeded"),
+            "active": status.get("active"),
+            "conditions": status.get("conditions") or [],
+        }
+    }
+
+
+@kopf.on.delete(vt.GROUP, vt.VERSION, vt.PLURAL)
+def cleanup(spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
+    """With deletionPolicy Delete: remove the outputs from S3 and unpin them from IPFS."""
+    ctx: Context = memo.ctx
+    if spec.get("deletionPolicy") != "Delete":
+        return
+    video_id = str(spec["videoId"])
+    ctx.store.delete_prefix(f"videos/{video_id}/")
+    cid = (status.get("outputs") or {}).get("cid")
+    if cid:
+        ctx.ipfs.pin_rm(cid)
+
+
+__all__ = ["LABEL_KIND", "LABEL_VIDEO", "cleanup", "configure", "reconcile"]
