@@ -138,6 +138,46 @@ def test_a_1080p_upload_becomes_ready_with_three_renditions(
     assert state == "completed"
 
 
+SHAPES = {
+    "720p source: no upscale": (dict(width=1280, height=720), ["480p:854x480", "720p:1280x720"]),
+    "phone video stays vertical": (
+        dict(width=1920, height=1080, rotate=90),
+        ["480p:480x854", "720p:720x1280", "1080p:1080x1920"],
+    ),
+    "audio only": (None, ["audio:0x0"]),
+}
+
+
+@pytest.mark.parametrize("case", list(SHAPES), ids=list(SHAPES))
+def test_the_plan_follows_the_source(
+    case: str, ns: str, operator: Path, store: ObjectStore, db: Database, settings: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    shape, expected = SHAPES[case]
+    folder = tmp_path_factory.mktemp("media")
+    if shape is None:
+        clip = media.make_audio_only(folder / "audio.m4a", seconds=6)
+    else:
+        clip = media.make_clip(folder / "clip.mp4", seconds=6, **shape)  # type: ignore[arg-type]
+    video = upload_video(
+        store, db, clip, content_type="audio/mp4" if shape is None else "video/mp4"
+    )
+    name = submit(video, ns)
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    gateway = f"{settings.ipfs_gateway_url}/ipfs/{obj['status']['outputs']['cid']}"
+    got = []
+    for rendition in sorted(obj["status"]["renditions"]):
+        report = media.probe(f"{gateway}/{rendition}/hls/index.m3u8")
+        video_streams = [s for s in report["streams"] if s["codec_type"] == "video"]  # type: ignore[attr-defined]
+        size = (
+            f"{video_streams[0]['width']}x{video_streams[0]['height']}" if video_streams else "0x0"
+        )
+        got.append(f"{rendition}:{size}")
+    assert sorted(got) == sorted(expected)
+    media.probe(f"{gateway}/master.m3u8")
+
+
 def test_a_text_file_fails_as_invalid_source_without_jobs(
     ns: str, operator: Path, store: ObjectStore, db: Database, tmp_path: Path
 ) -> None:
