@@ -35,7 +35,8 @@ def ns() -> Iterator[str]:
 def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Path]:
     """`vtx operator` as a host process, exactly as a user starts it."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {**os.environ, **stack_env()}
+    # A cap of 2 running transcode Jobs, small enough to see it hold.
+    env = {**os.environ, **stack_env(), "VTX_MAX_RUNNING_JOBS": "2"}
     with log.open("w") as out:
         proc = subprocess.Popen(
             ["vtx", "operator", "--namespace", ns, "--health-address", "127.0.0.1:18090"],
@@ -58,9 +59,11 @@ def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Path
         proc.wait(timeout=30)
 
 
-def submit(video: Video, ns: str) -> str:
+def submit(video: Video, ns: str, **options: Any) -> str:
     spec = VideoTranscodeSpec(
-        video_id=video.id, source=SourceRef(key=video.key, size=video.path.stat().st_size)
+        video_id=video.id,
+        source=SourceRef(key=video.key, size=video.path.stat().st_size),
+        **options,
     )
     obj = build_resource(spec, ns)
     apply(obj)
@@ -199,3 +202,114 @@ def test_a_text_file_fails_as_invalid_source_without_jobs(
     state, reason = db.transaction(upload_status)
     assert state == "failed"
     assert reason.startswith("InvalidSource")
+
+
+def running_transcode_pods() -> int:
+    out = kubectl(
+        "get", "pods", "-A", "-l", "vtx.dev/job-kind=transcode",
+        "--field-selector=status.phase!=Succeeded,status.phase!=Failed", "-o", "name",
+    )  # fmt: skip
+    return len(out.split())
+
+
+def test_the_cap_on_running_jobs_holds_and_every_resource_finishes(
+    ns: str, operator: Path, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "cap.mp4", seconds=4, width=1280, height=720
+    )
+    names = [submit(upload_video(store, db, clip), ns) for _ in range(5)]
+    peak = 0
+
+    def all_done() -> bool:
+        nonlocal peak
+        peak = max(peak, running_transcode_pods())
+        phases = [get("videotranscode", n, ns).get("status", {}).get("phase") for n in names]
+        return all(p in ("Ready", "Failed") for p in phases)
+
+    wait_until("5 resources (10 Jobs under a cap of 2) to finish", all_done, timeout=900, every=0.5)
+    assert peak == 2, f"the cap is 2 running transcode pods; the most seen was {peak}"
+    for n in names:
+        assert get("videotranscode", n, ns)["status"]["phase"] == "Ready"
+
+
+def test_suspend_stops_the_jobs_and_resume_finishes(
+    ns: str, operator: Path, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "long.mp4", seconds=60, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns)
+    wait_for_phase(ns, name, {"Transcoding"}, operator, timeout=120)
+    kubectl("patch", "vt", name, "-n", ns, "--type=merge", "-p", '{"spec": {"suspend": true}}')
+    wait_for_phase(ns, name, {"Suspended"}, operator, timeout=60)
+    selector = f"vtx.dev/video-id={video.id},vtx.dev/job-kind=transcode"
+
+    def no_pods() -> bool:
+        pods = kubectl(
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            selector,
+            "--field-selector=status.phase=Running",
+            "-o",
+            "name",
+        )
+        return pods.strip() == ""
+
+    wait_until("the transcode pods to stop", no_pods, timeout=90)
+    suspended = kubectl(
+        "get", "jobs", "-n", ns, "-l", selector, "-o", "jsonpath={.items[*].spec.suspend}"
+    )
+    assert suspended.split() == ["true"]
+    kubectl("patch", "vt", name, "-n", ns, "--type=merge", "-p", '{"spec": {"suspend": false}}')
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+
+
+@pytest.mark.parametrize("policy", ["Delete", "Retain"])
+def test_deletion_policy_decides_the_outputs(
+    policy: str, ns: str, operator: Path, store: ObjectStore, ipfs: IpfsClient, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "del.mp4", seconds=4, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns, deletion_policy=policy)
+    obj = wait_for_phase(ns, name, {"Ready"}, operator, timeout=300)
+    cid = obj["status"]["outputs"]["cid"]
+    assert ipfs.is_pinned(cid)
+    kubectl("delete", "vt", name, "-n", ns, "--wait=true", "--timeout=120s")
+    outputs = [k for k in store.iter_keys(f"videos/{video.id}/") if "/source/" not in k]
+    if policy == "Delete":
+        assert outputs == [], "the renditions and the master playlist are removed"
+        assert not ipfs.is_pinned(cid)
+    else:
+        assert f"videos/{video.id}/master.m3u8" in outputs
+        assert ipfs.is_pinned(cid)
+    assert store.head(video.key) is not None, "the uploaded original stays either way"
+
+
+def test_deleting_a_resource_stops_its_jobs(
+    ns: str, operator: Path, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "long.mp4", seconds=60, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns)
+    wait_for_phase(ns, name, {"Transcoding"}, operator, timeout=120)
+    kubectl("delete", "vt", name, "-n", ns, "--wait=true", "--timeout=120s")
+    selector = f"vtx.dev/video-id={video.id}"
+    wait_until(
+        "the deleted resource's Jobs and pods to go",
+        lambda: kubectl("get", "jobs,pods", "-n", ns, "-l", selector, "-o", "name").strip() == "",
+        timeout=120,
+    )

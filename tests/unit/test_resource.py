@@ -120,3 +120,17 @@ def test_the_crd_schema_knows_every_field_the_model_writes() -> None:
     assert set(schema["properties"]) - set(spec) == set(), "the model can write every spec field"
     assert schema["properties"]["videoId"]["pattern"]
     uuid.UUID(VID)
+
+
+def test_earlier_resources_take_the_free_slots_first() -> None:
+    from vtx.operator.state import Waiting, slots_for
+
+    a = Waiting("2026-01-01T00:00:01Z", "ns", "a", missing=2)
+    b = Waiting("2026-01-01T00:00:02Z", "ns", "b", missing=3)
+    c = Waiting("2026-01-01T00:00:03Z", "ns", "c", missing=1)
+    waiting = [c, a, b]
+    assert slots_for(a, waiting, free=2) == 2
+    assert slots_for(b, waiting, free=2) == 0, "a comes first"
+    assert slots_for(b, waiting, free=4) == 2
+    assert slots_for(c, waiting, free=4) == 0
+    assert slots_for(c, [c], free=4) == 1

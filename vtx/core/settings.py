@@ -121,6 +121,7 @@ class Settings:
     max_output_fps: int = setting("VTX_MAX_OUTPUT_FPS", _positive_int, "60")
     upload_retry_seconds: int = setting("VTX_UPLOAD_RETRY_SECONDS", _positive_int, "300")
     status_patch_seconds: int = setting("VTX_STATUS_PATCH_SECONDS", _positive_int, "3")
+    max_running_jobs: int = setting("VTX_MAX_RUNNING_JOBS", _positive_int, "4")
     job_image: str = setting("VTX_JOB_IMAGE", str, "localhost/vtx-job:0.1.0")
     job_image_pull_policy: str = setting(
         "VTX_JOB_IMAGE_PULL_POLICY", _choice("IfNotPresent", "Always", "Never"), "IfNotPresent"

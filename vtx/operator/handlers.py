@@ -7,7 +7,8 @@ every step is idempotent (Jobs have deterministic names; creating one that exist
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,10 +34,13 @@ from vtx.operator.jobs import (
 from vtx.operator.publish import FinishedRendition, publish_video
 from vtx.operator.state import (
     PLAN_ANNOTATION,
+    Waiting,
     decode_plan,
     encode_plan,
+    is_running,
     job_groups,
     job_state,
+    slots_for,
     summarize,
 )
 
@@ -52,6 +56,11 @@ class Context:
     db: Database
     batch: Any
     custom: Any
+    admission: threading.Lock = field(default_factory=threading.Lock)
+
+    def plain(self, obj: Any) -> Any:
+        """A client model as the API's JSON (camelCase dicts)."""
+        return self.batch.api_client.sanitize_for_serialization(obj)
 
 
 @kopf.on.startup()
@@ -190,19 +199,46 @@ def reconcile(
     plan = decode_plan(plan_text)
     duration = float((status.get("source") or {}).get("duration") or 0)
     groups = job_groups(plan, parsed.group_renditions)
-    owner = _owner(body)
-    if phase in (None, "Pending", "Probing", "Queued"):
-        for group in groups:
-            _create(
-                ctx,
-                namespace,
-                build_transcode_job(
-                    resource=name, namespace=namespace, video_id=video_id,
-                    source_key=parsed.source.key, renditions=group, duration_s=duration,
-                    settings=ctx.settings, owner=owner,
-                ),
-            )  # fmt: skip
-        if parsed.storage_ipfs:
+    jobs = {
+        j["metadata"]["name"]: j
+        for j in ctx.plain(
+            ctx.batch.list_namespaced_job(namespace, label_selector=f"{LABEL_VIDEO}={video_id}")
+        )["items"]
+    }
+    transcode_names = [job_name(name, "transcode", [r.name for r in g]) for g in groups]
+
+    if parsed.suspend:
+        if phase != "Suspended":
+            for jname in [*transcode_names, job_name(name, "ingest")]:
+                if jname in jobs:
+                    ctx.batch.patch_namespaced_job(jname, namespace, {"spec": {"suspend": True}})
+            patch.status["phase"] = "Suspended"
+            kopf.info(body, reason="Suspended", message="no new Jobs; running ones suspended")
+        return
+    if phase == "Suspended":
+        for jname in [*transcode_names, job_name(name, "ingest")]:
+            if jname in jobs:
+                ctx.batch.patch_namespaced_job(jname, namespace, {"spec": {"suspend": False}})
+        patch.status["phase"] = "Transcoding" if jobs else "Queued"
+        kopf.info(body, reason="Resumed", message="Jobs resumed")
+        return
+
+    missing = [g for g, jname in zip(groups, transcode_names, strict=True) if jname not in jobs]
+    if missing:
+        owner = _owner(body)
+        with ctx.admission:  # count and create under one lock: no two take the last slot
+            allowed = _admit(ctx, body, namespace, len(missing))
+            for group in missing[:allowed]:
+                _create(
+                    ctx,
+                    namespace,
+                    build_transcode_job(
+                        resource=name, namespace=namespace, video_id=video_id,
+                        source_key=parsed.source.key, renditions=group, duration_s=duration,
+                        settings=ctx.settings, owner=owner,
+                    ),
+                )  # fmt: skip
+        if allowed and parsed.storage_ipfs and job_name(name, "ingest") not in jobs:
             _create(
                 ctx,
                 namespace,
@@ -212,10 +248,17 @@ def reconcile(
                     settings=ctx.settings, owner=owner,
                 ),
             )  # fmt: skip
+        if allowed == len(missing):
+            _condition(
+                status, patch, "JobsCreated", "True", "JobsCreated", f"{len(groups)} Jobs", gen
+            )
+            kopf.info(body, reason="JobsCreated", message=f"{len(groups)} transcode Jobs")
+        if not jobs and not allowed:
+            patch.status["phase"] = "Queued"
+            return
         patch.status["phase"] = "Transcoding"
-        _condition(status, patch, "JobsCreated", "True", "JobsCreated", f"{len(groups)} Jobs", gen)
-        kopf.info(body, reason="JobsCreated", message=f"{len(groups)} transcode Jobs")
-        return
+        if allowed:
+            return
 
     # Transcoding: a Job that ended for good decides its renditions' fate. Only the fields the
     # operator owns are patched: the jobrunners write phase and progress of running renditions.
@@ -223,13 +266,9 @@ def reconcile(
     changes: dict[str, dict[str, Any]] = {}
     for group in groups:
         jname = job_name(name, "transcode", [r.name for r in group])
-        try:
-            job = ctx.batch.read_namespaced_job(jname, namespace).to_dict()
-        except ApiException as exc:
-            if exc.status == 404:
-                continue
-            raise
-        state = job_state(_camel_job(job))
+        if jname not in jobs:
+            continue
+        state = job_state(jobs[jname])
         for r in group:
             entry = entries.setdefault(r.name, {})
             change = {"job": jname, "attempts": state.attempts}
@@ -276,30 +315,60 @@ def reconcile(
     kopf.info(body, reason="Ready", message=f"master {outputs['master']}, CID {outputs['cid']}")
 
 
-def _camel_job(job: dict[str, Any]) -> dict[str, Any]:
-    """The client's snake_case Job status as the API's camelCase fields used by job_state."""
-    status = job.get("status") or {}
-    return {
-        "status": {
-            "failed": status.get("failed"),
-            "succeeded": status.get("succeeded"),
-            "active": status.get("active"),
-            "conditions": status.get("conditions") or [],
-        }
-    }
+def _admit(ctx: Context, body: kopf.Body, namespace: str, missing: int) -> int:
+    """How many of its missing Jobs this resource may create now, under the cluster-wide cap on
+    running transcode Jobs; resources created earlier go first. Call with the admission lock.
+    """
+    all_jobs = ctx.plain(
+        ctx.batch.list_job_for_all_namespaces(label_selector=f"{LABEL_KIND}=transcode")
+    )["items"]
+    running = sum(1 for j in all_jobs if is_running(j))
+    free = ctx.settings.max_running_jobs - running
+    if free <= 0:
+        return 0
+    made: dict[tuple[str, str], int] = {}
+    for j in all_jobs:
+        owner: dict[str, Any] = next(iter(j["metadata"].get("ownerReferences") or []), {})
+        key = (j["metadata"]["namespace"], owner.get("name", ""))
+        made[key] = made.get(key, 0) + 1
+    waiting = []
+    for item in ctx.custom.list_cluster_custom_object(vt.GROUP, vt.VERSION, vt.PLURAL)["items"]:
+        meta, spec = item["metadata"], item.get("spec") or {}
+        plan_text = (meta.get("annotations") or {}).get(PLAN_ANNOTATION)
+        phase = (item.get("status") or {}).get("phase")
+        if not plan_text or spec.get("suspend") or phase not in ("Queued", "Transcoding"):
+            continue
+        groups = len(job_groups(decode_plan(plan_text), bool(spec.get("groupRenditions"))))
+        need = groups - made.get((meta["namespace"], meta["name"]), 0)
+        if need > 0:
+            waiting.append(
+                Waiting(meta["creationTimestamp"], meta["namespace"], meta["name"], need)
+            )
+    me = Waiting(body.metadata["creationTimestamp"], namespace, body.metadata.name, missing)
+    return slots_for(me, waiting, free)
 
 
 @kopf.on.delete(vt.GROUP, vt.VERSION, vt.PLURAL)
-def cleanup(spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
-    """With deletionPolicy Delete: remove the outputs from S3 and unpin them from IPFS."""
+def cleanup(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, memo: kopf.Memo,
+    **_: Any,
+) -> None:  # fmt: skip
+    """With deletionPolicy Delete: remove the renditions and the master playlist from S3 and
+    unpin the video's IPFS directory. The uploaded original stays. Jobs go with the resource
+    (they are owned by it)."""
     ctx: Context = memo.ctx
     if spec.get("deletionPolicy") != "Delete":
         return
     video_id = str(spec["videoId"])
-    ctx.store.delete_prefix(f"videos/{video_id}/")
+    plan_text = (meta.get("annotations") or {}).get(PLAN_ANNOTATION)
+    names = {r.name for r in decode_plan(plan_text)} if plan_text else set()
+    names |= set((status.get("renditions") or {}).keys())
+    removed = sum(ctx.store.delete_prefix(f"videos/{video_id}/{n}/") for n in sorted(names))
+    removed += ctx.store.delete_prefix(f"videos/{video_id}/master.m3u8")
     cid = (status.get("outputs") or {}).get("cid")
     if cid:
         ctx.ipfs.pin_rm(cid)
+    kopf.info(body, reason="OutputsDeleted", message=f"{removed} objects removed, {cid} unpinned")
 
 
-__all__ = ["LABEL_KIND", "LABEL_VIDEO", "cleanup", "configure", "reconcile"]
+__all__ = ["cleanup", "configure", "reconcile"]

@@ -68,3 +68,29 @@ def summarize(plan: Sequence[Rendition], renditions: Mapping[str, Mapping[str, A
     if not done:
         return Overall("Failed", mean, ready, failed)
     return Overall("Publishing", 99, ready, failed)
+
+
+@dataclass(frozen=True, order=True)
+class Waiting:
+    """A resource with Jobs still to create, in the order resources were created."""
+
+    created: str  # creationTimestamp (RFC 3339 sorts as text)
+    namespace: str
+    name: str
+    missing: int  # Jobs it still needs
+
+
+def slots_for(me: Waiting, waiting: Sequence[Waiting], free: int) -> int:
+    """How many of its Jobs ``me`` may create now: resources created earlier go first."""
+    ahead = sum(
+        w.missing for w in waiting if w < me and (w.namespace, w.name) != (me.namespace, me.name)
+    )
+    return max(0, min(me.missing, free - ahead))
+
+
+def is_running(job: Mapping[str, Any]) -> bool:
+    """A transcode Job holds a slot of the cap until it ends or is suspended."""
+    spec = job.get("spec") or {}
+    if spec.get("suspend"):
+        return False
+    return job_state(job).state == "active"
