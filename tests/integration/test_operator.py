@@ -16,9 +16,11 @@ import pytest
 from tests import media
 from tests.integration.test_jobrunner import Video, upload_video
 from tests.stack import REPO, apply, get, job_namespace, kubectl, stack_env, wait_until
+from vtx.core import bus, events
 from vtx.core.db import Cursor, Database
 from vtx.core.ipfs import IpfsClient
 from vtx.core.objects import ObjectStore
+from vtx.core.outbox import OutboxRelay, write_event
 from vtx.core.resource import SourceRef, VideoTranscodeSpec, build_resource
 from vtx.jobrunner.hls import parse_media_playlist
 
@@ -36,7 +38,7 @@ def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Path
     """`vtx operator` as a host process, exactly as a user starts it."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     # A cap of 2 running transcode Jobs, small enough to see it hold.
-    env = {**os.environ, **stack_env(), "VTX_MAX_RUNNING_JOBS": "2"}
+    env = {**os.environ, **stack_env(), "VTX_MAX_RUNNING_JOBS": "2", "VTX_NAMESPACE": ns}
     with log.open("w") as out:
         proc = subprocess.Popen(
             ["vtx", "operator", "--namespace", ns, "--health-address", "127.0.0.1:18090"],
@@ -313,3 +315,35 @@ def test_deleting_a_resource_stops_its_jobs(
         lambda: kubectl("get", "jobs,pods", "-n", ns, "-l", selector, "-o", "name").strip() == "",
         timeout=120,
     )
+
+
+def test_an_upload_event_without_a_resource_gets_one_and_is_transcoded(
+    ns: str, operator: Path, store: ObjectStore, db: Database, settings: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "intake.mp4", seconds=4, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    event = events.TranscodeRequested(
+        video_id=video.id, bucket=settings.s3_bucket, key=video.key, size=clip.stat().st_size,
+        content_type="video/mp4",
+    )  # fmt: skip
+    db.transaction(lambda cur: write_event(cur, events.TRANSCODE_QUEUE, event))
+    client = bus.pulsar_client(settings)
+    try:
+        relay = OutboxRelay(db, client, settings)
+        for _ in range(100):  # a batch of 100 each: the outbox holds far fewer
+            if not relay.relay_once():
+                break
+        relay.close()
+    finally:
+        client.close()
+    name = f"v-{video.id}"
+    wait_until(
+        "the operator to create the resource from the queue event",
+        lambda: kubectl("get", "vt", name, "-n", ns, "--ignore-not-found", "-o", "name").strip(),
+        timeout=60,
+    )
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=300)
+    assert obj["status"]["phase"] == "Ready", obj["status"]

@@ -24,6 +24,7 @@ from vtx.core.ladder import InvalidSource, plan_ladder
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 from vtx.core.sources import ProbeUnavailable, probe_source
+from vtx.operator.intake import Intake
 from vtx.operator.jobs import (
     LABEL_KIND,
     LABEL_VIDEO,
@@ -73,14 +74,22 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.peering.standalone = True
     load_kube_config()
     cfg = Settings.from_env()
+    custom = client.CustomObjectsApi()
+    memo.intake = Intake(cfg, custom, cfg.namespace)
+    memo.intake.start()
     memo.ctx = Context(
         settings=cfg,
         store=ObjectStore(cfg),
         ipfs=IpfsClient(cfg.ipfs_api_url, timeout_s=120),
         db=Database(cfg.database_url, max_connections=4),
         batch=client.BatchV1Api(),
-        custom=client.CustomObjectsApi(),
+        custom=custom,
     )
+
+
+@kopf.on.cleanup()
+def stop_intake(memo: kopf.Memo, **_: Any) -> None:
+    memo.intake.stop()
 
 
 def _now() -> datetime:
@@ -371,4 +380,4 @@ def cleanup(
     kopf.info(body, reason="OutputsDeleted", message=f"{removed} objects removed, {cid} unpinned")
 
 
-__all__ = ["cleanup", "configure", "reconcile"]
+__all__ = ["cleanup", "configure", "reconcile", "stop_intake"]

@@ -1,0 +1,99 @@
+"""Intake: every upload's ``video-transcode-queue`` event gets its VideoTranscode, even when the
+API could not create it (the Kubernetes API was unreachable when the upload completed).
+Creating a resource that exists is harmless: its name is derived from the video id."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from vtx.core import bus, events
+from vtx.core import resource as vt
+from vtx.core.settings import Settings
+
+log = logging.getLogger(__name__)
+SUBSCRIPTION = "vtx-operator-intake"
+
+
+def resource_for(event: events.TranscodeRequested, namespace: str) -> dict[str, Any]:
+    renditions = None
+    if event.renditions:
+        renditions = [vt.RenditionSpec.from_dict(r) for r in event.renditions]
+    spec = vt.VideoTranscodeSpec(
+        video_id=event.video_id,
+        source=vt.SourceRef(
+            key=event.key, size=event.size, bucket=event.bucket, content_type=event.content_type
+        ),
+        renditions=renditions,
+        formats=tuple(event.formats),
+    )
+    return vt.build_resource(spec, namespace)
+
+
+class Intake:
+    """Consumes video-transcode-queue on a thread; creates missing resources."""
+
+    def __init__(self, settings: Settings, custom: Any, namespace: str) -> None:
+        self._settings = settings
+        self._custom = custom
+        self._namespace = namespace
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
+        self.created = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def handle(self, event: events.TranscodeRequested) -> bool:
+        """Create the resource; True when it was missing."""
+        body = resource_for(event, self._namespace)
+        try:
+            self._custom.create_namespaced_custom_object(
+                vt.GROUP, vt.VERSION, self._namespace, vt.PLURAL, body
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        self.created += 1
+        log.info("intake: created %s for an upload with no resource", body["metadata"]["name"])
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client = bus.pulsar_client(self._settings)
+                consumer = bus.EventConsumer(
+                    client, bus.topic(self._settings, events.TRANSCODE_QUEUE), SUBSCRIPTION
+                )
+            except Exception as exc:  # noqa: BLE001 - the broker may be starting: try again
+                log.warning("intake: cannot subscribe yet: %s", exc)
+                self._stop.wait(5)
+                continue
+            try:
+                while not self._stop.is_set():
+                    got = consumer.receive(timeout_ms=1000)
+                    if got is None:
+                        continue
+                    event, msg = got
+                    if not isinstance(event, events.TranscodeRequested):
+                        consumer.ack(msg)
+                        continue
+                    try:
+                        self.handle(event)
+                        consumer.ack(msg)
+                    except Exception:
+                        log.exception("intake: creating the resource failed; redelivery later")
+                        consumer.nack(msg)
+            except Exception:
+                log.exception("intake: consumer failed; reconnecting")
+            finally:
+                consumer.close()
+                client.close()
