@@ -38,7 +38,14 @@ def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Path
     """`vtx operator` as a host process, exactly as a user starts it."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     # A cap of 2 running transcode Jobs, small enough to see it hold.
-    env = {**os.environ, **stack_env(), "VTX_MAX_RUNNING_JOBS": "2", "VTX_NAMESPACE": ns}
+    env = {
+        **os.environ,
+        **stack_env(),
+        "VTX_MAX_RUNNING_JOBS": "2",
+        "VTX_NAMESPACE": ns,
+        "VTX_STALL_SECONDS": "15",  # short, so that a stall is seen within a test
+        "VTX_METRICS_ADDRESS": "127.0.0.1:19108",
+    }
     with log.open("w") as out:
         proc = subprocess.Popen(
             ["vtx", "operator", "--namespace", ns, "--health-address", "127.0.0.1:18090"],
@@ -347,3 +354,51 @@ def test_an_upload_event_without_a_resource_gets_one_and_is_transcoded(
     )
     obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=300)
     assert obj["status"]["phase"] == "Ready", obj["status"]
+
+
+def test_a_stalled_encode_gets_its_pod_replaced(
+    ns: str, operator: Path, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "long.mp4", seconds=60, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns)
+
+    def encoding() -> bool:
+        entry = (get("videotranscode", name, ns).get("status", {}).get("renditions") or {}).get(
+            "480p", {}
+        )
+        return int(entry.get("progress") or 0) >= 5
+
+    wait_until("the encode to pass 5%", encoding, timeout=180)
+    # Freeze FFmpeg (it runs as a process of this machine): the pod is alive but makes no progress.
+    frozen = subprocess.run(["pkill", "-STOP", "-f", f"ffmpeg .*{video.id}"], check=False)
+    assert frozen.returncode == 0, "found the pod's FFmpeg to freeze"
+    wait_until(
+        "a Stalled warning on the resource",
+        lambda: (
+            "Stalled"
+            in kubectl(
+                "get",
+                "events",
+                "-n",
+                ns,
+                f"--field-selector=involvedObject.name={name}",
+                "-o",
+                "jsonpath={.items[*].reason}",
+            )
+        ),
+        timeout=120,
+    )
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    assert obj["status"]["renditions"]["480p"]["attempts"] >= 2
+
+    with urllib.request.urlopen("http://127.0.0.1:19108/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    stalls = [line for line in metrics.splitlines() if line.startswith("vtx_stalled_pods_total ")]
+    assert stalls == ["vtx_stalled_pods_total 1.0"], stalls
+    assert 'vtx_resources{phase="Ready"}' in metrics
+    assert "vtx_time_to_ready_seconds_count" in metrics

@@ -70,6 +70,13 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+def _host_port(raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port")
+    return raw
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:
@@ -122,6 +129,8 @@ class Settings:
     upload_retry_seconds: int = setting("VTX_UPLOAD_RETRY_SECONDS", _positive_int, "300")
     status_patch_seconds: int = setting("VTX_STATUS_PATCH_SECONDS", _positive_int, "3")
     max_running_jobs: int = setting("VTX_MAX_RUNNING_JOBS", _positive_int, "4")
+    stall_seconds: int = setting("VTX_STALL_SECONDS", _positive_int, "300")
+    metrics_address: str = setting("VTX_METRICS_ADDRESS", _host_port, "127.0.0.1:9108")
     job_image: str = setting("VTX_JOB_IMAGE", str, "localhost/vtx-job:0.1.0")
     job_image_pull_policy: str = setting(
         "VTX_JOB_IMAGE_PULL_POLICY", _choice("IfNotPresent", "Always", "Never"), "IfNotPresent"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import start_http_server
 
 from vtx.core import resource as vt
 from vtx.core.db import Cursor, Database
@@ -31,6 +33,14 @@ from vtx.operator.jobs import (
     build_ingest_job,
     build_transcode_job,
     job_name,
+)
+from vtx.operator.metrics import (
+    JOBS_QUEUED,
+    JOBS_RUNNING,
+    RECONCILE_ERRORS,
+    STALLS,
+    TIME_TO_READY,
+    PhaseBook,
 )
 from vtx.operator.publish import FinishedRendition, publish_video
 from vtx.operator.state import (
@@ -57,7 +67,11 @@ class Context:
     db: Database
     batch: Any
     custom: Any
+    core: Any
     admission: threading.Lock = field(default_factory=threading.Lock)
+    phases: PhaseBook = field(default_factory=PhaseBook)
+    # (namespace, job) → (progress last seen, when it last changed): the stall watchdog's memory
+    progress_seen: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
 
     def plain(self, obj: Any) -> Any:
         """A client model as the API's JSON (camelCase dicts)."""
@@ -74,6 +88,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.peering.standalone = True
     load_kube_config()
     cfg = Settings.from_env()
+    host, _sep, port = cfg.metrics_address.rpartition(":")
+    start_http_server(int(port), addr=host)
     custom = client.CustomObjectsApi()
     memo.intake = Intake(cfg, custom, cfg.namespace)
     memo.intake.start()
@@ -84,6 +100,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         db=Database(cfg.database_url, max_connections=4),
         batch=client.BatchV1Api(),
         custom=custom,
+        core=client.CoreV1Api(),
     )
 
 
@@ -156,6 +173,26 @@ def reconcile(
 ) -> None:
     ctx: Context = memo.ctx
     assert namespace is not None, "VideoTranscode is a namespaced resource"
+    try:
+        _reconcile(ctx, body, spec, status, meta, patch, namespace)
+    except (kopf.TemporaryError, kopf.PermanentError):
+        raise
+    except Exception:
+        RECONCILE_ERRORS.inc()
+        raise
+    finally:
+        ctx.phases.set((namespace, meta["name"]), patch.status.get("phase") or status.get("phase"))
+
+
+def _reconcile(
+    ctx: Context,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    namespace: str,
+) -> None:
     phase = status.get("phase")
     if phase in TERMINAL:
         return
@@ -278,6 +315,8 @@ def reconcile(
         if jname not in jobs:
             continue
         state = job_state(jobs[jname])
+        if state.state == "active":
+            _watch_for_stall(ctx, body, namespace, jname, [entries.get(r.name, {}) for r in group])
         for r in group:
             entry = entries.setdefault(r.name, {})
             change = {"job": jname, "attempts": state.attempts}
@@ -313,6 +352,8 @@ def reconcile(
     outputs = publish_video(video_id, finished, ctx.store, ctx.ipfs, ctx.db)
     patch.status["outputs"] = outputs
     patch.status["phase"] = "Ready"
+    created = datetime.fromisoformat(str(meta["creationTimestamp"]).replace("Z", "+00:00"))
+    TIME_TO_READY.observe((_now() - created).total_seconds())
     patch.status["progress"] = 100
     degraded = bool(summary.failed)
     _condition(
@@ -324,6 +365,46 @@ def reconcile(
     kopf.info(body, reason="Ready", message=f"master {outputs['master']}, CID {outputs['cid']}")
 
 
+def _watch_for_stall(
+    ctx: Context, body: kopf.Body, namespace: str, job: str, entries: list[dict[str, Any]]
+) -> None:
+    """A Job whose renditions made no progress for the stall time gets its pod deleted (the
+    Job makes another) and a Warning event."""
+    progress = sum(int(e.get("progress") or 0) for e in entries)
+    now = time.monotonic()
+    key = (namespace, job)
+    # Any change counts, a drop too: a new attempt starts again from zero.
+    last, since = ctx.progress_seen.get(key, (-1, now))
+    if progress != last:
+        ctx.progress_seen[key] = (progress, now)
+        return
+    if now - since < ctx.settings.stall_seconds:
+        return
+    # Only a pod that has run for the whole stall time is stuck; a replacement still starting
+    # (its predecessor may take a while to stop) is not.
+    pods = ctx.core.list_namespaced_pod(namespace, label_selector=f"job-name={job}")
+    stuck = [
+        p
+        for p in pods.items
+        if p.status.phase == "Running"
+        and p.metadata.deletion_timestamp is None
+        and p.status.start_time is not None
+        and (_now() - p.status.start_time).total_seconds() > ctx.settings.stall_seconds
+    ]
+    if not stuck:
+        ctx.progress_seen[key] = (progress, now)
+        return
+    for pod in stuck:
+        ctx.core.delete_namespaced_pod(pod.metadata.name, namespace)
+    STALLS.inc()
+    ctx.progress_seen[key] = (progress, now)
+    kopf.warn(
+        body,
+        reason="Stalled",
+        message=f"Job {job} made no progress for {ctx.settings.stall_seconds}s; pod deleted",
+    )
+
+
 def _admit(ctx: Context, body: kopf.Body, namespace: str, missing: int) -> int:
     """How many of its missing Jobs this resource may create now, under the cluster-wide cap on
     running transcode Jobs; resources created earlier go first. Call with the admission lock.
@@ -332,9 +413,8 @@ def _admit(ctx: Context, body: kopf.Body, namespace: str, missing: int) -> int:
         ctx.batch.list_job_for_all_namespaces(label_selector=f"{LABEL_KIND}=transcode")
     )["items"]
     running = sum(1 for j in all_jobs if is_running(j))
+    JOBS_RUNNING.set(running)
     free = ctx.settings.max_running_jobs - running
-    if free <= 0:
-        return 0
     made: dict[tuple[str, str], int] = {}
     for j in all_jobs:
         owner: dict[str, Any] = next(iter(j["metadata"].get("ownerReferences") or []), {})
@@ -353,6 +433,9 @@ def _admit(ctx: Context, body: kopf.Body, namespace: str, missing: int) -> int:
             waiting.append(
                 Waiting(meta["creationTimestamp"], meta["namespace"], meta["name"], need)
             )
+    JOBS_QUEUED.set(sum(w.missing for w in waiting))
+    if free <= 0:
+        return 0
     me = Waiting(body.metadata["creationTimestamp"], namespace, body.metadata.name, missing)
     return slots_for(me, waiting, free)
 
@@ -366,6 +449,7 @@ def cleanup(
     unpin the video's IPFS directory. The uploaded original stays. Jobs go with the resource
     (they are owned by it)."""
     ctx: Context = memo.ctx
+    ctx.phases.set((str(meta.get("namespace")), str(meta.get("name"))), None)
     if spec.get("deletionPolicy") != "Delete":
         return
     video_id = str(spec["videoId"])

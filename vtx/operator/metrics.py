@@ -1,0 +1,35 @@
+"""Prometheus metrics of the operator."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RESOURCES = Gauge("vtx_resources", "VideoTranscode resources seen, by phase", ["phase"])
+JOBS_RUNNING = Gauge("vtx_transcode_jobs_running", "Transcode Jobs holding a slot of the cap")
+JOBS_QUEUED = Gauge("vtx_transcode_jobs_queued", "Transcode Jobs waiting for a slot")
+RECONCILE_ERRORS = Counter("vtx_reconcile_errors_total", "Reconciliations that raised")
+STALLS = Counter("vtx_stalled_pods_total", "Job pods deleted by the stall watchdog")
+TIME_TO_READY = Histogram(
+    "vtx_time_to_ready_seconds",
+    "From a resource's creation to Ready",
+    buckets=(10, 30, 60, 120, 300, 600, 1200, 3600, 7200, 14400),
+)
+
+
+class PhaseBook:
+    """The last phase of every resource, so the gauge counts each once."""
+
+    def __init__(self) -> None:
+        self._phases: dict[tuple[str, str], str] = {}
+
+    def set(self, key: tuple[str, str], phase: str | None) -> None:
+        if phase is None:
+            self._phases.pop(key, None)
+        else:
+            self._phases[key] = phase
+        counts: dict[str, int] = {}
+        for p in self._phases.values():
+            counts[p] = counts.get(p, 0) + 1
+        for p in ("Pending", "Probing", "Queued", "Transcoding", "Publishing", "Ready", "Failed",
+                  "Suspended"):  # fmt: skip
+            RESOURCES.labels(phase=p).set(counts.get(p, 0))
