@@ -23,6 +23,7 @@ from vtx.core.objects import ObjectStore
 from vtx.core.outbox import OutboxRelay, write_event
 from vtx.core.resource import SourceRef, VideoTranscodeSpec, build_resource
 from vtx.jobrunner.hls import parse_media_playlist
+from vtx.operator.jobs import job_name
 
 pytestmark = pytest.mark.stack
 
@@ -33,39 +34,69 @@ def ns() -> Iterator[str]:
         yield name
 
 
-@pytest.fixture(scope="module")
-def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Path]:
+class OperatorProcess:
     """`vtx operator` as a host process, exactly as a user starts it."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    # A cap of 2 running transcode Jobs, small enough to see it hold.
-    env = {
-        **os.environ,
-        **stack_env(),
-        "VTX_MAX_RUNNING_JOBS": "2",
-        "VTX_NAMESPACE": ns,
-        "VTX_STALL_SECONDS": "15",  # short, so that a stall is seen within a test
-        "VTX_METRICS_ADDRESS": "127.0.0.1:19108",
-    }
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            ["vtx", "operator", "--namespace", ns, "--health-address", "127.0.0.1:18090"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+
+    def __init__(self, log: Path, ns: str) -> None:
+        self.log = log
+        self.ns = ns
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            **stack_env(),
+            "VTX_MAX_RUNNING_JOBS": "2",  # small enough to see the cap hold
+            "VTX_NAMESPACE": self.ns,
+            "VTX_STALL_SECONDS": "15",  # short, so that a stall is seen within a test
+            "VTX_METRICS_ADDRESS": "127.0.0.1:19108",
+        }
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                ["vtx", "operator", "--namespace", self.ns, "--health-address", "127.0.0.1:18090"],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_until("the operator's /healthz", self._healthy, timeout=60)
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        assert self.proc.poll() is None, f"the operator exited:\n{self.log.read_text()[-3000:]}"
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:18090/healthz", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """As a crash would: no chance to clean up."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def operator_process(
+    tmp_path_factory: pytest.TempPathFactory, ns: str
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(tmp_path_factory.mktemp("operator") / "operator.log", ns)
+    process.start()
     try:
-
-        def healthy() -> bool:
-            assert proc.poll() is None, f"the operator exited:\n{log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:18090/healthz", timeout=2):
-                    return True
-            except OSError:
-                return False
-
-        wait_until("the operator's /healthz", healthy, timeout=60)
-        yield log
+        yield process
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        process.stop()
+
+
+@pytest.fixture
+def operator(operator_process: OperatorProcess) -> Path:
+    """The running operator's log (restarted first if a test left it stopped)."""
+    if operator_process.proc is None or operator_process.proc.poll() is not None:
+        operator_process.start()
+    return operator_process.log
 
 
 def submit(video: Video, ns: str, **options: Any) -> str:
@@ -402,3 +433,74 @@ def test_a_stalled_encode_gets_its_pod_replaced(
     assert stalls == ["vtx_stalled_pods_total 1.0"], stalls
     assert 'vtx_resources{phase="Ready"}' in metrics
     assert "vtx_time_to_ready_seconds_count" in metrics
+
+
+def test_an_operator_killed_mid_transcode_makes_no_duplicate_jobs(
+    ns: str, operator_process: OperatorProcess, operator: Path, store: ObjectStore,
+    db: Database, tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "long.mp4", seconds=60, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns)
+    wait_for_phase(ns, name, {"Transcoding"}, operator, timeout=120)
+    operator_process.kill()
+    operator_process.start()
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    jobs = kubectl("get", "jobs", "-n", ns, "-l", f"vtx.dev/video-id={video.id}", "-o", "name")
+    expected = [job_name(name, "transcode", ["480p"]), job_name(name, "ingest")]
+    assert sorted(jobs.split()) == sorted(f"job.batch/{j}" for j in expected)
+
+
+def test_a_jobrunner_pod_deleted_mid_encode_is_retried_to_ready(
+    ns: str, operator: Path, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "long.mp4", seconds=60, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns)
+
+    def encoding() -> bool:
+        entry = (get("videotranscode", name, ns).get("status", {}).get("renditions") or {}).get(
+            "480p", {}
+        )
+        return int(entry.get("progress") or 0) >= 10
+
+    wait_until("the encode to pass 10%", encoding, timeout=180)
+    kubectl(
+        "delete",
+        "pod",
+        "-n",
+        ns,
+        "-l",
+        f"vtx.dev/video-id={video.id},vtx.dev/job-kind=transcode",
+        "--wait=false",
+    )
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    assert obj["status"]["renditions"]["480p"]["attempts"] >= 2
+
+    def counts(cur: Cursor) -> Any:
+        cur.execute(
+            "SELECT t.format, t.storage_type, count(DISTINCT t.id), count(s.id),"
+            " count(DISTINCT s.sequence) FROM transcodes t LEFT JOIN transcode_segments s"
+            " ON s.transcode_id = t.id WHERE t.video_id = %s AND t.resolution = '480p'"
+            " GROUP BY 1, 2 ORDER BY 1, 2",
+            (video.id,),
+        )
+        return cur.fetchall()
+
+    rows = db.transaction(counts)
+    assert [r[:3] for r in rows] == [
+        ("hls", "ipfs", 1),
+        ("hls", "s3", 1),
+        ("mp4", "ipfs", 1),
+        ("mp4", "s3", 1),
+    ]
+    for fmt, _, _, segments, sequences in rows:
+        assert segments == sequences, f"{fmt}: one row per segment"
+        assert segments == (15 if fmt == "hls" else 0)
