@@ -83,7 +83,13 @@ kctl apply -f "$DEV_DIR/cluster/system.yaml" >/dev/null
 
 # --- node: containerd, CNI, kubelet, kube-proxy, CoreDNS ---------------------------------------
 "$DEV_DIR/node-config.sh"
-start_bg containerd containerd --config "$VTX_STATE/containerd/config.toml"
+if ! pid_alive containerd; then
+  # Its CRI service answers "not initialized yet" for a moment after the socket is up, and the
+  # kubelet exits on that: wait for the CRI's last start-up step in this start's log.
+  offset=$(stat -c %s "$LOGS/containerd.log" 2>/dev/null || echo 0)
+  start_bg containerd containerd --config "$VTX_STATE/containerd/config.toml"
+  wait_for containerd 30 sh -c "tail -c +$((offset + 1)) '$LOGS/containerd.log' | grep -F 'Start streaming server'"
+fi
 wait_for containerd 30 ctr --address "$CONTAINERD_SOCK" version
 "$DEV_DIR/pause-image.sh"
 
@@ -96,6 +102,8 @@ start_bg coredns "$COREDNS_BIN/coredns" -conf "$VTX_STATE/coredns/Corefile"
 # --- servers pods use ------------------------------------------------------------------------
 "$DEV_DIR/servers.sh" start
 
+# The node's Ready condition may be a stale one from before a restart: ask the kubelet first.
+wait_for kubelet 60 curl -fsS http://127.0.0.1:10248/healthz
 wait_for kubelet 60 sh -c "'$K8S_BIN/kubectl' --kubeconfig '$VTX_STATE/kubeconfig' get node '$NODE_NAME' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 wait_for coredns 30 curl -fsS http://127.0.0.1:18181/ready
 wait_for kube-proxy 30 curl -fsS http://127.0.0.1:10256/healthz

@@ -36,6 +36,7 @@ def kernel_state() -> dict[str, bool]:
 
 
 def assert_stack_works() -> None:
+    run("make", "-s", "status", timeout=60)  # exits non-zero when any part is not running
     node = kubectl(
         "get", "node", "-o", "jsonpath={.items[0].status.conditions[?(@.type=='Ready')].status}"
     )
