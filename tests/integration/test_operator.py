@@ -244,6 +244,23 @@ def test_a_text_file_fails_as_invalid_source_without_jobs(
     assert reason.startswith("InvalidSource")
 
 
+def start_long_transcode(
+    ns: str, store: ObjectStore, db: Database, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Video, str]:
+    """A 60 s 480p upload and its resource: long enough to act on while it encodes."""
+    path = tmp_path_factory.mktemp("media") / "long.mp4"
+    video = upload_video(store, db, media.make_clip(path, seconds=60, width=854, height=480))
+    return video, submit(video, ns)
+
+
+def wait_for_progress(ns: str, name: str, rendition: str, percent: int) -> None:
+    def reached() -> bool:
+        renditions = get("videotranscode", name, ns).get("status", {}).get("renditions") or {}
+        return int((renditions.get(rendition) or {}).get("progress") or 0) >= percent
+
+    wait_until(f"{rendition} of {name} to pass {percent}%", reached, timeout=180)
+
+
 def running_transcode_pods() -> int:
     out = kubectl(
         "get", "pods", "-A", "-l", "vtx.dev/job-kind=transcode",
@@ -278,11 +295,7 @@ def test_suspend_stops_the_jobs_and_resume_finishes(
     ns: str, operator: Path, store: ObjectStore, db: Database,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
-    clip = media.make_clip(
-        tmp_path_factory.mktemp("media") / "long.mp4", seconds=60, width=854, height=480
-    )
-    video = upload_video(store, db, clip)
-    name = submit(video, ns)
+    video, name = start_long_transcode(ns, store, db, tmp_path_factory)
     wait_for_phase(ns, name, {"Transcoding"}, operator, timeout=120)
     kubectl("patch", "vt", name, "-n", ns, "--type=merge", "-p", '{"spec": {"suspend": true}}')
     wait_for_phase(ns, name, {"Suspended"}, operator, timeout=60)
@@ -340,11 +353,7 @@ def test_deleting_a_resource_stops_its_jobs(
     ns: str, operator: Path, store: ObjectStore, db: Database,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
-    clip = media.make_clip(
-        tmp_path_factory.mktemp("media") / "long.mp4", seconds=60, width=854, height=480
-    )
-    video = upload_video(store, db, clip)
-    name = submit(video, ns)
+    video, name = start_long_transcode(ns, store, db, tmp_path_factory)
     wait_for_phase(ns, name, {"Transcoding"}, operator, timeout=120)
     kubectl("delete", "vt", name, "-n", ns, "--wait=true", "--timeout=120s")
     selector = f"vtx.dev/video-id={video.id}"
@@ -402,19 +411,9 @@ def test_a_stalled_encode_gets_its_pod_replaced(
     ns: str, operator: Path, store: ObjectStore, db: Database,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
-    clip = media.make_clip(
-        tmp_path_factory.mktemp("media") / "long.mp4", seconds=60, width=854, height=480
-    )
-    video = upload_video(store, db, clip)
-    name = submit(video, ns)
+    video, name = start_long_transcode(ns, store, db, tmp_path_factory)
 
-    def encoding() -> bool:
-        entry = (get("videotranscode", name, ns).get("status", {}).get("renditions") or {}).get(
-            "480p", {}
-        )
-        return int(entry.get("progress") or 0) >= 5
-
-    wait_until("the encode to pass 5%", encoding, timeout=180)
+    wait_for_progress(ns, name, "480p", 5)
     stalls_before = stalls_counted(operator_metrics())
     # Freeze FFmpeg (it runs as a process of this machine): the pod is alive but makes no progress.
     frozen = subprocess.run(["pkill", "-STOP", "-f", f"ffmpeg .*{video.id}"], check=False)
@@ -449,11 +448,7 @@ def test_an_operator_killed_mid_transcode_makes_no_duplicate_jobs(
     ns: str, operator_process: OperatorProcess, operator: Path, store: ObjectStore,
     db: Database, tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
-    clip = media.make_clip(
-        tmp_path_factory.mktemp("media") / "long.mp4", seconds=60, width=854, height=480
-    )
-    video = upload_video(store, db, clip)
-    name = submit(video, ns)
+    video, name = start_long_transcode(ns, store, db, tmp_path_factory)
     wait_for_phase(ns, name, {"Transcoding"}, operator, timeout=120)
     operator_process.kill()
     operator_process.start()
@@ -468,19 +463,9 @@ def test_a_jobrunner_pod_deleted_mid_encode_is_retried_to_ready(
     ns: str, operator: Path, store: ObjectStore, db: Database,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
-    clip = media.make_clip(
-        tmp_path_factory.mktemp("media") / "long.mp4", seconds=60, width=854, height=480
-    )
-    video = upload_video(store, db, clip)
-    name = submit(video, ns)
+    video, name = start_long_transcode(ns, store, db, tmp_path_factory)
 
-    def encoding() -> bool:
-        entry = (get("videotranscode", name, ns).get("status", {}).get("renditions") or {}).get(
-            "480p", {}
-        )
-        return int(entry.get("progress") or 0) >= 10
-
-    wait_until("the encode to pass 10%", encoding, timeout=180)
+    wait_for_progress(ns, name, "480p", 10)
     kubectl(
         "delete",
         "pod",
