@@ -56,13 +56,20 @@ def test_spec_round_trips_through_its_dict() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d.pop("videoId"), "spec needs videoId"),
+        (lambda d: d.pop("videoId"), "spec.videoId is required"),
         (lambda d: d["source"].update(size="big"), "spec.source.size must be int"),
         (
             lambda d: d["renditions"][0].update(width=True),
             r"spec.renditions\[0\].width must be int",
         ),
-        (lambda d: d.update(deletionPolicy="Shred"), "deletionPolicy must be Retain or Delete"),
+        (
+            lambda d: d.update(deletionPolicy="Shred"),
+            "spec.deletionPolicy must be one of Retain, Delete, not 'Shred'",
+        ),
+        (lambda d: d.update(formats=["webm"]), r"spec.formats\[0\] must be one of mp4, hls"),
+        (lambda d: d.update(formats=[]), "spec.formats must name at least one format"),
+        (lambda d: d.update(suspend="yes"), "spec.suspend must be boolean, not str"),
+        (lambda d: d.update(videoId="not-a-uuid"), "spec.videoId must be a UUID"),
     ],
 )
 def test_bad_spec_dicts_name_the_field(mutate: object, message: str) -> None:
@@ -73,7 +80,9 @@ def test_bad_spec_dicts_name_the_field(mutate: object, message: str) -> None:
 
 
 def test_the_whole_object() -> None:
-    obj = build_resource(full_spec(), "media", labels={"team": "a"})
+    obj = build_resource(
+        full_spec(), "media", labels={"team": "a", "vtx.dev/video-id": "someone-else"}
+    )
     assert obj["apiVersion"] == "vtx.dev/v1alpha1"
     assert obj["kind"] == "VideoTranscode"
     assert obj["metadata"]["name"] == f"v-{VID}"
@@ -106,6 +115,8 @@ def test_a_rendition_patch_touches_only_its_own_entry() -> None:
     assert len(patch["status"]["renditions"]["720p"]["message"]) == 1024
     status = {"renditions": {"480p": {"phase": "Succeeded"}, "720p": {"phase": "Running"}}}
     assert renditions_ready(status) == "1/2"
+    with pytest.raises(TypeError, match="not a rendition status field: progres"):
+        rendition_status_patch("720p", progres=40)
 
 
 def test_the_crd_schema_knows_every_field_the_model_writes() -> None:
@@ -134,3 +145,15 @@ def test_earlier_resources_take_the_free_slots_first() -> None:
     assert slots_for(b, waiting, free=4) == 2
     assert slots_for(c, waiting, free=4) == 0
     assert slots_for(c, [c], free=4) == 1
+
+
+def test_the_crd_and_the_model_name_the_same_phases() -> None:
+    from typing import get_args
+
+    from vtx.core.resource import Phase, RenditionPhase
+
+    crd = yaml.safe_load(CRD.read_text())
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert status["properties"]["phase"]["enum"] == list(get_args(Phase))
+    entry = status["properties"]["renditions"]["additionalProperties"]["properties"]
+    assert entry["phase"]["enum"] == list(get_args(RenditionPhase))

@@ -1,16 +1,17 @@
-"""The VideoTranscode resource: names, a typed model of its spec, and status helpers.
+"""The VideoTranscode resource: its names, a typed model of its spec, and status helpers.
 
-The CRD itself is ``crds/videotranscodes.vtx.dev.yaml``; a unit test keeps the two in step.
-No field here holds a credential: secrets never go into a resource.
+The schema's single source is ``crds/videotranscodes.vtx.dev.yaml``; a unit test keeps this
+model and the CRD in step. No field here can hold a credential: anyone who may read the resource
+reads its spec, so secrets never go into one (the operator and jobrunners sign their own URLs).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, cast, get_args
 
 GROUP = "vtx.dev"
 VERSION = "v1alpha1"
@@ -18,7 +19,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "VideoTranscode"
 PLURAL = "videotranscodes"
 NAME_PREFIX = "v-"
-MESSAGE_LIMIT = 1024
+MESSAGE_LIMIT = 1024  # the CRD's maxLength of every status message
 
 Phase = Literal[
     "Pending", "Probing", "Queued", "Transcoding", "Publishing", "Ready", "Failed", "Suspended"
@@ -27,66 +28,120 @@ RenditionPhase = Literal[
     "Pending", "Queued", "Running", "Uploading", "Succeeded", "Failed", "Suspended"
 ]
 ConditionType = Literal["Ready", "Probed", "JobsCreated", "Degraded"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+RenditionKind = Literal["video", "audio"]
+Format = Literal["mp4", "hls"]
+DeletionPolicy = Literal["Retain", "Delete"]
+
+DEFAULT_FORMATS: tuple[Format, ...] = ("mp4", "hls")
+# The fields of one entry of status.renditions; a misspelt one would be pruned without a word.
+RENDITION_STATUS_FIELDS = frozenset({"phase", "progress", "job", "attempts", "message", "outputs"})
+
+# JSON type names (as the CRD and the API server's messages spell them) → Python types.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (Mapping,),
+    "array": (list, tuple),
+}
+
+
+def _uuid(value: str | uuid.UUID, path: str) -> str:
+    try:
+        return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"{path} must be a UUID, not {value!r}") from None
 
 
 def resource_name(video_id: str | uuid.UUID) -> str:
-    """``v-<uuid>``: deterministic, so creating the resource twice is harmless."""
-    return f"{NAME_PREFIX}{uuid.UUID(str(video_id))}"
+    """``v-<uuid>``: derived from the video, so creating the resource twice is harmless."""
+    return NAME_PREFIX + _uuid(video_id, "video id")
 
 
 def video_id_from_name(name: str) -> str:
-    if not name.startswith(NAME_PREFIX):
-        raise ValueError(f"{name!r} is not a VideoTranscode name (v-<uuid>)")
+    """The video id in a name made by :func:`resource_name`; ValueError for any other name."""
+    rest = name.removeprefix(NAME_PREFIX)
     try:
-        return str(uuid.UUID(name.removeprefix(NAME_PREFIX)))
+        ours = name.startswith(NAME_PREFIX) and str(uuid.UUID(rest)) == rest
     except ValueError:
-        raise ValueError(f"{name!r} is not a VideoTranscode name (v-<uuid>)") from None
+        ours = False
+    if not ours:
+        raise ValueError(f"{name!r} is not a VideoTranscode name (v-<lowercase uuid>)")
+    return rest
 
 
-def _field(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = d.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) and kind is not bool:
-        raise ValueError(f"{where}.{key} must be {getattr(kind, '__name__', kind)}")
-    if not isinstance(value, kind):
-        raise ValueError(f"{where}.{key} must be {getattr(kind, '__name__', kind)}")
+def _check(value: Any, json_type: str, path: str) -> Any:
+    # bool is an int to Python but not to JSON: `width: true` is no width.
+    if not isinstance(value, _JSON_TYPES[json_type]) or (
+        isinstance(value, bool) and json_type != "boolean"
+    ):
+        raise ValueError(f"{path} must be {json_type}, not {type(value).__name__}")
     return value
+
+
+def _optional(d: Mapping[str, Any], key: str, json_type: str, where: str) -> Any:
+    value = d.get(key)
+    return None if value is None else _check(value, json_type, f"{where}.{key}")
+
+
+def _required(d: Mapping[str, Any], key: str, json_type: str, where: str) -> Any:
+    if d.get(key) is None:
+        raise ValueError(f"{where}.{key} is required")
+    return _optional(d, key, json_type, where)
+
+
+def _one_of(value: str, allowed: tuple[str, ...], path: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{path} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _flag(d: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = _optional(d, key, "boolean", where)
+    return default if value is None else bool(value)
+
+
+def _without_none(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
 
 
 @dataclass(frozen=True)
 class SourceRef:
+    """Where the uploaded original is: a bucket and key, never a URL."""
+
     key: str
     size: int
     bucket: str | None = None
     content_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"key": self.key, "size": self.size}
-        if self.bucket:
-            d["bucket"] = self.bucket
-        if self.content_type:
-            d["contentType"] = self.content_type
-        return d
+        return _without_none(
+            {
+                "bucket": self.bucket,
+                "key": self.key,
+                "size": self.size,
+                "contentType": self.content_type,
+            }
+        )
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SourceRef:
-        key = _field(d, "key", str, "spec.source")
-        size = _field(d, "size", int, "spec.source")
-        if key is None or size is None:
-            raise ValueError("spec.source needs key and size")
+    def from_dict(cls, d: Mapping[str, Any], where: str = "spec.source") -> SourceRef:
         return cls(
-            key=key,
-            size=size,
-            bucket=_field(d, "bucket", str, "spec.source"),
-            content_type=_field(d, "contentType", str, "spec.source"),
+            key=_required(d, "key", "string", where),
+            size=_required(d, "size", "integer", where),
+            bucket=_optional(d, "bucket", "string", where),
+            content_type=_optional(d, "contentType", "string", where),
         )
 
 
 @dataclass(frozen=True)
 class RenditionSpec:
+    """One rendition asked for; bitrates as FFmpeg takes them (``2800k``)."""
+
     name: str
-    kind: Literal["video", "audio"] = "video"
+    kind: RenditionKind = "video"
     width: int | None = None
     height: int | None = None
     fps: float | None = None
@@ -95,94 +150,123 @@ class RenditionSpec:
     bufsize: str | None = None
     audio_bitrate: str | None = None
 
-    _KEYS = (
-        ("name", "name", str), ("kind", "kind", str), ("width", "width", int),
-        ("height", "height", int), ("fps", "fps", (int, float)),
-        ("video_bitrate", "videoBitrate", str), ("maxrate", "maxrate", str),
-        ("bufsize", "bufsize", str), ("audio_bitrate", "audioBitrate", str),
-    )  # fmt: skip
-
     def to_dict(self) -> dict[str, Any]:
-        return {
-            camel: getattr(self, attr)
-            for attr, camel, _ in self._KEYS
-            if getattr(self, attr) is not None
-        }
+        return _without_none(
+            {
+                "name": self.name,
+                "kind": self.kind,
+                "width": self.width,
+                "height": self.height,
+                "fps": self.fps,
+                "videoBitrate": self.video_bitrate,
+                "maxrate": self.maxrate,
+                "bufsize": self.bufsize,
+                "audioBitrate": self.audio_bitrate,
+            }
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "spec.renditions[]") -> RenditionSpec:
-        values = {attr: _field(d, camel, kind, where) for attr, camel, kind in cls._KEYS}
-        if not values["name"]:
-            raise ValueError(f"{where}.name is required")
-        if values["kind"] is None:
-            values["kind"] = "video"
-        if values["kind"] not in ("video", "audio"):
-            raise ValueError(f"{where}.kind must be video or audio")
-        return cls(**values)
+        kind = _optional(d, "kind", "string", where) or "video"
+        fps = _optional(d, "fps", "number", where)
+        return cls(
+            name=_required(d, "name", "string", where),
+            kind=cast(RenditionKind, _one_of(kind, get_args(RenditionKind), f"{where}.kind")),
+            width=_optional(d, "width", "integer", where),
+            height=_optional(d, "height", "integer", where),
+            fps=None if fps is None else float(fps),
+            video_bitrate=_optional(d, "videoBitrate", "string", where),
+            maxrate=_optional(d, "maxrate", "string", where),
+            bufsize=_optional(d, "bufsize", "string", where),
+            audio_bitrate=_optional(d, "audioBitrate", "string", where),
+        )
 
 
 @dataclass(frozen=True)
 class VideoTranscodeSpec:
+    """The spec of a VideoTranscode. ``renditions=None`` lets the operator plan the ladder.
+
+    ``video_id`` is kept as a lowercase UUID (the form the CRD accepts) and the sequences as
+    tuples, so two specs that say the same thing compare equal.
+    """
+
     video_id: str
     source: SourceRef
     renditions: Sequence[RenditionSpec] | None = None
-    formats: Sequence[str] = ("mp4", "hls")
+    # str rather than Format: formats arrive from queue events as plain strings; checked below.
+    formats: Sequence[str] = DEFAULT_FORMATS
     storage_s3: bool = True
     storage_ipfs: bool = True
     suspend: bool = False
-    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    deletion_policy: DeletionPolicy = "Retain"
     group_renditions: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "video_id", _uuid(self.video_id, "spec.videoId"))
+        if self.renditions is not None:
+            object.__setattr__(self, "renditions", tuple(self.renditions))
+        if not self.formats:
+            raise ValueError("spec.formats must name at least one format")
+        for i, f in enumerate(self.formats):
+            _one_of(f, get_args(Format), f"spec.formats[{i}]")
+        object.__setattr__(self, "formats", tuple(self.formats))
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "videoId": str(uuid.UUID(self.video_id)),
-            "source": self.source.to_dict(),
-            "formats": list(self.formats),
-            "storage": {"s3": self.storage_s3, "ipfs": self.storage_ipfs},
-            "suspend": self.suspend,
-            "deletionPolicy": self.deletion_policy,
-            "groupRenditions": self.group_renditions,
-        }
-        if self.renditions is not None:
-            d["renditions"] = [r.to_dict() for r in self.renditions]
-        return d
+        return _without_none(
+            {
+                "videoId": self.video_id,
+                "source": self.source.to_dict(),
+                "renditions": (
+                    None if self.renditions is None else [r.to_dict() for r in self.renditions]
+                ),
+                "formats": list(self.formats),
+                "storage": {"s3": self.storage_s3, "ipfs": self.storage_ipfs},
+                "suspend": self.suspend,
+                "deletionPolicy": self.deletion_policy,
+                "groupRenditions": self.group_renditions,
+            }
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> VideoTranscodeSpec:
-        video_id = _field(d, "videoId", str, "spec")
-        source = _field(d, "source", dict, "spec")
-        if video_id is None or source is None:
-            raise ValueError("spec needs videoId and source")
-        renditions = _field(d, "renditions", list, "spec")
-        storage = _field(d, "storage", dict, "spec") or {}
-        policy = _field(d, "deletionPolicy", str, "spec") or "Retain"
-        if policy not in ("Retain", "Delete"):
-            raise ValueError("spec.deletionPolicy must be Retain or Delete")
+        """Read a spec (as stored, or as sent); unknown keys are ignored, so an older operator
+        reads a newer resource."""
+        renditions = _optional(d, "renditions", "array", "spec")
+        formats = _optional(d, "formats", "array", "spec")
+        storage = _optional(d, "storage", "object", "spec") or {}
+        policy = _optional(d, "deletionPolicy", "string", "spec") or "Retain"
         return cls(
-            video_id=video_id,
-            source=SourceRef.from_dict(source),
+            video_id=_required(d, "videoId", "string", "spec"),
+            source=SourceRef.from_dict(_required(d, "source", "object", "spec")),
             renditions=(
                 None
                 if renditions is None
-                else [
-                    RenditionSpec.from_dict(r, f"spec.renditions[{i}]")
+                else tuple(
+                    RenditionSpec.from_dict(
+                        _check(r, "object", f"spec.renditions[{i}]"), f"spec.renditions[{i}]"
+                    )
                     for i, r in enumerate(renditions)
-                ]
+                )
             ),
-            formats=tuple(_field(d, "formats", list, "spec") or ("mp4", "hls")),
-            storage_s3=bool(storage.get("s3", True)),
-            storage_ipfs=bool(storage.get("ipfs", True)),
-            suspend=bool(_field(d, "suspend", bool, "spec")),
-            deletion_policy=policy,  # type: ignore[arg-type]
-            group_renditions=bool(_field(d, "groupRenditions", bool, "spec")),
+            formats=(
+                DEFAULT_FORMATS
+                if formats is None
+                else tuple(_check(f, "string", f"spec.formats[{i}]") for i, f in enumerate(formats))
+            ),
+            storage_s3=_flag(storage, "s3", "spec.storage", True),
+            storage_ipfs=_flag(storage, "ipfs", "spec.storage", True),
+            suspend=_flag(d, "suspend", "spec", False),
+            deletion_policy=cast(
+                DeletionPolicy, _one_of(policy, get_args(DeletionPolicy), "spec.deletionPolicy")
+            ),
+            group_renditions=_flag(d, "groupRenditions", "spec", False),
         )
 
 
 def build_resource(
     spec: VideoTranscodeSpec, namespace: str, labels: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """The whole VideoTranscode object for ``spec``."""
+    """The whole VideoTranscode object for ``spec``, named after its video."""
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -190,9 +274,10 @@ def build_resource(
             "name": resource_name(spec.video_id),
             "namespace": namespace,
             "labels": {
-                "app.kubernetes.io/managed-by": "vtx",
-                "vtx.dev/video-id": str(uuid.UUID(spec.video_id)),
                 **(labels or {}),
+                # After the caller's labels: selectors by video id must not be misled.
+                "app.kubernetes.io/managed-by": "vtx",
+                "vtx.dev/video-id": spec.video_id,
             },
         },
         "spec": spec.to_dict(),
@@ -201,8 +286,10 @@ def build_resource(
 
 @dataclass(frozen=True)
 class Condition:
+    """One entry of ``status.conditions``; ``to_dict`` truncates the message to fit the CRD."""
+
     type: str
-    status: Literal["True", "False", "Unknown"]
+    status: ConditionStatus
     reason: str
     message: str
     last_transition_time: str
@@ -222,32 +309,47 @@ class Condition:
 def set_condition(
     conditions: Sequence[Mapping[str, Any]],
     type: str,
-    status: Literal["True", "False", "Unknown"],
+    status: ConditionStatus,
     reason: str,
     message: str,
     generation: int,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Conditions with the one of ``type`` replaced; its transition time moves only when its
-    status changes."""
+    """``conditions`` with the entry of ``type`` replaced in place (or added at the end). Its
+    lastTransitionTime moves only when its status changes, as Kubernetes conventions ask."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
     previous = next((c for c in conditions if c.get("type") == type), None)
-    changed_at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    since = None
     if previous is not None and previous.get("status") == status:
-        changed_at = str(previous.get("lastTransitionTime") or changed_at)
-    new = Condition(type, status, reason, message, changed_at, generation).to_dict()
-    return [dict(c) for c in conditions if c.get("type") != type] + [new]
+        since = previous.get("lastTransitionTime")
+    stamp = str(since or now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    new = Condition(type, status, reason, message, stamp, generation).to_dict()
+    if previous is None:
+        return [*(dict(c) for c in conditions), new]
+    return [
+        new if c is previous else dict(c)
+        for c in conditions
+        if c is previous or c.get("type") != type
+    ]
 
 
 def rendition_status_patch(name: str, **fields: Any) -> dict[str, Any]:
-    """A JSON merge patch of one rendition's status entry (keyed by name, so writers of
-    different renditions never overwrite each other)."""
-    if "message" in fields and fields["message"] is not None:
-        fields["message"] = str(fields["message"])[:MESSAGE_LIMIT]
+    """A JSON merge patch body for one rendition's entry of ``status.renditions``.
+
+    The entry is keyed by name, so writers of different renditions never overwrite each other;
+    a field given as None is removed (merge-patch semantics). Send it to the status subresource.
+    """
+    unknown = set(fields) - RENDITION_STATUS_FIELDS
+    if unknown:
+        raise TypeError(f"not a rendition status field: {', '.join(sorted(unknown))}")
+    if isinstance(fields.get("message"), str):
+        fields["message"] = fields["message"][:MESSAGE_LIMIT]
     return {"status": {"renditions": {name: fields}}}
 
 
 def renditions_ready(status: Mapping[str, Any]) -> str:
-    """``ready/total`` for the printer column."""
-    entries = status.get("renditions") or {}
+    """``ready/total`` renditions, for the Renditions printer column."""
+    entries: Mapping[str, Any] = status.get("renditions") or {}
     ready = sum(1 for e in entries.values() if e.get("phase") == "Succeeded")
     return f"{ready}/{len(entries)}"
