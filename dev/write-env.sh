@@ -18,5 +18,9 @@ umask 077
   echo "export VTX_PULSAR_ADMIN_URL=\"http://$NODE_IP:$PULSAR_HTTP_PORT\""
   echo "export VTX_IPFS_API_URL=\"http://127.0.0.1:$KUBO_API_PORT\""
   echo "export VTX_IPFS_GATEWAY_URL=\"http://127.0.0.1:$KUBO_GATEWAY_PORT\""
-  if [ -s "$VTX_STATE/api.env" ]; then cat "$VTX_STATE/api.env"; fi
+  echo "export VTX_JOB_SECRET=\"vtx-jobrunner\""
+  # A token for this stack's API; the API itself only ever sees its hash.
+  token="vtx_$(secret api-token)"
+  echo "export VTX_API_TOKEN=\"$token\""
+  echo "export VTX_API_TOKENS=\"local:$(printf %s "$token" | sha256sum | cut -c1-64)\""
 } >"$f"

@@ -70,6 +70,69 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _part_size(raw: str) -> int:
+    value = int(raw)
+    # S3's own bounds for every part but the last.
+    if not 5 * MIB <= value <= 5 * GIB:
+        raise ValueError("must be between 5 MiB (5242880) and 5 GiB")
+    return value
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for o in origins:
+        if o != "*" and not _is_origin(o):
+            raise ValueError(f"{o!r} is not an origin (scheme://host[:port]) or *")
+    return origins
+
+
+def _is_origin(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.path
+
+
+def _secret_refs(raw: str) -> tuple[tuple[str, str, str], ...]:
+    """``VAR=secret/key,...``: environment variables of job pods read from Secret keys."""
+    refs = []
+    for item in (x.strip() for x in raw.split(",")):
+        if not item:
+            continue
+        var, _, ref = item.partition("=")
+        secret, _, key = ref.partition("/")
+        if not var.isidentifier() or not secret or not key:
+            raise ValueError(f"{item!r} is not VAR=secret/key")
+        refs.append((var, _name(secret), _name(key)))
+    return tuple(refs)
+
+
+def _token_list(raw: str) -> str:
+    """Check the shape of VTX_API_TOKENS (parsed by vtx.api.auth): NAME:SHA256[:EXPIRES],..."""
+    from vtx.core.tokens import parse_token_list
+
+    parse_token_list(raw)
+    return raw
+
+
 def _host_port(raw: str) -> str:
     host, sep, port = raw.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -93,10 +156,18 @@ def _name(raw: str) -> str:
 
 
 def setting(
-    env: str, parse: Callable[[str], Any], default: Any = None, *, secret: bool = False
+    env: str,
+    parse: Callable[[str], Any],
+    default: Any = None,
+    *,
+    secret: bool = False,
+    empty: Any = "",
 ) -> Any:
-    """Declare a field read from the environment variable ``env``."""
-    return field(metadata={"env": env, "parse": parse, "secret": secret, "default": default})
+    """Declare a field read from the environment variable ``env``; when it is unset and its
+    default is ``""``, the field holds ``empty``."""
+    return field(
+        metadata={"env": env, "parse": parse, "secret": secret, "default": default, "empty": empty}
+    )
 
 
 @dataclass(frozen=True)
@@ -135,7 +206,11 @@ class Settings:
     job_image_pull_policy: str = setting(
         "VTX_JOB_IMAGE_PULL_POLICY", _choice("IfNotPresent", "Always", "Never"), "IfNotPresent"
     )
-    job_secret: str = setting("VTX_JOB_SECRET", _name, "vtx-jobrunner")
+    job_secret: str = setting("VTX_JOB_SECRET", _name, "")
+    job_configmap: str = setting("VTX_JOB_CONFIGMAP", _name, "")
+    job_secret_env: tuple[tuple[str, str, str], ...] = setting(
+        "VTX_JOB_SECRET_ENV", _secret_refs, "", empty=()
+    )
     job_service_account: str = setting("VTX_JOB_SERVICE_ACCOUNT", _name, "vtx-jobrunner")
     job_cpu_request: str = setting("VTX_JOB_CPU_REQUEST", str, "500m")
     job_cpu_limit: str = setting("VTX_JOB_CPU_LIMIT", str, "2")
@@ -145,6 +220,19 @@ class Settings:
     job_backoff_limit: int = setting("VTX_JOB_BACKOFF_LIMIT", _non_negative_int, "3")
     job_ttl_seconds: int = setting("VTX_JOB_TTL_SECONDS", _positive_int, "3600")
     job_deadline_factor: int = setting("VTX_JOB_DEADLINE_FACTOR", _positive_int, "10")
+    reconcile_seconds: float = setting("VTX_RECONCILE_SECONDS", _positive_float, "2")
+    # The API
+    api_address: str = setting("VTX_API_ADDRESS", _host_port, "127.0.0.1:8000")
+    api_tokens: Secret = setting("VTX_API_TOKENS", _token_list, "", secret=True)
+    api_open_reads: bool = setting("VTX_API_OPEN_READS", _bool, "true")
+    cors_origins: tuple[str, ...] = setting("VTX_CORS_ORIGINS", _origins, "", empty=())
+    max_upload_bytes: int = setting("VTX_MAX_UPLOAD_BYTES", _positive_int, str(10 * GIB))
+    multipart_threshold: int = setting("VTX_MULTIPART_THRESHOLD", _positive_int, str(64 * MIB))
+    upload_part_size: int = setting("VTX_UPLOAD_PART_SIZE", _part_size, str(16 * MIB))
+    upload_url_seconds: int = setting("VTX_UPLOAD_URL_SECONDS", _positive_int, "3600")
+    playback_url_seconds: int = setting("VTX_PLAYBACK_URL_SECONDS", _positive_int, "21600")
+    ws_queue: int = setting("VTX_WS_QUEUE", _positive_int, "256")
+    ws_heartbeat_seconds: int = setting("VTX_WS_HEARTBEAT_SECONDS", _positive_int, "15")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -159,7 +247,7 @@ class Settings:
                     raise SettingsError(f"{meta['env']} is required but not set")
                 raw = meta["default"]
                 if raw == "":
-                    values[f.name] = Secret("") if meta["secret"] else ""
+                    values[f.name] = Secret("") if meta["secret"] else meta["empty"]
                     continue
             try:
                 value = meta["parse"](raw)

@@ -36,6 +36,21 @@ def active_deadline_seconds(duration_s: float, settings: Settings, renditions: i
     return int(300 + duration_s * settings.job_deadline_factor * max(1, renditions))
 
 
+def _environment(settings: Settings) -> dict[str, Any]:
+    """Settings reach job pods from a ConfigMap, a Secret and single Secret keys, by reference:
+    no value, and so no credential, is ever written into a Job."""
+    env_from: list[dict[str, Any]] = []
+    if settings.job_configmap:
+        env_from.append({"configMapRef": {"name": settings.job_configmap}})
+    if settings.job_secret:
+        env_from.append({"secretRef": {"name": settings.job_secret}})
+    env = [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for var, secret, key in settings.job_secret_env
+    ]
+    return {"envFrom": env_from, "env": env}
+
+
 def _pod_spec(settings: Settings, args: list[str], labels: Mapping[str, str]) -> dict[str, Any]:
     return {
         "metadata": {"labels": dict(labels)},
@@ -58,7 +73,7 @@ def _pod_spec(settings: Settings, args: list[str], labels: Mapping[str, str]) ->
                     "image": settings.job_image,
                     "imagePullPolicy": settings.job_image_pull_policy,
                     "args": ["jobrunner", *args],
-                    "envFrom": [{"secretRef": {"name": settings.job_secret}}],
+                    **_environment(settings),
                     "resources": {
                         "requests": {
                             "cpu": settings.job_cpu_request,
