@@ -146,7 +146,10 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float, every: 
 
 def install_crd() -> None:
     kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/videotranscodes.vtx.dev")
+    kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/videotranscodes.vtx.dev",
+        "crd/kopfpeerings.kopf.dev", "crd/clusterkopfpeerings.kopf.dev",
+    )  # fmt: skip
 
 
 @contextmanager
@@ -167,5 +170,8 @@ def job_namespace(prefix: str) -> Iterator[str]:
             {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": meta,
              "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "vtx-jobrunner"},
              "subjects": [{"kind": "ServiceAccount", "name": "vtx-jobrunner", "namespace": ns}]},
+            # Operator replicas in this namespace agree through it on which one acts.
+            {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+             "metadata": {"name": "vtx", "namespace": ns}},
         )  # fmt: skip
         yield ns

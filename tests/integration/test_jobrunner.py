@@ -29,13 +29,13 @@ from tests.stack import (
 )
 from vtx.core import bus, events
 from vtx.core.db import Cursor, Database
+from vtx.core.hls import parse_media_playlist
 from vtx.core.ipfs import IpfsClient
 from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
 from vtx.core.objects import ObjectStore
 from vtx.core.resource import RenditionSpec, SourceRef, VideoTranscodeSpec, build_resource
 from vtx.core.settings import Settings
 from vtx.jobrunner.ffmpeg import EXIT_INVALID_INPUT
-from vtx.jobrunner.hls import parse_media_playlist
 from vtx.operator.jobs import build_ingest_job, build_transcode_job
 
 pytestmark = pytest.mark.stack

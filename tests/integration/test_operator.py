@@ -18,11 +18,11 @@ from tests.integration.test_jobrunner import Video, upload_video
 from tests.stack import REPO, apply, get, job_namespace, kubectl, stack_env, wait_until
 from vtx.core import bus, events
 from vtx.core.db import Cursor, Database
+from vtx.core.hls import parse_media_playlist
 from vtx.core.ipfs import IpfsClient
 from vtx.core.objects import ObjectStore
 from vtx.core.outbox import OutboxRelay, write_event
 from vtx.core.resource import SourceRef, VideoTranscodeSpec, build_resource
-from vtx.jobrunner.hls import parse_media_playlist
 from vtx.operator.jobs import job_name
 
 pytestmark = pytest.mark.stack

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from vtx.core import hls
 from vtx.core.ladder import Rendition
-from vtx.jobrunner import ffmpeg, hls
+from vtx.jobrunner import ffmpeg
 from vtx.jobrunner.retry import StorageUnavailable, with_retry
 
 R480 = Rendition("480p", "video", 854, 480, 30.0, 1400, 1498, 2100, 128)

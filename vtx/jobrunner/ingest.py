@@ -11,7 +11,7 @@ from vtx.core.db import Cursor, Database
 from vtx.core.ipfs import IpfsClient
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
-from vtx.jobrunner.ffmpeg import EXIT_RETRYABLE
+from vtx.jobrunner.ffmpeg import EXIT_INVALID_INPUT, EXIT_RETRYABLE
 from vtx.jobrunner.retry import StorageUnavailable, with_retry
 
 log = logging.getLogger(__name__)
@@ -44,16 +44,22 @@ def ingest_once(store: ObjectStore, ipfs: IpfsClient, key: str) -> tuple[str, st
     return cid, reader.sha256.hexdigest(), reader.size
 
 
-def run_ingest(video_id: str, source_key: str, settings: Settings) -> int:
+def run_ingest(video_id: str, source_key: str, settings: Settings, size: int | None = None) -> int:
+    """Pin the original and record its checksum; exit codes as the transcode's. When ``size``
+    (the size announced at upload) is given, an original of another size is not recorded: it
+    is not the file that was uploaded."""
     store = ObjectStore(settings)
     ipfs = IpfsClient(settings.ipfs_api_url, timeout_s=max(120, settings.request_timeout_s))
     db = Database(settings.database_url, max_connections=1)
     try:
-        cid, checksum, size = with_retry(
+        cid, checksum, got = with_retry(
             lambda: ingest_once(store, ipfs, source_key),
             f"ingest {source_key}",
             budget_s=settings.upload_retry_seconds,
         )
+        if size is not None and got != size:
+            log.error("the original holds %d bytes but %d were announced: not recorded", got, size)
+            return EXIT_INVALID_INPUT
 
         def record(cur: Cursor) -> None:
             cur.execute(
@@ -66,8 +72,8 @@ def run_ingest(video_id: str, source_key: str, settings: Settings) -> int:
             "record ingest",
             budget_s=settings.upload_retry_seconds,
         )
-        log.info("ingested %s: %d bytes, cid %s, sha256 %s", source_key, size, cid, checksum)
-        print(f"cid={cid} sha256={checksum} size={size}", flush=True)
+        log.info("ingested %s: %d bytes, cid %s, sha256 %s", source_key, got, cid, checksum)
+        print(f"cid={cid} sha256={checksum} size={got}", flush=True)
         return 0
     except StorageUnavailable as exc:
         log.error("will retry: %s", exc)

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vtx.core.db import Cursor, Database
+from vtx.core.hls import Segment, parse_media_playlist, render_media_playlist
 from vtx.core.ipfs import IpfsClient
 from vtx.core.objects import ObjectStore
 from vtx.jobrunner.ffmpeg import Output
-from vtx.jobrunner.hls import Segment, parse_media_playlist, render_media_playlist
 from vtx.jobrunner.retry import with_retry
 
 T = TypeVar("T")

@@ -15,6 +15,7 @@ from vtx.jobrunner.ffmpeg import EXIT_INVALID_INPUT
 LABEL_VIDEO = "vtx.dev/video-id"
 LABEL_KIND = "vtx.dev/job-kind"
 LABEL_RENDITIONS = "vtx.dev/renditions"
+SOURCE_SECONDS = "vtx.dev/source-seconds"  # annotation: the source's duration, for encode speed
 SCRATCH = "/scratch"
 
 
@@ -90,6 +91,9 @@ def _pod_spec(settings: Settings, args: list[str], labels: Mapping[str, str]) ->
                         "capabilities": {"drop": ["ALL"]},
                     },
                     "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+                    # A failed pod's last log lines become its termination message: the
+                    # operator quotes them as the reason.
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
                 }
             ],
             "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": settings.job_scratch_limit}}],
@@ -105,8 +109,11 @@ def _job(
     settings: Settings,
     deadline_s: int,
     owner: Mapping[str, Any] | None,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
     if owner is not None:
         metadata["ownerReferences"] = [dict(owner)]
     return {
@@ -167,7 +174,8 @@ def build_transcode_job(
         args += ["--rendition", json.dumps(asdict(r), separators=(",", ":"))]
     pod = _pod_spec(settings, args, labels)
     deadline = active_deadline_seconds(duration_s, settings, len(renditions))
-    return _job(name, namespace, labels, pod, settings, deadline, owner)
+    annotations = {SOURCE_SECONDS: f"{duration_s:.3f}"}
+    return _job(name, namespace, labels, pod, settings, deadline, owner, annotations)
 
 
 def build_ingest_job(
@@ -187,7 +195,7 @@ def build_ingest_job(
         LABEL_VIDEO: video_id,
         LABEL_KIND: "ingest",
     }
-    args = ["ingest", "--video-id", video_id, "--source-key", source_key]
+    args = ["ingest", "--video-id", video_id, "--source-key", source_key, "--size", str(size)]
     pod = _pod_spec(settings, args, labels)
     # Streaming at a (pessimistic) 5 MB/s, plus start-up.
     deadline = int(300 + size / 5_000_000)

@@ -8,6 +8,13 @@ RESOURCES = Gauge("vtx_resources", "VideoTranscode resources seen, by phase", ["
 JOBS_RUNNING = Gauge("vtx_transcode_jobs_running", "Transcode Jobs holding a slot of the cap")
 JOBS_QUEUED = Gauge("vtx_transcode_jobs_queued", "Transcode Jobs waiting for a slot")
 RECONCILE_ERRORS = Counter("vtx_reconcile_errors_total", "Reconciliations that raised")
+JOBS_FAILED = Counter("vtx_transcode_jobs_failed_total", "Transcode Jobs that failed for good")
+ENCODE_SPEED = Histogram(
+    "vtx_encode_speed",
+    "Source seconds encoded per second of a finished transcode Job (above 1: faster than real"
+    " time)",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
+)
 STALLS = Counter("vtx_stalled_pods_total", "Job pods deleted by the stall watchdog")
 TIME_TO_READY = Histogram(
     "vtx_time_to_ready_seconds",

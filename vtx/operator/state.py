@@ -94,3 +94,33 @@ def is_running(job: Mapping[str, Any]) -> bool:
     if spec.get("suspend"):
         return False
     return job_state(job).state == "active"
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``target`` with a JSON merge patch (RFC 7386) applied: objects merge, None removes."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_patch(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def prune_unchanged(patch: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a merge patch that would change ``current``: an empty result means no write."""
+    out: dict[str, Any] = {}
+    for key, value in patch.items():
+        now = current.get(key)
+        if isinstance(value, Mapping) and isinstance(now, Mapping):
+            inner = prune_unchanged(value, now)
+            if inner:
+                out[key] = inner
+        elif value is None:
+            if key in current:
+                out[key] = None
+        elif value != now:
+            out[key] = value
+    return out

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from vtx.core.ladder import Rendition
+
+AAC_LC = "mp4a.40.2"
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -108,3 +112,36 @@ def render_master_playlist(variants: list[Variant]) -> str:
         lines.append(f"#EXT-X-STREAM-INF:{','.join(attrs)}")
         lines.append(v.uri)
     return "\n".join(lines) + "\n"
+
+
+def h264_codec(short_side: int) -> str:
+    """The RFC 6381 codec string of the High-profile H.264 the jobrunner writes, by level."""
+    level = (
+        0x1E
+        if short_side <= 480
+        else 0x1F
+        if short_side <= 720
+        else 0x28
+        if short_side <= 1080
+        else 0x33
+    )
+    return f"avc1.6400{level:02x}"
+
+
+def variant_of(r: Rendition) -> Variant:
+    """A rendition's entry in the master playlist (its playlist at ``<name>/hls/index.m3u8``)."""
+    if r.kind == "audio":
+        codecs = AAC_LC
+    else:
+        codecs = h264_codec(min(r.width, r.height))
+        if r.audio_bitrate_k:
+            codecs += f",{AAC_LC}"
+    return Variant(
+        uri=f"{r.name}/hls/index.m3u8",
+        bandwidth=(r.maxrate_k + r.audio_bitrate_k) * 1000,
+        average_bandwidth=(r.video_bitrate_k + r.audio_bitrate_k) * 1000,
+        codecs=codecs,
+        width=r.width,
+        height=r.height,
+        frame_rate=r.fps,
+    )

@@ -1,0 +1,190 @@
+"""The operator's pure parts: Job manifests, what it concludes from status, its view of Jobs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vtx.core.ladder import Rendition
+from vtx.core.settings import Settings
+from vtx.operator.index import ClusterView
+from vtx.operator.jobs import (
+    SOURCE_SECONDS,
+    active_deadline_seconds,
+    build_ingest_job,
+    build_transcode_job,
+    job_name,
+)
+from vtx.operator.rows import row_state
+from vtx.operator.state import Waiting, merge_patch, prune_unchanged, summarize
+
+ENV = {
+    "VTX_DATABASE_URL": "postgresql://vtx:hunter2@db:5432/vtx",
+    "VTX_S3_ENDPOINT": "http://s3:7070",
+    "VTX_S3_ACCESS_KEY": "key",
+    "VTX_S3_SECRET_KEY": "s3-secret-value",
+    "VTX_PULSAR_URL": "pulsar://pulsar:6650",
+    "VTX_IPFS_API_URL": "http://ipfs:5001",
+    "VTX_JOB_CONFIGMAP": "vtx-config",
+    "VTX_JOB_SECRET_ENV": "VTX_DATABASE_URL=vtx-db/url,VTX_S3_SECRET_KEY=vtx-storage/secretKey",
+}
+R480 = Rendition("480p", "video", 854, 480, 30.0, 1400, 1498, 2100, 128)
+R720 = Rendition("720p", "video", 1280, 720, 30.0, 2800, 2996, 4200, 128)
+VID = "0b9f0a55-2b8c-4d8f-9a51-3a3c0c1e1a11"
+RESOURCE = f"v-{VID}"
+
+
+def transcode_job(**overrides: Any) -> dict[str, Any]:
+    settings = Settings.from_env({**ENV, **overrides})
+    return build_transcode_job(
+        resource=RESOURCE, namespace="media", video_id=VID, source_key=f"videos/{VID}/source/a.mp4",
+        renditions=[R480], duration_s=60.0, settings=settings,
+        owner={"apiVersion": "vtx.dev/v1alpha1", "kind": "VideoTranscode", "name": RESOURCE,
+               "uid": "u-1", "controller": True},
+    )  # fmt: skip
+
+
+def test_a_transcode_job_is_locked_down_and_bounded() -> None:
+    job = transcode_job()
+    spec = job["spec"]
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert job["metadata"]["name"] == job_name(RESOURCE, "transcode", ["480p"])
+    assert len(job["metadata"]["name"]) <= 63
+    assert job["metadata"]["ownerReferences"][0]["controller"] is True
+    assert job["metadata"]["annotations"][SOURCE_SECONDS] == "60.000"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["serviceAccountName"] == "vtx-jobrunner"
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
+    assert pod["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": "4Gi"}}]
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "FailJob"
+    assert rules[0]["onExitCodes"]["values"] == [42]
+    assert rules[1]["action"] == "Ignore"
+    assert spec["backoffLimit"] == 3
+    assert spec["ttlSecondsAfterFinished"] == 3600
+    assert spec["activeDeadlineSeconds"] == 300 + 60 * 10
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_credentials_reach_job_pods_by_reference_only() -> None:
+    job = transcode_job()
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"configMapRef": {"name": "vtx-config"}}]
+    assert container["env"] == [
+        {"name": "VTX_DATABASE_URL",
+         "valueFrom": {"secretKeyRef": {"name": "vtx-db", "key": "url"}}},
+        {"name": "VTX_S3_SECRET_KEY",
+         "valueFrom": {"secretKeyRef": {"name": "vtx-storage", "key": "secretKey"}}},
+    ]  # fmt: skip
+    text = json.dumps(job)
+    assert "hunter2" not in text
+    assert "s3-secret-value" not in text
+    with_secret = transcode_job(VTX_JOB_SECRET="vtx-jobrunner", VTX_JOB_CONFIGMAP="")
+    env_from = with_secret["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    assert env_from == [{"secretRef": {"name": "vtx-jobrunner"}}]
+
+
+def test_deadlines_scale_with_the_source_and_the_group() -> None:
+    settings = Settings.from_env(ENV)
+    assert active_deadline_seconds(0, settings) == 300
+    assert active_deadline_seconds(100, settings, renditions=3) == 300 + 100 * 10 * 3
+
+
+def test_the_ingest_job_checks_the_announced_size() -> None:
+    job = build_ingest_job(
+        resource=RESOURCE, namespace="media", video_id=VID, source_key="k", size=1234,
+        settings=Settings.from_env(ENV),
+    )  # fmt: skip
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--size") + 1] == "1234"
+    assert job["metadata"]["name"] == f"{RESOURCE}-ingest"
+
+
+def test_names_are_deterministic_per_group() -> None:
+    assert job_name(RESOURCE, "transcode", ["480p"]) == job_name(RESOURCE, "transcode", ["480p"])
+    assert job_name(RESOURCE, "transcode", ["480p"]) != job_name(RESOURCE, "transcode", ["720p"])
+    grouped = job_name(RESOURCE, "transcode", ["480p", "720p", "1080p"])
+    assert grouped.startswith(f"{RESOURCE}-g3-")
+    assert len(grouped) <= 63
+
+
+def test_merge_patch_and_pruning() -> None:
+    status = {"phase": "Transcoding", "progress": 40, "renditions": {"480p": {"progress": 40}}}
+    patch = {"phase": "Transcoding", "progress": 41, "renditions": {"480p": {"progress": 40}}}
+    assert prune_unchanged(patch, status) == {"progress": 41}
+    assert prune_unchanged({"phase": "Transcoding"}, status) == {}, "an idle step writes nothing"
+    assert prune_unchanged({"outputs": None}, status) == {}
+    assert prune_unchanged({"progress": None}, status) == {"progress": None}
+    merged = merge_patch(status, {"renditions": {"720p": {"phase": "Running"}}, "progress": None})
+    assert merged == {
+        "phase": "Transcoding",
+        "renditions": {"480p": {"progress": 40}, "720p": {"phase": "Running"}},
+    }
+
+
+def test_summaries() -> None:
+    plan = [R480, R720]
+    running = summarize(plan, {"480p": {"phase": "Succeeded", "progress": 100}})
+    assert (running.phase, running.progress, running.ready) == ("Transcoding", 50, "1/2")
+    degraded = summarize(
+        plan, {"480p": {"phase": "Succeeded", "progress": 100}, "720p": {"phase": "Failed"}}
+    )
+    assert (degraded.phase, degraded.failed) == ("Publishing", ("720p",))
+    failed = summarize(plan, {"480p": {"phase": "Failed"}, "720p": {"phase": "Failed"}})
+    assert failed.phase == "Failed"
+
+
+def job(name: str, owner: str, *, active: bool = True, version: str = "1") -> dict[str, Any]:
+    conditions = [] if active else [{"type": "Complete", "status": "True"}]
+    return {
+        "metadata": {
+            "name": name, "namespace": "ns", "resourceVersion": version,
+            "labels": {"vtx.dev/job-kind": "transcode"},
+            "ownerReferences": [{"name": owner, "controller": True}],
+        },
+        "spec": {},
+        "status": {"active": 1 if active else 0, "conditions": conditions},
+    }  # fmt: skip
+
+
+def test_the_view_admits_in_creation_order_under_the_cap() -> None:
+    view = ClusterView()
+    view.put_job(job("a-1", "a"))
+    a = Waiting("2026-01-01T00:00:01Z", "ns", "a", 1)
+    b = Waiting("2026-01-01T00:00:02Z", "ns", "b", 2)
+    view.set_waiting(b)
+    assert view.admit(a, cap=2) == 1, "one slot left, and a is older than b"
+    view.put_job(job("a-2", "a"))
+    view.set_waiting(Waiting(a.created, "ns", "a", 0))
+    assert view.admit(b, cap=2) == 0, "the cap is full"
+    view.put_job(job("a-1", "a", active=False, version="2"))
+    assert view.running_transcodes() == 1
+    assert view.admit(b, cap=2) == 1
+    assert view.queued() == 2
+    view.put_job(job("a-1", "a", active=True, version="1"))
+    assert view.running_transcodes() == 1, "an older copy does not replace a newer one"
+    assert sorted(view.jobs_of("ns", "a")) == ["a-1", "a-2"]
+    view.drop_job("ns", "a-1")
+    assert sorted(view.jobs_of("ns", "a")) == ["a-2"]
+
+
+def test_the_row_keeps_the_plan_beside_the_progress() -> None:
+    status = {
+        "phase": "Transcoding",
+        "progress": 30,
+        "renditions": {"480p": {"phase": "Running", "progress": 60, "message": "encoding"}},
+    }
+    row = row_state(status, [R480, R720])
+    renditions = json.loads(row.renditions)
+    assert renditions["480p"]["phase"] == "Running"
+    assert renditions["480p"]["progress"] == 60
+    assert renditions["720p"]["phase"] == "Pending"
+    assert renditions["720p"]["height"] == 720
+    assert (row.phase, row.progress, json.loads(row.outputs)) == ("Transcoding", 30, {})
+    assert row_state(status, [R480, R720]) == row, "equal states compare equal (no rewrite)"

@@ -1,0 +1,104 @@
+"""What the operator knows of the cluster between API calls: its Jobs (kept current by a watch)
+and the resources waiting for a slot under the cap. Reconciling a resource then costs no API
+call unless something is to change, so a thousand waiting resources stay cheap.
+
+Written from the event loop (watch events) and from handler threads: every access holds the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from vtx.operator.jobs import LABEL_KIND
+from vtx.operator.state import Waiting, is_running, slots_for
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+def _owner(job: Mapping[str, Any]) -> str:
+    for ref in job["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("name", ""))
+    return ""
+
+
+class ClusterView:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[Key, dict[str, Any]] = {}
+        self._by_owner: dict[Key, set[str]] = {}
+        self._waiting: dict[Key, Waiting] = {}
+
+    # --- Jobs -------------------------------------------------------------------------------
+    def put_job(self, job: Mapping[str, Any]) -> None:
+        meta = job["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            current = self._jobs.get(key)
+            # A creation response may race a newer watch event: keep the newer.
+            if current is not None and _version(current) > _version(job):
+                return
+            self._jobs[key] = dict(job)
+            self._by_owner.setdefault((key[0], _owner(job)), set()).add(key[1])
+
+    def drop_job(self, namespace: str, name: str) -> None:
+        with self._lock:
+            job = self._jobs.pop((namespace, name), None)
+            if job is not None:
+                names = self._by_owner.get((namespace, _owner(job)))
+                if names is not None:
+                    names.discard(name)
+                    if not names:
+                        del self._by_owner[(namespace, _owner(job))]
+
+    def jobs_of(self, namespace: str, resource: str) -> dict[str, dict[str, Any]]:
+        """The Jobs a resource owns, by name."""
+        with self._lock:
+            names = self._by_owner.get((namespace, resource), set())
+            return {n: self._jobs[(namespace, n)] for n in names}
+
+    def running_transcodes(self) -> int:
+        with self._lock:
+            return sum(
+                1
+                for j in self._jobs.values()
+                if (j["metadata"].get("labels") or {}).get(LABEL_KIND) == "transcode"
+                and is_running(j)
+            )
+
+    # --- resources waiting for slots -----------------------------------------------------------
+    def set_waiting(self, waiting: Waiting) -> None:
+        with self._lock:
+            key = (waiting.namespace, waiting.name)
+            if waiting.missing > 0:
+                self._waiting[key] = waiting
+            else:
+                self._waiting.pop(key, None)
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._waiting.pop((namespace, name), None)
+
+    def queued(self) -> int:
+        """Transcode Jobs waiting for a slot, over all resources."""
+        with self._lock:
+            return sum(w.missing for w in self._waiting.values())
+
+    def admit(self, me: Waiting, cap: int) -> int:
+        """How many of its missing Jobs ``me`` may create now: the free slots under ``cap``,
+        to resources created earlier first. Call under the operator's admission lock, and
+        record the Jobs made (put_job) before the lock is released."""
+        self.set_waiting(me)
+        free = cap - self.running_transcodes()
+        if free <= 0:
+            return 0
+        with self._lock:
+            waiting = list(self._waiting.values())
+        return slots_for(me, waiting, free)
+
+
+def _version(obj: Mapping[str, Any]) -> int:
+    raw = obj["metadata"].get("resourceVersion") or "0"
+    return int(raw) if raw.isdigit() else 0
