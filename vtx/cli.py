@@ -58,20 +58,52 @@ def _jobrunner_transcode(args: argparse.Namespace) -> int:
 def _jobrunner_ingest(args: argparse.Namespace) -> int:
     from vtx.jobrunner.ingest import run_ingest
 
-    return run_ingest(args.video_id, args.source_key, Settings.from_env())
+    return run_ingest(args.video_id, args.source_key, Settings.from_env(), size=args.size)
 
 
 def _operator(args: argparse.Namespace) -> int:
     import kopf
 
     import vtx.operator.handlers  # noqa: F401 - registers the handlers
+    from vtx.operator.health import HealthServer
 
     Settings.from_env()  # fail fast, naming the variable, before kopf starts
+    namespaces = tuple(args.namespace or ())
     kopf.run(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
-        liveness_endpoint=f"http://{args.health_address}/healthz",
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        memo=kopf.Memo(
+            namespaces=namespaces,
+            peering=None if args.standalone else args.peering,
+            health=HealthServer(args.health_address),
+        ),
     )
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    from vtx.api.app import run
+    from vtx.core.logs import configure_json_logs
+
+    settings = Settings.from_env()
+    configure_json_logs()
+    run(settings, args.address)
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from vtx.core.tokens import hash_token, new_token, parse_token_list
+
+    token = new_token()
+    entry = f"{args.name}:{hash_token(token)}"
+    if args.days:
+        until = datetime.now(UTC) + timedelta(days=args.days)
+        entry += f":{until.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    parse_token_list(entry)  # the name is checked here
+    print(f"token (give it to the client; it is not stored anywhere): {token}")
+    print(f"entry for VTX_API_TOKENS (comma-separated with the others): {entry}")
     return 0
 
 
@@ -90,9 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--namespace", action="append", help="watch only this namespace (repeatable)"
     )
     operator.add_argument(
-        "--health-address", default="127.0.0.1:8090", help="host:port of /healthz"
+        "--health-address", default="127.0.0.1:8090", help="host:port of /healthz and /readyz"
+    )
+    operator.add_argument(
+        "--peering",
+        default="vtx",
+        help="name of the KopfPeering (namespaced) or ClusterKopfPeering (cluster-wide) object "
+        "through which replicas keep one of them active (default: vtx)",
+    )
+    operator.add_argument(
+        "--standalone", action="store_true", help="run without peering (a single replica)"
     )
     operator.set_defaults(run=_operator)
+    api = sub.add_parser("api", help="run the API (uploads, progress, WebSocket, dashboard)")
+    api.add_argument("--address", help="host:port to listen on (default VTX_API_ADDRESS)")
+    api.set_defaults(run=_api)
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command")
+    create = token.add_parser("create", help="make a new API token and print its config entry")
+    create.add_argument("--name", required=True, help="who or what the token is for")
+    create.add_argument("--days", type=int, default=0, help="expire after this many days")
+    create.set_defaults(run=_token_create)
     jobrunner = sub.add_parser("jobrunner", help="run one transcode or ingest job (in a Job pod)")
     jr = jobrunner.add_subparsers(dest="jobrunner_command")
     transcode = jr.add_parser("transcode", help="encode renditions to MP4 and HLS and publish them")
@@ -111,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = jr.add_parser("ingest", help="pin the original to IPFS and record its checksum")
     ingest.add_argument("--video-id", required=True)
     ingest.add_argument("--source-key", required=True)
+    ingest.add_argument(
+        "--size", type=int, help="the size announced at upload: another size fails the ingest"
+    )
     ingest.set_defaults(run=_jobrunner_ingest)
     return parser
 

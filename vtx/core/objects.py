@@ -122,6 +122,13 @@ class ObjectStore:
             ExpiresIn=expires_s,
         )
 
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """Upload one part of a multipart upload; returns its ETag."""
+        resp = self.client.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+        )
+        return resp["ETag"]
+
     def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         """The parts uploaded so far, to resume an interrupted upload."""
         parts: list[UploadedPart] = []

@@ -74,13 +74,6 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 
 
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError("must be a positive number")
-    return value
-
-
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -220,9 +213,9 @@ class Settings:
     job_backoff_limit: int = setting("VTX_JOB_BACKOFF_LIMIT", _non_negative_int, "3")
     job_ttl_seconds: int = setting("VTX_JOB_TTL_SECONDS", _positive_int, "3600")
     job_deadline_factor: int = setting("VTX_JOB_DEADLINE_FACTOR", _positive_int, "10")
-    reconcile_seconds: float = setting("VTX_RECONCILE_SECONDS", _positive_float, "2")
     # The API
     api_address: str = setting("VTX_API_ADDRESS", _host_port, "127.0.0.1:8000")
+    api_public_url: str = setting("VTX_API_PUBLIC_URL", _url(("http", "https")), "")
     api_tokens: Secret = setting("VTX_API_TOKENS", _token_list, "", secret=True)
     api_open_reads: bool = setting("VTX_API_OPEN_READS", _bool, "true")
     cors_origins: tuple[str, ...] = setting("VTX_CORS_ORIGINS", _origins, "", empty=())

@@ -1,0 +1,1 @@
+"""The vtx API: uploads, progress, playback, the WebSocket hub and the dashboard."""

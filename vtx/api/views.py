@@ -1,0 +1,274 @@
+"""Reading videos: the list, one video, its progress, its deletion, and playback through signed
+playlists. Answers come from SQL (the operator keeps each row's phase and progress current), so
+reads do not depend on the Kubernetes API."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from botocore.exceptions import ClientError
+
+from vtx.api import records
+from vtx.api.auth import access
+from vtx.api.errors import ApiError
+from vtx.api.keys import SERVICES
+from vtx.api.playback import UnexpectedPlaylist, has_segments, sign_media_playlist
+from vtx.api.records import VideoRow
+from vtx.api.services import Services
+from vtx.core.hls import render_master_playlist, variant_of
+from vtx.core.ladder import Rendition
+from vtx.core.settings import Settings
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_RENDITION = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+_RENDITION_FIELDS = {f.name for f in fields(Rendition)}
+STARTED = {"Running", "Uploading", "Succeeded"}
+
+
+def json_response(
+    body: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, default=str).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def video_id_param(request: web.Request) -> str:
+    raw = request.match_info["video_id"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ApiError(404, "not_found", f"no video {raw[:64]!r}: ids are UUIDs") from None
+
+
+def base_url(settings: Settings, request: web.Request) -> str:
+    return settings.api_public_url or f"{request.scheme}://{request.host}"
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
+
+
+def _rendition_order(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
+    return int(item[1].get("height") or 0), item[0]
+
+
+def video_view(row: VideoRow, settings: Settings, request: web.Request) -> dict[str, Any]:
+    """One video as clients see it."""
+    play = f"{base_url(settings, request)}/v1/videos/{row.id}/play"
+    renditions = {}
+    for name, r in sorted(row.renditions.items(), key=_rendition_order):
+        phase = r.get("phase") or "Pending"
+        renditions[name] = {
+            "phase": phase,
+            "progress": int(r.get("progress") or 0),
+            "message": r.get("message") or None,
+            "kind": r.get("kind"),
+            "width": r.get("width"),
+            "height": r.get("height"),
+            "mp4": f"{play}/{name}/video.mp4" if phase == "Succeeded" else None,
+        }
+    cid = row.outputs.get("cid")
+    started = any(r["phase"] in STARTED for r in renditions.values())
+    gateway = settings.ipfs_gateway_url
+    return {
+        "id": row.id,
+        "title": row.title,
+        "description": row.description,
+        "file_name": row.file_name,
+        "size": row.size,
+        "content_type": row.content_type,
+        "status": row.status,
+        "phase": row.phase,
+        "progress": row.progress,
+        "renditions": renditions,
+        "failure_reason": row.failure_reason,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "source": {"key": row.key, "cid": row.source_cid, "checksum": row.checksum},
+        "cid": cid,
+        "playback": {
+            "hls": f"{play}/master.m3u8" if started or cid else None,
+            "ipfs": f"{gateway}/ipfs/{cid}/master.m3u8" if cid and gateway else None,
+        },
+    }
+
+
+def progress_view(row: VideoRow) -> dict[str, Any]:
+    """The original progress answer: the video's phase and percent, and each rendition's."""
+    return {
+        "video_id": row.id,
+        "status": row.status,
+        "phase": row.phase,
+        "progress": row.progress,
+        "renditions": {
+            name: {"phase": r.get("phase") or "Pending", "progress": int(r.get("progress") or 0)}
+            for name, r in sorted(row.renditions.items(), key=_rendition_order)
+        },
+        "failure_reason": row.failure_reason,
+    }
+
+
+async def _visible(services: Services, video_id: str) -> VideoRow:
+    row = await services.sql(lambda cur: records.get_video(cur, video_id), "get video")
+    if row is None or row.status == records.DELETED:
+        raise ApiError(404, "not_found", f"no video {video_id}")
+    return row
+
+
+def _cursor(raw: str) -> tuple[datetime, str]:
+    try:
+        created, video_id = json.loads(base64.urlsafe_b64decode(raw.encode() + b"=="))
+        return datetime.fromisoformat(created), str(uuid.UUID(video_id))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(
+            400, "invalid_field", "cursor is not one this API returned", field="cursor"
+        ) from None
+
+
+def _make_cursor(row: VideoRow) -> str:
+    raw = json.dumps([row.created_at.isoformat(), row.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@access("read")
+async def list_videos(request: web.Request) -> web.Response:
+    """GET /v1/videos?limit=&cursor=: newest first."""
+    services = request.app[SERVICES]
+    raw_limit = request.query.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        raise ApiError(400, "invalid_field", "limit must be from 1 to 100", field="limit")
+    limit = int(raw_limit)
+    before = _cursor(request.query["cursor"]) if request.query.get("cursor") else None
+    rows = await services.sql(
+        lambda cur: records.list_videos(cur, limit=limit + 1, before=before), "list videos"
+    )
+    page = rows[:limit]
+    return json_response(
+        {
+            "videos": [video_view(r, services.settings, request) for r in page],
+            "next_cursor": _make_cursor(page[-1]) if len(rows) > limit else None,
+        }
+    )
+
+
+@access("read")
+async def get_video(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    row = await _visible(services, video_id_param(request))
+    return json_response(video_view(row, services.settings, request))
+
+
+@access("read")
+async def get_progress(request: web.Request) -> web.Response:
+    """GET /video/{id}/progress, the original polling endpoint."""
+    services = request.app[SERVICES]
+    row = await _visible(services, video_id_param(request))
+    return json_response(progress_view(row))
+
+
+@access("write")
+async def delete_video(request: web.Request) -> web.Response:
+    """DELETE /v1/videos/{id}: deletes the resource; its deletionPolicy decides the outputs."""
+    services = request.app[SERVICES]
+    video_id = video_id_param(request)
+    row = await services.sql(lambda cur: records.get_video(cur, video_id), "get video")
+    if row is None:
+        raise ApiError(404, "not_found", f"no video {video_id}")
+    existed = await services.run(services.delete_resource, video_id)
+    await services.sql(lambda cur: records.mark_deleted(cur, video_id), "mark deleted")
+    return json_response(
+        {"id": video_id, "status": records.DELETED, "resource_deleted": existed}, status=202
+    )
+
+
+def _get_text(services: Services, key: str) -> str | None:
+    try:
+        return services.store.get_bytes(key).decode()
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in {"NoSuchKey", "404", "NotFound"}:
+            return None
+        raise
+
+
+def _playlist(text: str, *, final: bool) -> web.Response:
+    return web.Response(
+        text=text,
+        content_type=PLAYLIST_TYPE,
+        headers={"Cache-Control": "max-age=60" if final else "no-cache"},
+    )
+
+
+def _master_text(services: Services, row: VideoRow) -> str | None:
+    master_key = row.outputs.get("master")
+    if master_key:
+        return _get_text(services, str(master_key))
+    # Still transcoding: a master of the renditions that have segments already.
+    variants = []
+    for name, entry in row.renditions.items():
+        if entry.get("phase") not in STARTED or not set(entry) >= _RENDITION_FIELDS:
+            continue
+        media = _get_text(services, f"videos/{row.id}/{name}/hls/index.m3u8")
+        if media is not None and has_segments(media):
+            rendition = Rendition(**{k: entry[k] for k in _RENDITION_FIELDS})
+            variants.append(variant_of(rendition))
+    return render_master_playlist(variants) if variants else None
+
+
+@access("read")
+async def play_master(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    row = await _visible(services, video_id_param(request))
+    text = await services.run(_master_text, services, row)
+    if text is None:
+        raise ApiError(404, "not_ready", "no rendition has playable segments yet")
+    return _playlist(text, final=bool(row.outputs.get("master")))
+
+
+def _rendition_param(request: web.Request) -> str:
+    name = request.match_info["rendition"]
+    if not _RENDITION.match(name):
+        raise ApiError(404, "not_found", "no such rendition")
+    return name
+
+
+@access("read")
+async def play_media(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    row = await _visible(services, video_id_param(request))
+    folder = f"videos/{row.id}/{_rendition_param(request)}/hls/"
+    text = await services.run(_get_text, services, folder + "index.m3u8")
+    if text is None:
+        raise ApiError(404, "not_found", "this rendition has no playlist yet")
+    ttl = services.settings.playback_url_seconds
+
+    def sign(name: str) -> str:
+        return services.store.presign_get(folder + name, expires_s=ttl)
+
+    try:
+        signed = await services.run(sign_media_playlist, text, sign)
+    except UnexpectedPlaylist as exc:
+        raise ApiError(502, "bad_playlist", str(exc)) from None
+    return _playlist(signed, final="#EXT-X-ENDLIST" in text)
+
+
+@access("read")
+async def play_mp4(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    row = await _visible(services, video_id_param(request))
+    key = f"videos/{row.id}/{_rendition_param(request)}/video.mp4"
+    if await services.run(services.store.head, key) is None:
+        raise ApiError(404, "not_found", "this rendition has no MP4 yet")
+    url = services.store.presign_get(key, expires_s=services.settings.playback_url_seconds)
+    raise web.HTTPFound(url)
