@@ -43,6 +43,10 @@ env: ## export lines for host-side tools: eval "$$(make -s env)"
 images: venv ## build the job and operator images and import them into the cluster
 	dev/images.sh
 
+.PHONY: manifests
+manifests: ## render the Helm chart into manifests/ for kubectl apply
+	dev/render-manifests.sh
+
 .PHONY: demo
 demo: up images ## the main job, end to end, on the local stack
 	dev/demo.sh
