@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,18 @@ from vtx.core.db import Database, migrate
 from vtx.core.ipfs import IpfsClient
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kubeconfig() -> Iterator[None]:
+    """Kubernetes clients made in this process (the API app in tests) use the stack's cluster."""
+    before = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = stack_env()["KUBECONFIG"]
+    yield
+    if before is None:
+        os.environ.pop("KUBECONFIG", None)
+    else:
+        os.environ["KUBECONFIG"] = before
 
 
 @pytest.fixture(scope="session")

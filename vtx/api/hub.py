@@ -31,6 +31,7 @@ SLOW_CLIENT = 4008  # application close code: the client did not keep up
 class Client:
     ws: web.WebSocketResponse
     queue: asyncio.Queue[str | None]
+    transport: asyncio.Transport | None = None
     everything: bool = False
     videos: set[str] = field(default_factory=set)
     dropped: bool = False
@@ -48,8 +49,8 @@ class StatusHub:
         self.delivered = 0
         self.dropped = 0
 
-    def add(self, ws: web.WebSocketResponse) -> Client:
-        client = Client(ws, asyncio.Queue(self._queue_size))
+    def add(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None = None) -> Client:
+        client = Client(ws, asyncio.Queue(self._queue_size), transport)
         self.clients.add(client)
         return client
 
@@ -72,10 +73,13 @@ class StatusHub:
             asyncio.get_running_loop().create_task(self._close_slow(client))
 
     async def _close_slow(self, client: Client) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.wait_for(
                 client.ws.close(code=SLOW_CLIENT, message=b"too slow: messages were dropped"), 5
             )
+        except Exception:  # noqa: BLE001 - its buffers are full: cut the connection instead
+            if client.transport is not None:
+                client.transport.abort()
 
     def publish(self, video_id: str, payload: dict[str, Any]) -> int:
         """Send one event to every client following ``video_id``; returns how many."""
@@ -92,7 +96,7 @@ class StatusHub:
         """Write a client's queue to its socket until the queue says stop (None)."""
         while True:
             text = await client.queue.get()
-            if text is None or client.ws.closed:
+            if text is None or client.dropped or client.ws.closed:
                 return
             await client.ws.send_str(text)
 

@@ -417,6 +417,13 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 },
             }
         },
+        "/openapi.json": {
+            "get": {
+                "summary": "This description",
+                "operationId": "openapi",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
+            }
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",

@@ -78,7 +78,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "not_websocket", "GET /ws upgrades to a WebSocket")
     await ws.prepare(request)
-    client = hub.add(ws)
+    client = hub.add(ws, request.transport)
     WS_CLIENTS.inc()
     pump = asyncio.create_task(hub.pump(client))
     beat = asyncio.create_task(_heartbeats(hub, client, services.settings.ws_heartbeat_seconds))
