@@ -4,7 +4,6 @@ a VideoTranscode becomes probed, planned, transcoded and published."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +14,9 @@ import pytest
 
 from tests import media
 from tests.integration.test_jobrunner import Video, upload_video
-from tests.stack import REPO, apply, get, job_namespace, kubectl, stack_env, wait_until
+from tests.services import Process, free_port
+from tests.services import operator_process as operator_process_for
+from tests.stack import apply, get, job_namespace, kubectl, wait_until
 from vtx.core import bus, events
 from vtx.core.db import Cursor, Database
 from vtx.core.hls import parse_media_playlist
@@ -34,56 +35,9 @@ def ns() -> Iterator[str]:
         yield name
 
 
-class OperatorProcess:
-    """`vtx operator` as a host process, exactly as a user starts it."""
-
-    def __init__(self, log: Path, ns: str) -> None:
-        self.log = log
-        self.ns = ns
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            **stack_env(),
-            "VTX_MAX_RUNNING_JOBS": "2",  # small enough to see the cap hold
-            "VTX_NAMESPACE": self.ns,
-            "VTX_STALL_SECONDS": "15",  # short, so that a stall is seen within a test
-            "VTX_METRICS_ADDRESS": "127.0.0.1:19108",
-        }
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen(
-                ["vtx", "operator", "--namespace", self.ns, "--health-address", "127.0.0.1:18090"],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        wait_until("the operator's /healthz", self._healthy, timeout=60)
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        assert self.proc.poll() is None, f"the operator exited:\n{self.log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:18090/healthz", timeout=2):
-                return True
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        """As a crash would: no chance to clean up."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
-def operator_process(
-    tmp_path_factory: pytest.TempPathFactory, ns: str
-) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(tmp_path_factory.mktemp("operator") / "operator.log", ns)
+def operator_process(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Process]:
+    process = operator_process_for(tmp_path_factory.mktemp("operator") / "operator.log", ns)
     process.start()
     try:
         yield process
@@ -92,9 +46,9 @@ def operator_process(
 
 
 @pytest.fixture
-def operator(operator_process: OperatorProcess) -> Path:
+def operator(operator_process: Process) -> Path:
     """The running operator's log (restarted first if a test left it stopped)."""
-    if operator_process.proc is None or operator_process.proc.poll() is not None:
+    if not operator_process.running:
         operator_process.start()
     return operator_process.log
 
@@ -133,8 +87,16 @@ def test_a_1080p_upload_becomes_ready_with_three_renditions(
 ) -> None:  # fmt: skip
     clip = media.make_clip(tmp_path_factory.mktemp("media") / "op-1080p.mp4", seconds=8)
     video = upload_video(store, db, clip)
-    name = submit(video, ns)
-    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
+    with StatusTap(settings, video.id) as tap:
+        name = submit(video, ns)
+        obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
+        # The operator announces the video's own phases; the jobrunners their renditions'.
+        phases = tap.wait_for(lambda e: e.rendition is None and e.phase == "Ready", 30)
+    assert [p for p in phases if p in ("Queued", "Transcoding", "Ready")] == [
+        "Queued", "Transcoding", "Ready",
+    ]  # fmt: skip
+    assert {e.rendition for e in tap.events if e.rendition} == {"480p", "720p", "1080p"}
+    assert any(e.phase == "encoding" and 0 < e.progress < 100 for e in tap.events)
     status = obj["status"]
     assert status["phase"] == "Ready", status
     assert status["progress"] == 100
@@ -180,6 +142,19 @@ def test_a_1080p_upload_becomes_ready_with_three_renditions(
     state, _ = db.transaction(upload_status)
     assert state == "completed"
 
+    def progress_row(cur: Cursor) -> Any:
+        cur.execute("SELECT phase, progress, renditions, outputs FROM videos WHERE id = %s",
+                    (video.id,))  # fmt: skip
+        return cur.fetchone()
+
+    phase, progress, renditions, outputs = db.transaction(progress_row)
+    assert (phase, progress) == ("Ready", 100), "the row says what the resource says"
+    assert {n: r["phase"] for n, r in renditions.items()} == dict.fromkeys(
+        ("480p", "720p", "1080p"), "Succeeded"
+    )
+    assert renditions["720p"]["height"] == 720
+    assert outputs == status["outputs"]
+
 
 SHAPES = {
     "720p source: no upscale": (dict(width=1280, height=720), ["480p:854x480", "720p:1280x720"]),
@@ -192,6 +167,50 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("case", list(SHAPES), ids=list(SHAPES))
+class StatusTap:
+    """Reads video-status-updates from now on (as an API replica does) for one video."""
+
+    def __init__(self, settings: Any, video_id: str) -> None:
+        self.settings = settings
+        self.video_id = video_id
+        self.events: list[events.StatusUpdate] = []
+
+    def __enter__(self) -> StatusTap:
+        import pulsar
+
+        self.client = bus.pulsar_client(self.settings)
+        self.reader = self.client.create_reader(
+            bus.topic(self.settings, events.STATUS_UPDATES), pulsar.MessageId.latest
+        )
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.reader.close()
+        self.client.close()
+
+    def drain(self) -> None:
+        import pulsar
+
+        while True:
+            try:
+                msg = self.reader.read_next(timeout_millis=200)
+            except pulsar.Timeout:
+                return
+            event = events.decode(msg.data())
+            if isinstance(event, events.StatusUpdate) and event.video_id == self.video_id:
+                self.events.append(event)
+
+    def wait_for(self, done: Any, timeout: float) -> list[str]:
+        """Read until an event satisfies ``done``; the video-level phases seen, in order."""
+
+        def seen() -> bool:
+            self.drain()
+            return any(done(e) for e in self.events)
+
+        wait_until("the status event", seen, timeout=timeout)
+        return [e.phase for e in self.events if e.rendition is None]
+
+
 def test_the_plan_follows_the_source(
     case: str, ns: str, operator: Path, store: ObjectStore, db: Database, settings: Any,
     tmp_path_factory: pytest.TempPathFactory,
@@ -221,27 +240,38 @@ def test_the_plan_follows_the_source(
     media.probe(f"{gateway}/master.m3u8")
 
 
-def test_a_text_file_fails_as_invalid_source_without_jobs(
-    ns: str, operator: Path, store: ObjectStore, db: Database, tmp_path: Path
+HOSTILE = {
+    "a text file named .mp4": (media.make_text_file, "Invalid data found"),
+    "a playlist disguised as .mp4": (media.make_disguised_playlist, "not a readable video"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE), ids=list(HOSTILE))
+def test_a_hostile_source_fails_as_invalid_without_jobs(
+    case: str, ns: str, operator: Path, store: ObjectStore, db: Database, tmp_path: Path
 ) -> None:
-    video = upload_video(store, db, media.make_text_file(tmp_path / "notes.mp4"))
+    make, words = HOSTILE[case]
+    video = upload_video(store, db, make(tmp_path / "upload.mp4"))
     name = submit(video, ns)
     obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=120)
     assert obj["status"]["phase"] == "Failed"
     probed = next(c for c in obj["status"]["conditions"] if c["type"] == "Probed")
     assert probed["status"] == "False"
     assert probed["reason"] == "InvalidSource"
-    assert "Invalid data found" in probed["message"]
+    assert words in probed["message"]
     jobs = kubectl("get", "jobs", "-n", ns, "-l", f"vtx.dev/video-id={video.id}", "-o", "name")
-    assert jobs.strip() == "", "no Job for a source that is not media"
+    assert jobs.strip() == "", "no Job (so no retry) for a source that is not media"
 
     def upload_status(cur: Cursor) -> Any:
-        cur.execute("SELECT upload_status, failure_reason FROM videos WHERE id = %s", (video.id,))
+        cur.execute(
+            "SELECT upload_status, failure_reason, phase FROM videos WHERE id = %s", (video.id,)
+        )
         return cur.fetchone()
 
-    state, reason = db.transaction(upload_status)
+    state, reason, phase = db.transaction(upload_status)
     assert state == "failed"
     assert reason.startswith("InvalidSource")
+    assert phase == "Failed"
 
 
 def start_long_transcode(
@@ -261,9 +291,9 @@ def wait_for_progress(ns: str, name: str, rendition: str, percent: int) -> None:
     wait_until(f"{rendition} of {name} to pass {percent}%", reached, timeout=180)
 
 
-def running_transcode_pods() -> int:
+def running_transcode_pods(ns: str) -> int:
     out = kubectl(
-        "get", "pods", "-A", "-l", "vtx.dev/job-kind=transcode",
+        "get", "pods", "-n", ns, "-l", "vtx.dev/job-kind=transcode",
         "--field-selector=status.phase!=Succeeded,status.phase!=Failed", "-o", "name",
     )  # fmt: skip
     return len(out.split())
@@ -281,7 +311,7 @@ def test_the_cap_on_running_jobs_holds_and_every_resource_finishes(
 
     def all_done() -> bool:
         nonlocal peak
-        peak = max(peak, running_transcode_pods())
+        peak = max(peak, running_transcode_pods(ns))
         phases = [get("videotranscode", n, ns).get("status", {}).get("phase") for n in names]
         return all(p in ("Ready", "Failed") for p in phases)
 
@@ -445,7 +475,7 @@ def test_a_stalled_encode_gets_its_pod_replaced(
 
 
 def test_an_operator_killed_mid_transcode_makes_no_duplicate_jobs(
-    ns: str, operator_process: OperatorProcess, operator: Path, store: ObjectStore,
+    ns: str, operator_process: Process, operator: Path, store: ObjectStore,
     db: Database, tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
     video, name = start_long_transcode(ns, store, db, tmp_path_factory)
@@ -499,3 +529,92 @@ def test_a_jobrunner_pod_deleted_mid_encode_is_retried_to_ready(
     for fmt, _, _, segments, sequences in rows:
         assert segments == sequences, f"{fmt}: one row per segment"
         assert segments == (15 if fmt == "hls" else 0)
+
+
+def test_a_failed_ingest_degrades_the_video_but_does_not_fail_it(
+    ns: str, operator: Path, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "ingest.mp4", seconds=4, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    # The announced size is not the stored one: the ingest refuses to record that original.
+    spec = VideoTranscodeSpec(
+        video_id=video.id, source=SourceRef(key=video.key, size=clip.stat().st_size + 1)
+    )
+    obj = build_resource(spec, ns)
+    apply(obj)
+    name = obj["metadata"]["name"]
+
+    def ingest_ended() -> dict[str, Any] | None:
+        got = get("videotranscode", name, ns)
+        ended = (got.get("status", {}).get("ingest") or {}).get("phase") in ("Succeeded", "Failed")
+        return got if ended and got["status"].get("phase") in ("Ready", "Failed") else None
+
+    try:
+        obj = wait_until(f"{name} to finish with its ingest", ingest_ended, timeout=600)
+    except TimeoutError as exc:
+        status = json.dumps(get("videotranscode", name, ns).get("status"), indent=1)[:3000]
+        raise TimeoutError(f"{exc}\nstatus: {status}") from None
+    status = obj["status"]
+    assert status["phase"] == "Ready", "the renditions are all there"
+    assert status["ingest"]["phase"] == "Failed"
+    assert "announced" in status["ingest"]["message"], status["ingest"]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "IngestFailed")
+    assert "not pinned to IPFS" in degraded["message"]
+    ingest = get("job", job_name(name, "ingest"), ns)
+    assert ingest["status"].get("failed") == 1, "invalid input is not retried"
+
+    def source_cid(cur: Cursor) -> Any:
+        cur.execute("SELECT ipfs_cid, checksum FROM videos WHERE id = %s", (video.id,))
+        return cur.fetchone()
+
+    assert db.transaction(source_cid) == (None, None), "nothing recorded for a wrong original"
+
+
+def test_two_operators_one_acts_and_the_other_takes_over(
+    ns: str, operator_process: Process, operator: Path, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    second = operator_process_for(
+        tmp_path_factory.mktemp("operator-b") / "operator.log", ns,
+        health_port=free_port(), metrics_port=free_port(),
+    )  # fmt: skip
+    second.start()
+    try:
+        pair = [operator_process, second]
+
+        def paused() -> Process | None:
+            return next((p for p in pair if "Pausing operations" in p.tail(100_000)), None)
+
+        standby = wait_until("one of two operators to pause for the other", paused, timeout=60)
+        active = second if standby is operator_process else operator_process
+        assert "Pausing operations" not in active.tail(100_000), "exactly one pauses"
+        clip = media.make_clip(
+            tmp_path_factory.mktemp("media") / "peer.mp4", seconds=4, width=854, height=480
+        )
+        first = upload_video(store, db, clip)
+        name = submit(first, ns)
+        assert (
+            wait_for_phase(ns, name, {"Ready", "Failed"}, active.log, 300)["status"]["phase"]
+            == "Ready"
+        )
+        # The active one dies: the other resumes once the peer's record expires.
+        active.kill()
+        wait_until(
+            "the standby operator to resume",
+            lambda: "Resuming operations" in standby.tail(100_000),
+            timeout=120,
+        )
+        later = upload_video(store, db, clip)
+        name = submit(later, ns)
+        obj = wait_for_phase(ns, name, {"Ready", "Failed"}, standby.log, 300)
+        assert obj["status"]["phase"] == "Ready", obj["status"]
+        for video in (first, later):
+            jobs = kubectl("get", "jobs", "-n", ns, "-l", f"vtx.dev/video-id={video.id}",
+                           "-o", "name").split()  # fmt: skip
+            assert len(jobs) == 2, f"one transcode Job and one ingest Job: {jobs}"
+    finally:
+        second.stop()
