@@ -224,7 +224,21 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+_BY_ID = {"video_id": "$response.body#/id"}
+# What a client can do next with the id a new upload answers with.
+NEW_VIDEO_LINKS = {
+    name: {"operationId": op, "parameters": _BY_ID}
+    for name, op in [
+        ("GetVideo", "getVideo"), ("GetUpload", "getUpload"), ("CompleteUpload", "completeUpload"),
+        ("PutSource", "putSource"), ("GetProgress", "getProgress"), ("DeleteVideo", "deleteVideo"),
+        ("PlayMaster", "playMaster"),
+    ]
+}  # fmt: skip
+
+
 def _upload_operation(summary: str, operation_id: str) -> dict[str, Any]:
+    created = _json(_ref("NewVideo"), "The video row and how to upload its bytes")
+    created["links"] = NEW_VIDEO_LINKS
     return {
         "summary": summary,
         "operationId": operation_id,
@@ -234,7 +248,7 @@ def _upload_operation(summary: str, operation_id: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref("UploadRequest")}},
         },
         "responses": {
-            "201": _json(_ref("NewVideo"), "The video row and how to upload its bytes"),
+            "201": created,
             **_errors(400, 401, 413, 415, 503),
         },
     }

@@ -42,8 +42,50 @@ from vtx.core.objects import UploadedPart
 from vtx.core.outbox import write_event
 
 log = logging.getLogger(__name__)
-STREAM_PART_SIZE = 8 * 1024 * 1024  # memory of a streaming upload is bounded by about this
+STREAM_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part: the memory a streaming upload holds
 READ_CHUNK = 256 * 1024
+
+
+class PartBuffer:
+    """One part of a streaming upload in a buffer allocated once, read like a file by the S3
+    client (which hashes it, then sends it): no copy of the part is ever made."""
+
+    def __init__(self, capacity: int) -> None:
+        self._buffer = bytearray(capacity)
+        self._view = memoryview(self._buffer)
+        self._length = 0
+        self._position = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def full(self) -> bool:
+        return self._length == len(self._buffer)
+
+    def fill(self, data: memoryview) -> int:
+        """Copy in as much of ``data`` as fits; returns how much that was."""
+        n = min(len(data), len(self._buffer) - self._length)
+        self._view[self._length : self._length + n] = data[:n]
+        self._length += n
+        return n
+
+    def clear(self) -> None:
+        self._length = self._position = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = self._length if n < 0 else min(self._length, self._position + n)
+        chunk = bytes(self._view[self._position : end])
+        self._position = end
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._position, 2: self._length}[whence]
+        self._position = max(0, min(self._length, base + offset))
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
 
 
 async def read_json(request: web.Request) -> Any:
@@ -318,17 +360,18 @@ async def put_source(request: web.Request) -> web.Response:
         raise ApiError(
             422, "size_mismatch", f"the body has {length} bytes; {row.size} were announced"
         )
-    part_size = part_size_for(row.size, STREAM_PART_SIZE)
+    part = PartBuffer(part_size_for(row.size, STREAM_PART_SIZE))
     upload_id = await services.run(store.create_multipart, row.key, content_type=row.content_type)
     try:
         parts: list[tuple[int, str]] = []
-        buffer = bytearray()
         total = 0
 
-        async def send(data: bytes) -> None:
+        async def send() -> None:
             number = len(parts) + 1
-            etag = await services.run(store.upload_part, row.key, upload_id, number, data)
+            part.seek(0)
+            etag = await services.run(store.upload_part, row.key, upload_id, number, part)
             parts.append((number, etag))
+            part.clear()
 
         async for chunk in request.content.iter_chunked(READ_CHUNK):
             total += len(chunk)
@@ -337,18 +380,18 @@ async def put_source(request: web.Request) -> web.Response:
                     413, "too_large",
                     f"the body is larger than the {row.size} bytes announced",
                 )  # fmt: skip
-            buffer += chunk
-            if len(buffer) >= part_size:
-                data = bytes(memoryview(buffer)[:part_size])
-                del buffer[:part_size]
-                await send(data)
+            rest = memoryview(chunk)
+            while rest:
+                rest = rest[part.fill(rest) :]
+                if part.full:
+                    await send()
         if total < row.size:
             raise ApiError(
                 422, "size_mismatch",
                 f"the body ended after {total} bytes; {row.size} were announced",
             )  # fmt: skip
-        if buffer or not parts:
-            await send(bytes(buffer))
+        if len(part) or not parts:
+            await send()
         await services.run(store.complete_multipart, row.key, upload_id, parts)
     except BaseException:
         await services.run(_abort_quietly, services, row.key, upload_id)

@@ -122,7 +122,7 @@ class ObjectStore:
             ExpiresIn=expires_s,
         )
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes | IO[bytes]) -> str:
         """Upload one part of a multipart upload; returns its ETag."""
         resp = self.client.upload_part(
             Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data

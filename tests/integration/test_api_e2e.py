@@ -1,0 +1,201 @@
+"""`vtx api` as users run it (host processes beside `vtx operator` and the real jobrunner image):
+two replicas serving every client, a 1 GB streaming upload in bounded memory, and a schema-driven
+fuzz of every endpoint that must never yield a 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import requests
+
+from tests import media
+from tests.services import Process, api_process, free_port, operator_process
+from tests.stack import REPO, job_namespace, stack_env
+
+pytestmark = pytest.mark.stack
+GIB = 1024**3
+RSS_LIMIT = 150 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def ns() -> Iterator[str]:
+    with job_namespace("vtx-test-api-e2e") as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def token() -> str:
+    return stack_env()["VTX_API_TOKEN"]
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[list[Process]]:
+    logs = tmp_path_factory.mktemp("api")
+    procs = [api_process(logs / f"api-{i}.log", ns) for i in range(2)]
+    try:
+        for p in procs:
+            p.start()
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Process]:
+    process = operator_process(
+        tmp_path_factory.mktemp("operator") / "operator.log", ns,
+        health_port=free_port(), metrics_port=free_port(),
+    )  # fmt: skip
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def upload(api: Process, token: str, path: Path) -> str:
+    """The REST flow a client follows: announce, PUT to storage, complete."""
+    headers = {"Authorization": f"Bearer {token}"}
+    created = requests.post(
+        f"{api.url}/v1/videos",
+        json={"file_name": path.name, "size": path.stat().st_size, "content_type": "video/mp4"},
+        headers=headers,
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    body: dict[str, Any] = created.json()
+    with path.open("rb") as f:
+        put = requests.put(
+            body["upload"]["url"], data=f, headers=body["upload"]["headers"], timeout=120
+        )
+    assert put.status_code == 200, put.text
+    done = requests.post(
+        f"{api.url}/v1/videos/{body['id']}/complete", json={}, headers=headers, timeout=30
+    )
+    assert done.status_code == 202, done.text
+    return str(body["id"])
+
+
+async def follow(api: Process, token: str, video_id: str, within_s: float) -> list[dict[str, Any]]:
+    """Status events of one video on a WebSocket of ``api`` until it is Ready or Failed."""
+    got: list[dict[str, Any]] = []
+    url = api.url.replace("http://", "ws://") + "/ws"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url, protocols=("vtx.v1", f"bearer.{token}"), heartbeat=10) as ws,
+    ):
+        await ws.send_json({"type": "subscribe", "videos": [video_id]})
+        deadline = asyncio.get_running_loop().time() + within_s
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError(
+                    f"{video_id} not Ready within {within_s:.0f}s; events: {got[-5:]}"
+                )
+            msg = await ws.receive_json(timeout=left)
+            if msg["type"] == "status":
+                got.append(msg)
+                if msg["rendition"] is None and msg["phase"] in ("Ready", "Failed"):
+                    return got
+
+
+async def test_a_client_on_one_replica_sees_the_jobs_of_an_upload_through_the_other(
+    replicas: list[Process], operator: Process, token: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    a, b = replicas
+    clip = media.make_clip(tmp_path_factory.mktemp("media") / "replicas.mp4", seconds=4,
+                           width=854, height=480)  # fmt: skip
+    video_id = await asyncio.to_thread(upload, b, token, clip)
+    try:
+        got = await follow(a, token, video_id, within_s=300)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\noperator log:\n{operator.tail()}") from None
+    assert got[-1]["phase"] == "Ready"
+    encoding = [e for e in got if e["rendition"] == "480p" and e["phase"] == "encoding"]
+    assert encoding, "replica A relayed the jobrunner's progress events"
+    assert any(e["rendition"] == "480p" and e["phase"] == "done" for e in got)
+    view = (
+        await asyncio.to_thread(requests.get, f"{a.url}/v1/videos/{video_id}", timeout=10)
+    ).json()
+    assert view["phase"] == "Ready"
+    assert view["playback"]["hls"].startswith(a.url)
+    # The playback links play: S3 through signed playlists, IPFS through the gateway.
+    for url in (view["playback"]["hls"], view["playback"]["ipfs"]):
+        report = media.probe(url)
+        assert abs(float(report["format"]["duration"]) - 4) <= 0.2, url  # type: ignore[index]
+
+
+class RepeatingStream:
+    """``size`` bytes made of one block repeated, read like a file (so the length is known and
+    sent as Content-Length) without ever being in memory whole."""
+
+    def __init__(self, block: bytes, size: int) -> None:
+        self.block = block
+        self.left = size
+
+    def __len__(self) -> int:
+        return self.left
+
+    def read(self, n: int = -1) -> bytes:
+        n = len(self.block) if n < 0 else min(n, len(self.block))
+        chunk = self.block[: min(n, self.left)]
+        self.left -= len(chunk)
+        return chunk
+
+
+def test_a_1_gb_streaming_upload_in_bounded_memory(tmp_path: Path, ns: str, token: str) -> None:
+    api = api_process(tmp_path / "api.log", ns)
+    api.start()
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        created = requests.post(
+            f"{api.url}/v1/videos",
+            json={"file_name": "big.mp4", "size": GIB, "content_type": "video/mp4"},
+            headers=headers,
+            timeout=30,
+        ).json()
+        resp = requests.put(
+            f"{api.url}/v1/videos/{created['id']}/source",
+            data=RepeatingStream(os.urandom(1024 * 1024), GIB),
+            headers=headers,
+            timeout=900,
+        )
+        assert resp.status_code == 202, resp.text
+        peak = api.peak_rss_bytes()
+        print(f"peak RSS of vtx api during a 1 GiB streaming upload: {peak / 2**20:.0f} MiB")
+        assert peak < RSS_LIMIT, f"peak RSS {peak / 2**20:.0f} MiB"
+    finally:
+        api.stop()
+
+
+def test_schemathesis_finds_no_server_error(tmp_path: Path, ns: str, token: str) -> None:
+    api = api_process(tmp_path / "api.log", ns)
+    api.start()
+    try:
+        proc = subprocess.run(
+            [str(REPO / ".venv/bin/schemathesis"), "run", f"{api.url}/openapi.json",
+             "--checks", "not_a_server_error", "--max-examples", "30",
+             "--header", f"Authorization: Bearer {token}",
+             "--seed", "1", "--exclude-path", "/ws", "--max-time", "90"],
+            capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path,
+        )  # fmt: skip
+        report = proc.stdout[-4000:] + proc.stderr[-2000:]
+        assert proc.returncode == 0, f"{report}\napi log:\n{api.tail()}"
+        counts = re.search(r"(\d+) generated, (\d+) passed", proc.stdout)
+        assert counts is not None, report
+        generated, passed = int(counts.group(1)), int(counts.group(2))
+        assert generated > 500, f"schemathesis ran too few cases to mean much: {report}"
+        assert passed == generated, report
+        print(f"schemathesis: {generated} cases, none answered 5xx")
+    finally:
+        api.stop()
