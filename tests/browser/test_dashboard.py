@@ -1,0 +1,385 @@
+"""The dashboard as people use it, in Chromium against the running API, operator and jobrunner:
+an upload watched to Ready and played from storage and from IPFS, a bad file's failure shown in
+words, playback of a transcode still running, and a multipart upload resumed after a dropped
+connection and a reload."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import requests
+from playwright.sync_api import Locator, Page, Request, Response, Route, expect
+
+from tests import media
+from tests.browser.conftest import DESKTOP, MIB, PART_SIZE, Servers
+from tests.stack import stack_env
+from vtx.core.objects import ObjectStore
+from vtx.core.settings import Settings
+
+pytestmark = pytest.mark.stack
+TRANSCODE_S = 300  # an 8 s 720p clip takes 30-60 s to Ready on 2 cores
+LONG_TRANSCODE_S = 600
+S3 = "http://127.0.0.1:7070/"
+
+# Resolves with the playback position once it passes `at` seconds, or with what went wrong as
+# soon as the media element or hls.js reports an error (so a failure does not wait out the
+# deadline and says what it was).
+PLAYED_PAST = """(at) => {
+  const video = document.getElementById("video");
+  const player = document.getElementById("player");
+  if (video.error || player.dataset.fatalError) {
+    return {error: player.dataset.fatalError || `media error ${video.error.code}`,
+            words: document.getElementById("player-error").textContent};
+  }
+  return video.currentTime > at ? {time: video.currentTime, source: player.dataset.source} : false;
+}"""
+
+UPLOAD_ENDED = """() => {
+  const error = document.getElementById("upload-error");
+  if (!error.hidden) return {error: error.textContent};
+  const status = document.getElementById("upload-status").textContent;
+  const bar = Number(document.getElementById("upload-bar").value);
+  return status.startsWith("Uploaded") ? {bar, status} : false;
+}"""
+
+# Every value each rendition bar takes, recorded by the page's own DOM changes.
+RECORD_BARS = """() => {
+  window.barValues = {};
+  const list = document.getElementById("video-list");
+  const record = () => {
+    for (const row of list.querySelectorAll("li.video .rendition")) {
+      const key = `${row.closest("li.video").dataset.id}/${row.dataset.rendition}`;
+      const value = Number(row.querySelector("progress").value);
+      const seen = (window.barValues[key] ||= []);
+      if (seen[seen.length - 1] !== value) seen.push(value);
+    }
+  };
+  new MutationObserver(record).observe(list, {subtree: true, childList: true, attributes: true});
+}"""
+
+
+def open_dashboard(page: Page, token: str) -> None:
+    page.goto("/")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#connection"), "the status socket to connect").to_have_attribute(
+        "data-state", "live", timeout=30_000
+    )
+
+
+def choose_and_upload(page: Page, path: Path, title: str) -> Locator:
+    page.locator("#file").set_input_files(path)
+    page.get_by_label("Title", exact=True).fill(title)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    return video_item(page, title)
+
+
+def video_item(page: Page, title: str) -> Locator:
+    return page.locator("li.video").filter(has=page.get_by_role("heading", name=title, exact=True))
+
+
+def wait_uploaded(page: Page, timeout_s: float = 120) -> None:
+    """Until the page says the upload is complete, or shows why it is not."""
+    outcome: dict[str, Any] = page.wait_for_function(
+        UPLOAD_ENDED, timeout=timeout_s * 1000
+    ).json_value()
+    assert "error" not in outcome, f"the upload failed: {outcome}"
+    assert outcome["bar"] == 100, outcome
+
+
+def wait_finished(page: Page, video_id: str, timeout_s: float) -> str:
+    """The video's phase on the page once it is Ready or Failed."""
+    page.wait_for_function(
+        "id => ['Ready', 'Failed'].includes(document.getElementById(`video-${id}`)?.dataset.phase)",
+        arg=video_id,
+        timeout=timeout_s * 1000,
+    )
+    phase = page.locator(f"#video-{video_id}").get_attribute("data-phase")
+    assert phase is not None
+    return phase
+
+
+def play_past(page: Page, seconds: float, timeout_s: float) -> dict[str, Any]:
+    result: dict[str, Any] = page.wait_for_function(
+        PLAYED_PAST, arg=seconds, timeout=timeout_s * 1000
+    ).json_value()
+    assert "error" not in result, f"playback failed: {result}"
+    assert page.evaluate("document.getElementById('video').error") is None
+    return result
+
+
+def api_video(servers: Servers, video_id: str) -> dict[str, Any]:
+    resp = requests.get(f"{servers.api.url}/v1/videos/{video_id}", timeout=10)
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def unique(title: str) -> str:
+    return f"{title} {uuid.uuid4().hex[:6]}"
+
+
+def test_an_upload_is_watched_to_ready_and_plays_from_storage_and_ipfs(
+    page: Page, servers: Servers, token: str, tmp_path: Path, artifacts: Path
+) -> None:
+    clip = media.make_clip(tmp_path / "pattern-720p.mp4", seconds=8, width=1280, height=720)
+    open_dashboard(page, token)
+    expect(page.locator("#video-list"), "the list to load").not_to_have_attribute(
+        "aria-busy", "true"
+    )
+    list_reads: list[str] = []
+    page.on("request", lambda r: list_reads.append(r.url) if "/v1/videos?" in r.url else None)
+    page.evaluate(RECORD_BARS)
+    page.evaluate("window.sameDocument = true")
+
+    title = unique("Test pattern 720p")
+    item = choose_and_upload(page, clip, title)
+    wait_uploaded(page)
+    video_id = item.get_attribute("data-id")
+    assert video_id
+    # The list while the renditions encode (or, on a fast day, once they are done).
+    page.wait_for_function(
+        "id => [...document.querySelectorAll(`#video-${id} .rendition progress`)]"
+        ".some(bar => bar.value > 0)",
+        arg=video_id,
+        timeout=TRANSCODE_S * 1000,
+    )
+    item.screenshot(path=artifacts / "dashboard-list.png")
+
+    phase = wait_finished(page, video_id, TRANSCODE_S)
+    assert phase == "Ready", item.inner_text()
+    assert page.evaluate("window.sameDocument"), "the page was reloaded"
+    assert not list_reads, f"the list was read again (polling?): {list_reads}"
+    bars: dict[str, list[int]] = page.evaluate(
+        "id => Object.fromEntries(Object.entries(window.barValues)"
+        ".filter(([k]) => k.startsWith(id + '/')))",
+        video_id,
+    )
+    assert sorted(k.split("/")[1] for k in bars) == ["480p", "720p"], bars
+    assert all(seen[-1] == 100 for seen in bars.values()), bars
+    assert any(0 < v < 100 for seen in bars.values() for v in seen), f"no bar moved: {bars}"
+    expect(item.locator(".badge")).to_have_text("Ready")
+
+    item.get_by_role("button", name="Play").click()
+    play_past(page, 2, timeout_s=60)
+    expect(page.locator("#player")).to_have_attribute("data-engine", "hls.js")
+    quality = page.get_by_label("Quality")
+    labels = [o.split(" ·")[0] for o in quality.locator("option").all_inner_texts()]
+    assert labels == ["Auto", "480p", "720p"], labels
+    # From the start again, so that the 8 s clip does not end before the switch shows.
+    page.evaluate("document.getElementById('video').currentTime = 0")
+    quality.select_option(index=2)
+    expect(page.locator("#player-status"), "a switch to 720p").to_have_text(
+        re.compile(r"^Playing from storage · 720p · [0-9.]+ Mb/s$"), timeout=30_000
+    )
+
+    video = api_video(servers, video_id)
+    expect(page.locator("#cid")).to_have_text(video["cid"])
+    links = page.locator("#mp4-links a")
+    expect(links).to_have_text(["480p MP4", "720p MP4"])
+    mp4 = page.request.get(links.nth(1).get_attribute("href") or "")
+    assert mp4.ok, mp4.status
+    assert mp4.body()[4:8] == b"ftyp", "the 720p MP4 link does not give an MP4"
+
+    page.screenshot(path=artifacts / "dashboard-player.png")
+
+    # Back to the start, then the same video from the IPFS gateway.
+    gateway_segments: list[tuple[str, int]] = []
+
+    def from_gateway(response: Response) -> None:
+        url = response.url
+        if url.startswith(video["playback"]["ipfs"].split("/ipfs/")[0]) and "/hls/" in url:
+            gateway_segments.append((url, response.status))
+
+    page.on("response", from_gateway)
+    page.evaluate("() => { const v = document.getElementById('video'); v.pause(); "
+                  "v.currentTime = 0; }")  # fmt: skip
+    page.get_by_label("IPFS gateway").check()
+    expect(page.locator("#player")).to_have_attribute("data-source", "ipfs")
+    played = play_past(page, 2, timeout_s=60)
+    assert played["source"] == "ipfs"
+    segments = [(u, s) for u, s in gateway_segments if not u.endswith(".m3u8")]
+    assert segments, f"nothing was loaded from the gateway: {gateway_segments}"
+    assert all(status == 200 for _, status in segments), segments
+
+    # At phone width: one column, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    layout = page.evaluate(
+        """() => {
+          const player = document.getElementById("player").getBoundingClientRect();
+          const list = document.getElementById("video-list").getBoundingClientRect();
+          return {overflow: document.documentElement.scrollWidth - window.innerWidth,
+                  stacked: player.bottom <= list.top, width: list.width};
+        }"""
+    )
+    assert layout["overflow"] <= 0, layout
+    assert layout["stacked"], layout
+    page.screenshot(path=artifacts / "dashboard-phone.png")
+    page.set_viewport_size(DESKTOP)
+
+
+def test_a_bad_file_shows_its_failure_reason_in_words(
+    page: Page, servers: Servers, token: str, tmp_path: Path
+) -> None:
+    bad = media.make_text_file(tmp_path / "notes.mp4")
+    page.goto("/")
+    # A wrong token: the socket says why it is not live, and an upload says what to do.
+    page.get_by_label("API token").fill("vtx_not-a-token-this-server-knows")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "refused")
+    expect(page.locator("#connection")).to_contain_text("does not accept this API token")
+    page.locator("#file").set_input_files(bad)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#upload-error")).to_contain_text("does not accept this API token")
+    expect(page.get_by_label("API token")).to_have_attribute("aria-invalid", "true")
+
+    open_dashboard(page, token)
+    # The drop zone by keyboard: visible focus, and Enter opens the file picker.
+    page.get_by_label("Title", exact=True).click()
+    page.keyboard.press("Shift+Tab")
+    drop = page.locator("#drop")
+    expect(drop).to_be_focused()
+    assert drop.evaluate("e => getComputedStyle(e).outlineStyle") == "solid"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(bad)
+    expect(drop).to_contain_text("notes.mp4")
+    title = unique("Not a video")
+    page.get_by_label("Title", exact=True).fill(title)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    wait_uploaded(page)
+    item = video_item(page, title)
+    video_id = item.get_attribute("data-id")
+    assert video_id
+
+    assert wait_finished(page, video_id, 120) == "Failed", item.inner_text()
+    failure = item.locator(".failure")
+    expect(failure).to_be_visible()
+    expect(failure).to_contain_text("InvalidSource")
+    assert api_video(servers, video_id)["failure_reason"] in failure.inner_text()
+    expect(item.get_by_role("button", name="Play")).to_be_hidden()
+
+
+def test_a_video_plays_while_it_is_still_transcoding(
+    page: Page, servers: Servers, token: str, tmp_path: Path
+) -> None:
+    # Long enough that the transcode is still running when playback has started: 120 s of
+    # 480p encodes in about 30 s on an idle 2-core machine, and the player needs about 3 s.
+    clip = media.make_clip(tmp_path / "long-480p.mp4", seconds=120, width=854, height=480)
+    assert clip.stat().st_size > 2 * PART_SIZE  # so it goes up as a multipart upload
+    open_dashboard(page, token)
+    title = unique("Long clip")
+    item = choose_and_upload(page, clip, title)
+    wait_uploaded(page)
+    video_id = item.get_attribute("data-id")
+    assert video_id
+
+    play = item.get_by_role("button", name="Play")
+    expect(play, "playback to be offered while transcoding").to_be_enabled(timeout=240_000)
+    play.click()
+    play_past(page, 2, timeout_s=180)
+    assert api_video(servers, video_id)["phase"] != "Ready", "the transcode ended first"
+    expect(item).not_to_have_attribute("data-phase", "Ready")
+
+    # The growing playlist ends cleanly when the transcode does.
+    assert wait_finished(page, video_id, LONG_TRANSCODE_S) == "Ready", item.inner_text()
+    assert page.locator("#player").get_attribute("data-fatal-error") is None
+
+
+def test_a_multipart_upload_resumes_after_a_drop_and_a_reload(
+    page: Page, servers: Servers, token: str, tmp_path: Path
+) -> None:
+    data = os.urandom(5 * PART_SIZE + MIB)  # six parts; the last one short
+    path = tmp_path / "camera-roll.mp4"
+    path.write_bytes(data)
+    other = tmp_path / "another.mp4"
+    other.write_bytes(os.urandom(MIB))
+    sent: list[tuple[int, int]] = []  # (part, status) of every part PUT that got an answer
+    dropped: list[int] = []
+
+    def part_of(url: str) -> int | None:
+        numbers = parse_qs(urlparse(url).query).get("partNumber")
+        return int(numbers[0]) if url.startswith(S3) and numbers else None
+
+    def on_response(response: Response) -> None:
+        number = part_of(response.url)
+        if number is not None and response.request.method == "PUT":
+            sent.append((number, response.status))
+
+    def drop_connection(route: Route, request: Request) -> None:
+        dropped.append(part_of(request.url) or 0)
+        route.abort("connectionreset")
+
+    page.on("response", on_response)
+    open_dashboard(page, token)
+
+    def second_part(url: str) -> bool:
+        return part_of(url) == 2
+
+    page.route(second_part, drop_connection)
+    title = unique("Camera roll")
+    item = choose_and_upload(page, path, title)
+    error = page.locator("#upload-error")
+    expect(error, "the upload to give up on part 2").to_contain_text(
+        "connection to storage dropped", timeout=60_000
+    )
+    assert len(dropped) == 3, f"expected the first try and two automatic resumes: {dropped}"
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    video_id = item.get_attribute("data-id")
+    assert video_id
+    before = {n for n, status in sent if status == 200}
+    assert before, sent
+    assert 2 not in before, sent
+
+    page.unroute(second_part)
+    page.reload()
+    entry = page.locator("#unfinished-list li").filter(has_text="camera-roll.mp4")
+    expect(entry).to_contain_text(f"{len(before)} of 6 parts in storage")
+    with page.expect_file_chooser() as chooser:
+        entry.get_by_role("button", name="Resume").click()
+    chooser.value.set_files(other)
+    expect(error).to_contain_text("not the same file")
+
+    sent.clear()
+    with page.expect_file_chooser() as chooser:
+        entry.get_by_role("button", name="Resume").click()
+    chooser.value.set_files(path)
+    wait_uploaded(page)
+    after = {n for n, status in sent if status == 200}
+    assert after == set(range(1, 7)) - before, (before, sent)
+    expect(page.locator("#unfinished")).to_be_hidden()
+    assert page.evaluate("localStorage.getItem('vtx.unfinished-uploads')") == "[]"
+
+    video = api_video(servers, video_id)
+    assert video["status"] != "awaiting_upload", video
+    store = ObjectStore(Settings.from_env(stack_env()))
+    assert store.get_bytes(video["source"]["key"]) == data, "the parts were assembled wrongly"
+
+
+def test_live_status_comes_back_after_the_api_restarts(
+    page: Page, servers: Servers, token: str, tmp_path: Path
+) -> None:
+    open_dashboard(page, token)
+    connection = page.locator("#connection")
+    servers.api.stop()
+    expect(connection, "the page to notice the API is gone").to_have_attribute(
+        "data-state", "waiting", timeout=30_000
+    )
+    expect(connection).to_contain_text("reconnecting in")
+    servers.api.start()
+    expect(connection, "the page to reconnect by itself").to_have_attribute(
+        "data-state", "live", timeout=60_000
+    )
+    # Subscribed again: a phase that only an event can bring still arrives.
+    title = unique("After the restart")
+    item = choose_and_upload(page, media.make_text_file(tmp_path / "restart.mp4"), title)
+    wait_uploaded(page)
+    video_id = item.get_attribute("data-id")
+    assert video_id
+    assert wait_finished(page, video_id, 120) == "Failed", item.inner_text()
