@@ -164,5 +164,5 @@ def test_failure_reasons_are_telling_and_carry_no_signed_url() -> None:
         == "hls input is not allowed (Format not on whitelist 'mov,mp4')"
     )
     reason = ffmpeg.failure_reason(f"{url}: Invalid data found when processing input\n")
-    assert reason == "http://s3:7070/media-videos/a.mp4: Invalid data found when processing input"
+    assert reason == "the source: Invalid data found when processing input"
     assert "Signature" not in ffmpeg.redact_urls(f"opening {url} failed")

@@ -224,6 +224,9 @@ _SIGNED_URL = re.compile(r"(https?://[^\s?]+)\?\S*?(?=:?(\s|$))")
 _CONTEXT = re.compile(r"^\[(?P<part>[\w,]+) @ 0x[0-9a-f]+\]\s*")
 
 
+_ANY_URL = re.compile(r"https?://\S+?(?=:\s|:$|\s|$)")
+
+
 def redact_urls(text: str) -> str:
     """Drop query strings from URLs: a signed URL is a credential and must not be logged."""
     return _SIGNED_URL.sub(r"\1", text)
@@ -239,4 +242,5 @@ def failure_reason(stderr: str) -> str:
     chosen = next((line for line in lines if _INVALID_INPUT.search(line)), None)
     chosen = chosen or next((line for line in lines if _TRANSIENT.search(line)), None)
     chosen = chosen or (lines[-1] if lines else "no message")
-    return redact_urls(_CONTEXT.sub("", chosen))[:300]
+    # The URL is the source's, at an address users cannot reach and need not know.
+    return _ANY_URL.sub("the source", _CONTEXT.sub("", chosen))[:300]
