@@ -7,6 +7,8 @@ import os
 import shlex
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -174,4 +176,21 @@ def job_namespace(prefix: str) -> Iterator[str]:
             {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
              "metadata": {"name": "vtx", "namespace": ns}},
         )  # fmt: skip
-        yield ns
+        try:
+            yield ns
+        finally:
+            drop_intake_subscription(ns)
+
+
+def drop_intake_subscription(ns: str) -> None:
+    """An operator's queue subscription outlives it (by design); a test's goes with its
+    namespace, so that the broker does not keep the topic's backlog for it."""
+    env = stack_env()
+    topic = "persistent/public/default/video-transcode-queue"
+    url = f"{env['VTX_PULSAR_ADMIN_URL']}/admin/v2/{topic}/subscription/vtx-operator-intake-{ns}"
+    request = urllib.request.Request(f"{url}?force=true", method="DELETE")  # noqa: S310
+    try:
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - the stack's admin URL
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:  # no operator ran in it
+            raise

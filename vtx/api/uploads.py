@@ -309,8 +309,9 @@ async def finish_upload(services: Services, row: VideoRow) -> VideoRow:
             " the queue", row.id, str(exc).splitlines()[0][:200] if str(exc) else type(exc),
         )  # fmt: skip
     event = events.TranscodeRequested(
-        video_id=row.id, bucket=bucket, key=row.key, size=row.size, content_type=row.content_type
-    )
+        video_id=row.id, bucket=bucket, key=row.key, size=row.size,
+        content_type=row.content_type, namespace=services.settings.namespace,
+    )  # fmt: skip
 
     def mark(cur: Cursor) -> VideoRow | None:
         if records.mark_uploaded(cur, row.id):

@@ -48,6 +48,8 @@ class TranscodeRequested:
     content_type: str | None = None
     renditions: list[dict[str, Any]] | None = None
     formats: list[str] = field(default_factory=lambda: ["mp4", "hls"])
+    # The Kubernetes namespace of the video's VideoTranscode (where the API creates it).
+    namespace: str | None = None
     id: str = field(default_factory=_new_id)
     time: str = field(default_factory=_now)
     type: Literal["transcode.requested"] = "transcode.requested"
@@ -96,6 +98,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "progress": (int, float),
     "rendition": (str,),
     "message": (str,),
+    "namespace": (str,),
 }
 _REQUIRED = {
     "transcode.requested": ("video_id", "bucket", "key", "size", "id"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from kubernetes import config
 
 
@@ -10,4 +12,5 @@ def load_kube_config() -> None:
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+        # $KUBECONFIG as it is now: the client reads it once, when first imported.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,10 @@ class Context:
     custom: Any
     core: Any
     events: StatusEvents
+    # Threads for the blocking part of steps (probes, SQL, S3, Kubernetes calls).
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="vtx-step")
+    )
     view: ClusterView = field(default_factory=ClusterView)
     admission: threading.Lock = field(default_factory=threading.Lock)
     phases: PhaseBook = field(default_factory=PhaseBook)

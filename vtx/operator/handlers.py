@@ -9,6 +9,8 @@ once a resource is Ready or Failed and its ingest has ended, so finished resourc
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import random
 from datetime import UTC, datetime
@@ -46,6 +48,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 8
+    # A timer caught mid-step when its resource is deleted is checked again soon, not after
+    # kopf's default minute: deleting many resources at once must not take hours.
+    settings.background.instant_exit_timeout = 0.1
+    settings.background.cancellation_polling = 2
     namespaces: tuple[str, ...] = memo.namespaces
     if memo.peering:
         # Replicas agree through the peering object; the one of highest priority acts, the
@@ -84,7 +90,7 @@ def _active(status: kopf.Status, **_: Any) -> bool:
 
 
 @kopf.timer(vt.GROUP, vt.VERSION, vt.PLURAL, interval=INTERVAL_S, initial_delay=0.2, when=_active)
-def reconcile(
+async def reconcile(
     body: kopf.Body,
     spec: kopf.Spec,
     status: kopf.Status,
@@ -96,6 +102,36 @@ def reconcile(
 ) -> None:
     ctx: Context = memo.ctx
     assert namespace is not None, "VideoTranscode is a namespaced resource"
+    if _still_waiting(ctx, status, spec, namespace, str(meta["name"])):
+        return  # the common case with many queued: decided here, no thread, no API call
+    # kopf's event posting reads context variables: the thread runs in a copy of this context.
+    run = functools.partial(
+        contextvars.copy_context().run, _reconcile, ctx, body, spec, status, meta, patch, namespace
+    )
+    await asyncio.get_running_loop().run_in_executor(ctx.executor, run)
+
+
+def _still_waiting(
+    ctx: Context, status: kopf.Status, spec: kopf.Spec, namespace: str, name: str
+) -> bool:
+    """A queued resource, known to the view as waiting, while no slot is free."""
+    return (
+        status.get("phase") == "Queued"
+        and not spec.get("suspend")
+        and ctx.view.is_waiting(namespace, name)
+        and ctx.view.running_transcodes() >= ctx.settings.max_running_jobs
+    )
+
+
+def _reconcile(
+    ctx: Context,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    namespace: str,
+) -> None:
     before = dict(status)
     step = Step(ctx, body, vt.VideoTranscodeSpec.from_dict(spec), before, meta, namespace)
     try:
@@ -111,26 +147,29 @@ def reconcile(
             patch.status.update(changes)
         if step.annotations:
             patch.metadata.setdefault("annotations", {}).update(step.annotations)
-        after = merge_patch(before, changes)
-        _after_step(ctx, step, before, after)
+        _after_step(ctx, step, before, merge_patch(before, changes), bool(changes))
 
 
-def _after_step(ctx: Context, step: Step, before: dict[str, Any], after: dict[str, Any]) -> None:
-    """What follows a step: metrics, the status event of a phase change, the SQL row."""
+def _after_step(
+    ctx: Context, step: Step, before: dict[str, Any], after: dict[str, Any], changed: bool
+) -> None:
+    """What follows a step: metrics, the SQL row, then the status event of a phase change (so
+    that a client reading the video on that event reads the new phase)."""
     key = (step.namespace, step.name)
     phase = after.get("phase")
     ctx.phases.set(key, phase)
     JOBS_RUNNING.set(ctx.view.running_transcodes())
     JOBS_QUEUED.set(ctx.view.queued())
+    if changed or key not in ctx.synced:
+        plan_text = step.annotations.get(PLAN_ANNOTATION) or (
+            (step.meta.get("annotations") or {}).get(PLAN_ANNOTATION)
+        )
+        row = rows.row_state(after, decode_plan(plan_text) if plan_text else [])
+        if ctx.synced.get(key) != row:
+            rows.write_row(ctx.db, step.video_id, row)
+            ctx.synced[key] = row
     if phase != before.get("phase") and phase is not None:
         ctx.events.phase(step.video_id, str(phase), int(after.get("progress") or 0), step.note)
-    plan_text = step.annotations.get(PLAN_ANNOTATION) or (
-        (step.meta.get("annotations") or {}).get(PLAN_ANNOTATION)
-    )
-    row = rows.row_state(after, decode_plan(plan_text) if plan_text else [])
-    if ctx.synced.get(key) != row:
-        rows.write_row(ctx.db, step.video_id, row)
-        ctx.synced[key] = row
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "vtx"})

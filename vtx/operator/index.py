@@ -77,6 +77,10 @@ class ClusterView:
             else:
                 self._waiting.pop(key, None)
 
+    def is_waiting(self, namespace: str, name: str) -> bool:
+        with self._lock:
+            return (namespace, name) in self._waiting
+
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._waiting.pop((namespace, name), None)

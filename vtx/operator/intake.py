@@ -1,6 +1,9 @@
 """Intake: every upload's ``video-transcode-queue`` event gets its VideoTranscode, even when the
 API could not create it (the Kubernetes API was unreachable when the upload completed).
-Creating a resource that exists is harmless: its name is derived from the video id."""
+Creating a resource that exists is harmless: its name is derived from the video id.
+
+Several installations may share a Pulsar namespace: each reads the whole topic through a
+subscription of its own and acts only on uploads made for its Kubernetes namespace."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from vtx.core import resource as vt
 from vtx.core.settings import Settings
 
 log = logging.getLogger(__name__)
-SUBSCRIPTION = "vtx-operator-intake"
+SUBSCRIPTION = "vtx-operator-intake"  # + "-<namespace>": each installation reads every event
 
 
 def resource_for(event: events.TranscodeRequested, namespace: str) -> dict[str, Any]:
@@ -51,6 +54,9 @@ class Intake:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def ours(self, event: events.TranscodeRequested) -> bool:
+        return event.namespace in (None, self._namespace)
+
     def handle(self, event: events.TranscodeRequested) -> bool:
         """Create the resource; True when it was missing."""
         body = resource_for(event, self._namespace)
@@ -71,7 +77,9 @@ class Intake:
             try:
                 client = bus.pulsar_client(self._settings)
                 consumer = bus.EventConsumer(
-                    client, bus.topic(self._settings, events.TRANSCODE_QUEUE), SUBSCRIPTION
+                    client,
+                    bus.topic(self._settings, events.TRANSCODE_QUEUE),
+                    f"{SUBSCRIPTION}-{self._namespace}",
                 )
             except Exception as exc:  # noqa: BLE001 - the broker may be starting: try again
                 log.warning("intake: cannot subscribe yet: %s", exc)
@@ -83,7 +91,7 @@ class Intake:
                     if got is None:
                         continue
                     event, msg = got
-                    if not isinstance(event, events.TranscodeRequested):
+                    if not isinstance(event, events.TranscodeRequested) or not self.ours(event):
                         consumer.ack(msg)
                         continue
                     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RESOURCES = Gauge("vtx_resources", "VideoTranscode resources seen, by phase", ["phase"])
@@ -28,15 +30,20 @@ class PhaseBook:
 
     def __init__(self) -> None:
         self._phases: dict[tuple[str, str], str] = {}
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def set(self, key: tuple[str, str], phase: str | None) -> None:
-        if phase is None:
-            self._phases.pop(key, None)
-        else:
-            self._phases[key] = phase
-        counts: dict[str, int] = {}
-        for p in self._phases.values():
-            counts[p] = counts.get(p, 0) + 1
+        with self._lock:
+            old = self._phases.pop(key, None) if phase is None else self._phases.get(key)
+            if old == phase:
+                return
+            if old is not None:
+                self._counts[old] -= 1
+            if phase is not None:
+                self._phases[key] = phase
+                self._counts[phase] = self._counts.get(phase, 0) + 1
+            counts = dict(self._counts)
         for p in ("Pending", "Probing", "Queued", "Transcoding", "Publishing", "Ready", "Failed",
                   "Suspended"):  # fmt: skip
             RESOURCES.labels(phase=p).set(counts.get(p, 0))
