@@ -1,0 +1,211 @@
+"""Benchmark: the operator on the local cluster, against baselines run in the same process.
+
+1. Time to Ready: a VideoTranscode for a 1080p source, from creation to Ready (one Job per
+   rendition, then all renditions in one grouped Job), against bare FFmpeg making the same ladder
+   (the jobrunner's own grouped command, reading the same object from S3, writing to local disk).
+2. Many at once: N resources created together; the time until every one is Queued or has its
+   Jobs, against the time the API server took to accept them; and the operator's peak RSS.
+
+Needs the stack (make up) and the images (make images). Usage:
+    python -m bench.operator [--seconds 20] [--count 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from tests.media import make_clip
+from tests.services import Process, free_port, operator_process
+from tests.stack import job_namespace, stack_env
+from vtx.core import resource as vt
+from vtx.core.db import Cursor, Database
+from vtx.core.kube import load_kube_config
+from vtx.core.ladder import SourceFacts, plan_ladder
+from vtx.core.objects import ObjectStore
+from vtx.core.settings import Settings
+from vtx.jobrunner import ffmpeg
+
+RSS_TARGET_MB = 300
+
+
+def upload(store: ObjectStore, db: Database, path: Path) -> tuple[str, str]:
+    video_id = str(uuid.uuid4())
+    key = f"videos/{video_id}/source/{path.name}"
+    store.upload_file(path, key, content_type="video/mp4")
+
+    def insert(cur: Cursor) -> None:
+        cur.execute(
+            "INSERT INTO videos (id, file_name, file_path, content_type, file_size, upload_status)"
+            " VALUES (%s, %s, %s, 'video/mp4', %s, 'uploaded')",
+            (video_id, path.name, key, path.stat().st_size),
+        )
+
+    db.transaction(insert)
+    return video_id, key
+
+
+def resource_for(video_id: str, key: str, size: int, ns: str, grouped: bool) -> dict[str, Any]:
+    spec = vt.VideoTranscodeSpec(
+        video_id=video_id, source=vt.SourceRef(key=key, size=size), group_renditions=grouped
+    )
+    return vt.build_resource(spec, ns)
+
+
+def wait(what: str, check: Callable[[], bool], timeout: float, every: float = 0.2) -> float:
+    """Seconds until ``check`` holds; raises naming ``what`` after ``timeout``."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+    return time.monotonic() - start
+
+
+def bare_ffmpeg(url: str, seconds: float, work: Path) -> float:
+    ladder = plan_ladder(
+        SourceFacts(duration=seconds, has_video=True, has_audio=True, width=1920, height=1080,
+                    fps=30)
+    )  # fmt: skip
+    outputs = ffmpeg.outputs_for(ladder, work)
+    for o in outputs:
+        o.playlist.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [c for c in ffmpeg.build_encode_command(url, outputs, has_audio=True)
+           if c not in ("-progress", "pipe:1")]  # fmt: skip
+    start = time.monotonic()
+    subprocess.run(cmd, check=True, capture_output=True, timeout=3600)
+    return time.monotonic() - start
+
+
+def time_to_ready(custom: Any, obj: dict[str, Any], ns: str) -> float:
+    name = obj["metadata"]["name"]
+    start = time.monotonic()
+    custom.create_namespaced_custom_object(vt.GROUP, vt.VERSION, ns, vt.PLURAL, obj)
+
+    def ready() -> bool:
+        got = custom.get_namespaced_custom_object(vt.GROUP, vt.VERSION, ns, vt.PLURAL, name)
+        phase = (got.get("status") or {}).get("phase")
+        if phase == "Failed":
+            raise RuntimeError(f"{name} failed: {got['status']}")
+        return phase == "Ready"
+
+    wait(f"{name} to be Ready", ready, timeout=1800)
+    return time.monotonic() - start
+
+
+def part_one(args: argparse.Namespace, settings: Settings, work: Path) -> None:
+    store, db = ObjectStore(settings), Database(settings.database_url, max_connections=2)
+    custom: Any = client.CustomObjectsApi()
+    raw = make_clip(work / "raw.mp4", seconds=args.seconds)
+    source = work / "source.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(raw), "-c", "copy", "-movflags",
+                    "+faststart", str(source)], check=True, timeout=300)  # fmt: skip
+    with job_namespace("vtx-bench-ready") as ns:
+        proc = operator_process(
+            work / "operator-ready.log", ns, health_port=free_port(), metrics_port=free_port(),
+            env={"VTX_MAX_RUNNING_JOBS": "4"},
+        )  # fmt: skip
+        proc.start()
+        try:
+            video_id, key = upload(store, db, source)
+            url = store.presign_get(key, expires_s=3600, public=False)
+            bare = bare_ffmpeg(url, args.seconds, work / "bare")
+            size = source.stat().st_size
+            results = {}
+            for grouped in (False, True):
+                video_id, key = upload(store, db, source)
+                obj = resource_for(video_id, key, size, ns, grouped)
+                results[grouped] = time_to_ready(custom, obj, ns)
+        finally:
+            proc.stop()
+    print(f"1. time to Ready, {args.seconds:g} s 1080p30 source, ladder 480p/720p/1080p")
+    print(f"   bare FFmpeg (one process, the jobrunner's grouped command)  {bare:7.1f} s  1.00")
+    for grouped, label in ((False, "operator, one Job per rendition (default)"),
+                           (True, "operator, one grouped Job")):  # fmt: skip
+        print(f"   {label:<58}{results[grouped]:7.1f} s  {results[grouped] / bare:.2f}x")
+    print("   target: operator ≤ 1.3x bare FFmpeg")
+
+
+def part_two(args: argparse.Namespace, settings: Settings, work: Path) -> None:
+    store, db = ObjectStore(settings), Database(settings.database_url, max_connections=2)
+    custom: Any = client.CustomObjectsApi()
+    clip = make_clip(work / "tiny.mp4", seconds=2, width=320, height=180)
+    _, key = upload(store, db, clip)
+    size = clip.stat().st_size
+    with job_namespace("vtx-bench-many") as ns:
+        proc: Process = operator_process(
+            work / "operator-many.log", ns, health_port=free_port(), metrics_port=free_port(),
+            env={"VTX_MAX_RUNNING_JOBS": "4"},
+        )  # fmt: skip
+        proc.start()
+        try:
+            objs = [
+                resource_for(str(uuid.uuid4()), key, size, ns, False) for _ in range(args.count)
+            ]
+            start = time.monotonic()
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda o: custom.create_namespaced_custom_object(
+                    vt.GROUP, vt.VERSION, ns, vt.PLURAL, o), objs))  # fmt: skip
+            created = time.monotonic() - start
+
+            def settled() -> bool:
+                items = custom.list_namespaced_custom_object(vt.GROUP, vt.VERSION, ns, vt.PLURAL)
+                phases = [(i.get("status") or {}).get("phase") for i in items["items"]]
+                return bool(
+                    sum(p in ("Queued", "Transcoding", "Ready") for p in phases) == args.count
+                )
+
+            wait(f"{args.count} resources to be Queued or have Jobs", settled, 600, every=1.0)
+            total = time.monotonic() - start
+            peak = proc.peak_rss_bytes() / 2**20
+            report_many(args.count, created, total, peak)
+            # Deleting them runs each one's finalizer: the operator stays up for it.
+            start = time.monotonic()
+            custom.delete_collection_namespaced_custom_object(vt.GROUP, vt.VERSION, ns, vt.PLURAL)
+            wait("the resources to be deleted", lambda: not custom.list_namespaced_custom_object(
+                vt.GROUP, vt.VERSION, ns, vt.PLURAL, limit=1)["items"], 900, every=1.0)  # fmt: skip
+            print(f"   deleting them all (finalizers)                          "
+                  f"{time.monotonic() - start:7.1f} s")  # fmt: skip
+        finally:
+            proc.stop()
+
+
+def report_many(count: int, created: float, total: float, peak: float) -> None:
+    print(f"2. {count} resources created at once (cap 4 running Jobs)", flush=True)
+    print(f"   API server accepting them (16 client threads)          {created:7.1f} s  1.00")
+    print(f"   until every one is Queued or has its Jobs               {total:7.1f} s  "
+          f"{total / created:.2f}x   target ≤ 60 s")  # fmt: skip
+    print(f"   operator peak RSS                                       {peak:7.0f} MB"
+          f"   target < {RSS_TARGET_MB} MB", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=20, help="length of the 1080p source")
+    parser.add_argument("--count", type=int, default=1000, help="resources created at once")
+    parser.add_argument("--only", choices=("ready", "many"), help="run one part")
+    args = parser.parse_args()
+    env = stack_env()
+    os.environ["KUBECONFIG"] = env["KUBECONFIG"]
+    load_kube_config()
+    settings = Settings.from_env(env)
+    with tempfile.TemporaryDirectory(prefix="vtx-bench-operator-") as tmp:
+        work = Path(tmp)
+        if args.only in (None, "ready"):
+            part_one(args, settings, work)
+        if args.only in (None, "many"):
+            part_two(args, settings, work)
+
+
+if __name__ == "__main__":
+    main()
