@@ -1,81 +1,107 @@
 #!/usr/bin/env bash
-# The main job on the local stack: a Job in the cluster transcodes a generated clip with FFmpeg
-# in the vtx-job image and stores the rendition in S3.
+# The main job, as a platform team runs vtx: `helm install` into the local cluster with Secrets
+# for the local servers, then a sample clip uploaded through the installed API with the REST
+# flow (announce, PUT to storage, complete), and the wait until it is Ready. Prints the
+# resources, the playback URLs and the dashboard URL; exits non-zero naming the failed step.
 . "$(dirname "$0")/lib.sh"
 export PATH="$STACK_PATH:$PATH"
 # shellcheck disable=SC1091
 . "$VTX_STATE/env"
+NS=${VTX_DEMO_NAMESPACE:-vtx}
+RELEASE=vtx
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/pyproject.toml")
-NS=vtx-demo
-JOB=demo-transcode-$(date +%s)
+TAG="${VTX_IMAGE_TAG:-$VERSION}"
+API="http://$NODE_IP:30080"
+DEPS=vtx-deps.svc.cluster.local
+started=$SECONDS
 
+step() { log "$*"; }
+fail() { die "$1$(printf '\n%s' "${2:-}")"; }
+
+# --- Secrets: credentials by reference, never in the chart or its values --------------------
+step "namespace $NS and the Secrets the chart names (from this stack's credentials)"
 kctl create namespace "$NS" --dry-run=client -o yaml | kctl apply -f - >/dev/null
-kctl -n "$NS" create secret generic storage --dry-run=client -o yaml \
-  --from-literal=AWS_ACCESS_KEY_ID="$VTX_S3_ACCESS_KEY" --from-literal=AWS_SECRET_ACCESS_KEY="$VTX_S3_SECRET_KEY" |
-  kctl apply -f - >/dev/null
+secret() { # NAME KEY=VALUE...
+  local name=$1; shift
+  local args=(); for kv in "$@"; do args+=(--from-literal="$kv"); done
+  kctl -n "$NS" create secret generic "$name" "${args[@]}" --dry-run=client -o yaml | kctl apply -f - >/dev/null
+}
+secret vtx-database "url=${VTX_DATABASE_URL/@127.0.0.1:/@postgres.$DEPS:}"
+secret vtx-storage "accessKey=$VTX_S3_ACCESS_KEY" "secretKey=$VTX_S3_SECRET_KEY"
+secret vtx-pulsar "url=pulsar://pulsar.$DEPS:$PULSAR_PORT"
+secret vtx-api "tokens=$VTX_API_TOKENS"
 
-log "running Job $NS/$JOB: generate a 10 s 1080p clip, transcode it to 720p H.264/AAC, store it in S3"
-kctl apply -f - >/dev/null <<YAML
-apiVersion: batch/v1
-kind: Job
-metadata: {name: $JOB, namespace: $NS}
-spec:
-  backoffLimit: 1
-  activeDeadlineSeconds: 600
-  ttlSecondsAfterFinished: 3600
-  template:
-    spec:
-      restartPolicy: Never
-      automountServiceAccountToken: false
-      containers:
-      - name: transcode
-        image: localhost/vtx-job:$VERSION
-        imagePullPolicy: Never
-        envFrom: [{secretRef: {name: storage}}]
-        env:
-        - {name: S3_ENDPOINT, value: "http://s3.vtx-deps.svc.cluster.local:7070"}
-        - {name: S3_KEY, value: "demo/$JOB/720p.mp4"}
-        command: [python, -c]
-        args:
-        - |
-          import boto3, subprocess, os, json
-          src, out = "/scratch/source.mp4", "/scratch/720p.mp4"
-          subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "10", "-c:v", "libx264", "-preset", "veryfast",
-            "-c:a", "aac", "-shortest", src], check=True)
-          subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", src, "-vf", "scale=-2:720", "-c:v", "libx264",
-            "-preset", "veryfast", "-b:v", "2800k", "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", out], check=True)
-          s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], region_name="us-east-1")
-          s3.upload_file(out, "$VTX_S3_BUCKET", os.environ["S3_KEY"])
-          print(json.dumps({"stored": os.environ["S3_KEY"], "bytes": os.path.getsize(out)}))
-        securityContext:
-          runAsNonRoot: true
-          runAsUser: 10001
-          readOnlyRootFilesystem: true
-          allowPrivilegeEscalation: false
-          capabilities: {drop: [ALL]}
-        resources: {limits: {cpu: "2", memory: 1Gi}}
-        volumeMounts: [{name: scratch, mountPath: /scratch}]
-      volumes: [{name: scratch, emptyDir: {sizeLimit: 1Gi}}]
-YAML
+# --- helm install -----------------------------------------------------------------------------
+# Same tag, new build: the images' ids go into pod annotations so that a rebuild rolls the pods.
+ids="$VTX_STATE/demo-values.yaml"
+{
+  echo "image: {tag: \"$TAG\"}"
+  echo "jobrunner: {image: {tag: \"$TAG\"}}"
+  echo "api: {podAnnotations: {vtx.dev/image-id: \"$(cat "$VTX_STATE/images/vtx-operator.id" 2>/dev/null)\"}}"
+  echo "operator: {podAnnotations: {vtx.dev/image-id: \"$(cat "$VTX_STATE/images/vtx-operator.id" 2>/dev/null)\"}}"
+} >"$ids"
+step "helm upgrade --install $RELEASE charts/vtx (values-local.yaml)"
+helm upgrade --install "$RELEASE" "$REPO_DIR/charts/vtx" -n "$NS" \
+  -f "$REPO_DIR/charts/vtx/values-local.yaml" -f "$ids" --wait --timeout 5m >"$VTX_STATE/logs/demo-helm.log" 2>&1 ||
+  fail "helm install failed" "$(tail -n 20 "$VTX_STATE/logs/demo-helm.log"; kctl -n "$NS" get pods 2>&1)"
+wait_for "the installed API at $API" 120 curl -fsS "$API/readyz"
 
-deadline=$((SECONDS + 600))
+# --- a sample clip, through the REST flow ------------------------------------------------------
+clip="$VTX_STATE/demo/sample-1080p.mp4"
+if [ ! -s "$clip" ]; then
+  mkdir -p "$(dirname "$clip")"
+  step "making a 10 s 1080p sample clip with FFmpeg"
+  ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1920x1080:rate=30 \
+    -f lavfi -i sine=frequency=440:sample_rate=48000 -t 10 -c:v libx264 -preset veryfast \
+    -pix_fmt yuv420p -c:a aac -b:a 128k -movflags +faststart "$clip.part.mp4" && mv "$clip.part.mp4" "$clip"
+fi
+auth=(-H "Authorization: Bearer $VTX_API_TOKEN")
+size=$(stat -c %s "$clip")
+step "POST $API/v1/videos ($size bytes)"
+created=$(curl -fsS "${auth[@]}" -H 'Content-Type: application/json' "$API/v1/videos" \
+  -d "{\"file_name\": \"sample-1080p.mp4\", \"size\": $size, \"content_type\": \"video/mp4\", \"title\": \"vtx demo\"}") ||
+  fail "the API refused the upload"
+id=$(jq -r .id <<<"$created")
+url=$(jq -r .upload.url <<<"$created")
+step "PUT the bytes straight to storage (presigned URL)"
+curl -fsS -X PUT -T "$clip" -H "Content-Type: video/mp4" "$url" >/dev/null || fail "the upload to storage failed"
+step "POST $API/v1/videos/$id/complete"
+curl -fsS "${auth[@]}" -X POST -H 'Content-Type: application/json' -d '{}' "$API/v1/videos/$id/complete" >/dev/null ||
+  fail "completing the upload failed"
+
+# --- wait until Ready ---------------------------------------------------------------------------
+deadline=$((SECONDS + ${VTX_DEMO_TIMEOUT:-900}))
+last=""
 while :; do
-  state=$(kctl -n "$NS" get job "$JOB" -o jsonpath='{range .status.conditions[*]}{.type}={.status} {end}')
-  case $state in *Complete=True*) break ;; *Failed=True*) kctl -n "$NS" logs "job/$JOB" >&2 || true; die "Job $JOB failed" ;; esac
-  [ "$SECONDS" -lt "$deadline" ] || die "Job $JOB did not finish within 600s"
+  video=$(curl -fsS "$API/v1/videos/$id") || fail "reading the video failed"
+  phase=$(jq -r '.phase // "Pending"' <<<"$video")
+  line="$phase $(jq -r '.progress' <<<"$video")% $(jq -r '[.renditions | to_entries[] | "\(.key) \(.value.progress)%"] | join(", ")' <<<"$video")"
+  [ "$line" != "$last" ] && log "  $line"
+  last=$line
+  case $phase in
+    Ready) break ;;
+    Failed) fail "the transcode failed: $(jq -r .failure_reason <<<"$video")" "$(kctl -n "$NS" describe vt "v-$id" | tail -n 20)" ;;
+  esac
+  [ "$SECONDS" -lt "$deadline" ] || fail "v-$id was not Ready in time" "$(kctl -n "$NS" get vt,jobs,pods 2>&1)"
   sleep 2
 done
-kctl -n "$NS" logs "job/$JOB"
-key="demo/$JOB/720p.mp4"
-url=$("$REPO_DIR/.venv/bin/python" - "$key" <<'PY'
-import sys
-from vtx.core.objects import s3_client
-from vtx.core.settings import Settings
-s = Settings.from_env()
-print(s3_client(s, public=True).generate_presigned_url("get_object", Params={"Bucket": s.s3_bucket, "Key": sys.argv[1]}, ExpiresIn=3600))
-PY
-)
-log "the rendition, as ffprobe reads it from S3:"
-ffprobe -v error -show_entries stream=codec_name,width,height:format=duration -of compact "$url"
-log "download it (valid 1 h): $url"
+
+hls=$(jq -r .playback.hls <<<"$video")
+ipfs=$(jq -r .playback.ipfs <<<"$video")
+step "what ffprobe reads from each playback URL:"
+for u in "$hls" "$ipfs"; do
+  ffprobe -v error -show_entries format=duration:stream=codec_name,width,height -of compact \
+    -protocol_whitelist http,https,tcp,tls,crypto "$u" | sed 's/^/    /' || fail "$u does not play"
+done
+echo
+kctl -n "$NS" get vt
+cat <<EOF
+
+  HLS from S3 (signed playlists): $hls
+  HLS from IPFS (root CID $(jq -r .cid <<<"$video")): $ipfs
+  MP4s:           $(jq -r '[.renditions[].mp4] | join("\n                  ")' <<<"$video")
+  Dashboard:      $API/   (token: eval "\$(make -s env)"; echo \$VTX_API_TOKEN)
+  Watch:          kubectl -n $NS get vt -w
+
+EOF
+log "demo done in $((SECONDS - started))s"

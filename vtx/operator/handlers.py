@@ -73,6 +73,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     start_http_server(int(port), addr=host)
     memo.intake = Intake(cfg, ctx.custom, cfg.namespace)
     memo.intake.start()
+    # Ready once the queue subscription exists: an upload completed from then on is not missed.
+    if not await loop.run_in_executor(None, memo.intake.subscribed.wait, 30):
+        log.warning("the queue intake has not subscribed yet (is Pulsar up?); it keeps trying")
     memo.health.ready = True
 
 

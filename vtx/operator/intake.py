@@ -45,6 +45,7 @@ class Intake:
         self._namespace = namespace
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
+        self.subscribed = threading.Event()  # set once the subscription exists
         self.created = 0
 
     def start(self) -> None:
@@ -80,11 +81,15 @@ class Intake:
                     client,
                     bus.topic(self._settings, events.TRANSCODE_QUEUE),
                     f"{SUBSCRIPTION}-{self._namespace}",
+                    # A new subscription starts at the newest event: an installation's first
+                    # start must not replay every upload the topic still holds.
+                    from_earliest=False,
                 )
             except Exception as exc:  # noqa: BLE001 - the broker may be starting: try again
                 log.warning("intake: cannot subscribe yet: %s", exc)
                 self._stop.wait(5)
                 continue
+            self.subscribed.set()
             try:
                 while not self._stop.is_set():
                     got = consumer.receive(timeout_ms=1000)

@@ -1,0 +1,148 @@
+"""The chart as a platform team uses it: `helm install` into the local cluster with Secrets for
+the local servers, an upload through the installed API to Ready, playback URLs that play,
+`helm upgrade` rolling the pods and keeping the resources, `helm uninstall` keeping the CRD and
+the outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests import media
+from tests.stack import REPO, kubectl, namespace, stack_env, wait_until
+from vtx.core.objects import ObjectStore
+from vtx.core.settings import Settings
+
+pytestmark = pytest.mark.stack
+CHART = REPO / "charts" / "vtx"
+DEPS = "vtx-deps.svc.cluster.local"
+
+
+def helm(*args: str) -> str:
+    env = {**os.environ, **stack_env()}
+    proc = subprocess.run(
+        ["helm", *args], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    assert proc.returncode == 0, f"helm {' '.join(args[:3])} failed:\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def secrets(ns: str) -> None:
+    """The Secrets the chart names, from the stack's credentials (as `make demo` makes them)."""
+    env = stack_env()
+    database = env["VTX_DATABASE_URL"].replace("@127.0.0.1:", f"@postgres.{DEPS}:")
+    values = {
+        "vtx-database": {"url": database},
+        "vtx-storage": {"accessKey": env["VTX_S3_ACCESS_KEY"],
+                        "secretKey": env["VTX_S3_SECRET_KEY"]},
+        "vtx-pulsar": {"url": f"pulsar://pulsar.{DEPS}:6650"},
+        "vtx-api": {"tokens": env["VTX_API_TOKENS"]},
+    }  # fmt: skip
+    docs = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": n, "namespace": ns},
+         "stringData": data}
+        for n, data in values.items()
+    ]  # fmt: skip
+    listing = {"apiVersion": "v1", "kind": "List", "items": docs}
+    kubectl("apply", "-f", "-", input=json.dumps(listing))
+
+
+@pytest.fixture(scope="module")
+def release() -> Iterator[str]:
+    with namespace("vtx-test-chart") as ns:
+        secrets(ns)
+        # ClusterIP: the host reaches Service addresses through kube-proxy like a pod does.
+        helm("install", "vtx", str(CHART), "-n", ns, "-f", str(CHART / "values-local.yaml"),
+             "--set", "api.service.type=ClusterIP", "--set", "api.publicUrl=",
+             "--wait", "--timeout", "5m")  # fmt: skip
+        try:
+            yield ns
+        finally:
+            subprocess.run(["helm", "uninstall", "vtx", "-n", ns, "--wait"],
+                           env={**os.environ, **stack_env()}, capture_output=True, timeout=300,
+                           check=False)  # fmt: skip
+            # Without an operator the resources' finalizers would hold the namespace forever.
+            for name in kubectl("get", "vt", "-n", ns, "-o", "name", check=False).split():
+                kubectl("patch", name, "-n", ns, "--type=merge", "-p",
+                        '{"metadata": {"finalizers": null}}', check=False)  # fmt: skip
+
+
+def api_url(ns: str) -> str:
+    ip = kubectl("get", "svc", "vtx-api", "-n", ns, "-o", "jsonpath={.spec.clusterIP}")
+    port = kubectl("get", "svc", "vtx-api", "-n", ns, "-o", "jsonpath={.spec.ports[0].port}")
+    return f"http://{ip}:{port}"
+
+
+def pod_uids(ns: str) -> set[str]:
+    out = kubectl("get", "pods", "-n", ns, "-l", "app.kubernetes.io/instance=vtx",
+                  "-o", "jsonpath={.items[*].metadata.uid}")  # fmt: skip
+    return set(out.split())
+
+
+def upload_and_wait(api: str, clip: Path) -> dict[str, Any]:
+    token = stack_env()["VTX_API_TOKEN"]
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"file_name": clip.name, "size": clip.stat().st_size, "content_type": "video/mp4"}
+    created = requests.post(f"{api}/v1/videos", json=body, headers=headers, timeout=30)
+    assert created.status_code == 201, created.text
+    upload = created.json()["upload"]
+    with clip.open("rb") as f:
+        assert requests.put(upload["url"], data=f, headers=upload["headers"], timeout=120).ok
+    video_id = created.json()["id"]
+    done = requests.post(f"{api}/v1/videos/{video_id}/complete", json={}, headers=headers,
+                         timeout=30)  # fmt: skip
+    assert done.status_code == 202, done.text
+
+    def finished() -> dict[str, Any] | None:
+        view: dict[str, Any] = requests.get(f"{api}/v1/videos/{video_id}", timeout=10).json()
+        return view if view["phase"] in ("Ready", "Failed") else None
+
+    return wait_until(f"video {video_id} to be Ready", finished, timeout=600, every=2)
+
+
+def test_install_upload_upgrade_uninstall(
+    release: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    ns = release
+    api = api_url(ns)
+    clip = media.make_clip(tmp_path_factory.mktemp("chart") / "chart.mp4", seconds=4,
+                           width=854, height=480)  # fmt: skip
+    view = upload_and_wait(api, clip)
+    assert view["phase"] == "Ready", view
+    assert "480p" in view["renditions"]
+    for url in (view["playback"]["hls"], view["playback"]["ipfs"]):
+        report = media.probe(url)
+        assert abs(float(report["format"]["duration"]) - 4) <= 0.2, url  # type: ignore[index]
+    resource = f"v-{view['id']}"
+    row = kubectl("get", "vt", resource, "-n", ns, "--no-headers").split()
+    assert row[1:4] == ["Ready", "100", "1/1"]
+
+    # A changed setting rolls the pods (the ConfigMap's checksum is in the pod templates)...
+    before = pod_uids(ns)
+    helm("upgrade", "vtx", str(CHART), "-n", ns, "-f", str(CHART / "values-local.yaml"),
+         "--set", "api.service.type=ClusterIP", "--set", "api.publicUrl=",
+         "--set", "operator.maxRunningJobs=3", "--wait", "--timeout", "5m")  # fmt: skip
+    wait_until("the old pods to go", lambda: not (before & pod_uids(ns)), timeout=180)
+    config = kubectl("get", "configmap", "-n", ns, "-l", "app.kubernetes.io/instance=vtx",
+                     "-o", "json")  # fmt: skip
+    assert '"VTX_MAX_RUNNING_JOBS": "3"' in json.dumps(json.loads(config)["items"])
+    # ...and keeps the resources and what they made.
+    assert kubectl("get", "vt", resource, "-n", ns, "-o", "jsonpath={.status.phase}") == "Ready"
+    again = requests.get(f"{api_url(ns)}/v1/videos/{view['id']}", timeout=10).json()
+    assert again["cid"] == view["cid"]
+
+    helm("uninstall", "vtx", "-n", ns, "--wait", "--timeout", "3m")
+    left = kubectl("get", "deploy,svc,configmap,role,rolebinding,sa", "-n", ns,
+                   "-l", "app.kubernetes.io/instance=vtx", "-o", "name")  # fmt: skip
+    assert left.strip() == "", f"workloads left behind: {left}"
+    assert kubectl("get", "crd", "videotranscodes.vtx.dev", "-o", "name").strip()
+    assert kubectl("get", "vt", resource, "-n", ns, "-o", "name").strip(), "the resource stays"
+    store = ObjectStore(Settings.from_env(stack_env()))
+    assert store.head(f"videos/{view['id']}/master.m3u8") is not None, "the outputs stay"
