@@ -90,8 +90,9 @@ hls=$(jq -r .playback.hls <<<"$video")
 ipfs=$(jq -r .playback.ipfs <<<"$video")
 step "what ffprobe reads from each playback URL:"
 for u in "$hls" "$ipfs"; do
-  ffprobe -v error -show_entries format=duration:stream=codec_name,width,height -of compact \
-    -protocol_whitelist http,https,tcp,tls,crypto "$u" | sed 's/^/    /' || fail "$u does not play"
+  report=$(ffprobe -v error -print_format json -show_format -show_streams \
+    -protocol_whitelist http,https,tcp,tls,crypto "$u") || fail "$u does not play"
+  jq -r '"    \(.format.duration | tonumber | floor) s, video \([.streams[] | select(.codec_type == "video") | "\(.width)x\(.height)"] | unique | join(" ")), audio \([.streams[] | select(.codec_type == "audio") | .codec_name] | unique | join(" "))"' <<<"$report"
 done
 echo
 kctl -n "$NS" get vt
