@@ -21,15 +21,15 @@ fail() { die "$1$(printf '\n%s' "${2:-}")"; }
 # --- Secrets: credentials by reference, never in the chart or its values --------------------
 step "namespace $NS and the Secrets the chart names (from this stack's credentials)"
 kctl create namespace "$NS" --dry-run=client -o yaml | kctl apply -f - >/dev/null
-secret() { # NAME KEY=VALUE...
-  local name=$1; shift
-  local args=(); for kv in "$@"; do args+=(--from-literal="$kv"); done
-  kctl -n "$NS" create secret generic "$name" "${args[@]}" --dry-run=client -o yaml | kctl apply -f - >/dev/null
+# Values go through stdin, never as arguments: process lists and shell traces do not show them.
+secret() { # NAME, then KEY=VALUE lines on stdin
+  kctl -n "$NS" create secret generic "$1" --from-env-file=/dev/stdin --dry-run=client -o yaml |
+    kctl apply -f - >/dev/null
 }
-secret vtx-database "url=${VTX_DATABASE_URL/@127.0.0.1:/@postgres.$DEPS:}"
-secret vtx-storage "accessKey=$VTX_S3_ACCESS_KEY" "secretKey=$VTX_S3_SECRET_KEY"
-secret vtx-pulsar "url=pulsar://pulsar.$DEPS:$PULSAR_PORT"
-secret vtx-api "tokens=$VTX_API_TOKENS"
+printf 'url=%s\n' "${VTX_DATABASE_URL/@127.0.0.1:/@postgres.$DEPS:}" | secret vtx-database
+printf 'accessKey=%s\nsecretKey=%s\n' "$VTX_S3_ACCESS_KEY" "$VTX_S3_SECRET_KEY" | secret vtx-storage
+printf 'url=%s\n' "pulsar://pulsar.$DEPS:$PULSAR_PORT" | secret vtx-pulsar
+printf 'tokens=%s\n' "$VTX_API_TOKENS" | secret vtx-api
 
 # --- helm install -----------------------------------------------------------------------------
 # Same tag, new build: the images' ids go into pod annotations so that a rebuild rolls the pods.

@@ -53,7 +53,9 @@ def pytest_runtest_makereport(
     return report
 
 
-@pytest.fixture(scope="session")
+# Module scope: the servers and Playwright's event loop (which the sync API keeps running on this
+# thread) are gone before any other module's tests, whose asyncio loops they would block.
+@pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     logs = tmp_path_factory.mktemp("servers")
     with job_namespace("vtx-test-browser") as ns:
@@ -84,7 +86,7 @@ def token() -> str:
     return stack_env()["VTX_API_TOKEN"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -166,7 +166,6 @@ SHAPES = {
 }
 
 
-@pytest.mark.parametrize("case", list(SHAPES), ids=list(SHAPES))
 class StatusTap:
     """Reads video-status-updates from now on (as an API replica does) for one video."""
 
@@ -211,6 +210,7 @@ class StatusTap:
         return [e.phase for e in self.events if e.rendition is None]
 
 
+@pytest.mark.parametrize("case", list(SHAPES), ids=list(SHAPES))
 def test_the_plan_follows_the_source(
     case: str, ns: str, operator: Path, store: ObjectStore, db: Database, settings: Any,
     tmp_path_factory: pytest.TempPathFactory,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tests.unit.test_settings import BASE
 from vtx.core.ladder import Rendition
 from vtx.core.settings import Settings
 from vtx.operator.index import ClusterView
@@ -19,12 +20,7 @@ from vtx.operator.rows import row_state
 from vtx.operator.state import Waiting, merge_patch, prune_unchanged, summarize
 
 ENV = {
-    "VTX_DATABASE_URL": "postgresql://vtx:hunter2@db:5432/vtx",
-    "VTX_S3_ENDPOINT": "http://s3:7070",
-    "VTX_S3_ACCESS_KEY": "key",
-    "VTX_S3_SECRET_KEY": "s3-secret-value",
-    "VTX_PULSAR_URL": "pulsar://pulsar:6650",
-    "VTX_IPFS_API_URL": "http://ipfs:5001",
+    **BASE,
     "VTX_JOB_CONFIGMAP": "vtx-config",
     "VTX_JOB_SECRET_ENV": "VTX_DATABASE_URL=vtx-db/url,VTX_S3_SECRET_KEY=vtx-storage/secretKey",
 }
