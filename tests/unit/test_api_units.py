@@ -209,3 +209,12 @@ def test_websocket_subscriptions() -> None:
     assert parse_message(f'{{"type": "subscribe", "videos": ["{vid}"]}}')["videos"] == [vid.lower()]
     assert parse_message('{"type": "subscribe", "all": true}')["all"] is True
     assert parse_message('{"type": "ping"}') == {"type": "ping"}
+
+
+def test_text_frames_use_the_length_forms_of_rfc_6455() -> None:
+    from vtx.api.hub import text_frame
+
+    assert text_frame(b"hi") == b"\x81\x02hi"
+    assert text_frame(b"x" * 126)[:4] == b"\x81\x7e\x00\x7e"
+    assert text_frame(b"x" * 65536)[:10] == b"\x81\x7f" + (65536).to_bytes(8, "big")
+    assert len(text_frame(b"x" * 65536)) == 10 + 65536

@@ -59,14 +59,17 @@ class Database:
         self,
         dsn: Secret,
         *,
-        min_connections: int = 1,
+        min_connections: int | None = None,
         max_connections: int = 10,
         retry: RetryPolicy | None = None,
         connect_timeout_s: int = 10,
         application_name: str = "vtx",
     ) -> None:
+        # psycopg2's pool closes a returned connection whenever it already holds ``minconn``
+        # idle ones: with the default of one, busy code opened a connection per transaction.
+        # Keeping up to ``max_connections`` open is what a pool is for.
         self._pool = psycopg2.pool.ThreadedConnectionPool(
-            min_connections,
+            max_connections if min_connections is None else min_connections,
             max_connections,
             dsn.value,
             connect_timeout=connect_timeout_s,
