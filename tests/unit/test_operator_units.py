@@ -15,6 +15,7 @@ from vtx.operator.jobs import (
     build_ingest_job,
     build_transcode_job,
     job_name,
+    transcode_jobs,
 )
 from vtx.operator.rows import row_state
 from vtx.operator.state import Waiting, merge_patch, prune_unchanged, summarize
@@ -108,6 +109,13 @@ def test_names_are_deterministic_per_group() -> None:
     grouped = job_name(RESOURCE, "transcode", ["480p", "720p", "1080p"])
     assert grouped.startswith(f"{RESOURCE}-g3-")
     assert len(grouped) <= 63
+    assert list(transcode_jobs(RESOURCE, [R480, R720], grouped=False)) == [
+        job_name(RESOURCE, "transcode", ["480p"]), job_name(RESOURCE, "transcode", ["720p"]),
+    ]  # fmt: skip
+    assert transcode_jobs(RESOURCE, [R480, R720], grouped=True) == {
+        job_name(RESOURCE, "transcode", ["480p", "720p"]): [R480, R720]
+    }
+    assert transcode_job()["metadata"]["name"] in transcode_jobs(RESOURCE, [R480], grouped=False)
 
 
 def test_merge_patch_and_pruning() -> None:

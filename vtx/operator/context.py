@@ -20,9 +20,9 @@ from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 from vtx.operator.events import StatusEvents
 from vtx.operator.index import ClusterView
-from vtx.operator.jobs import job_name
+from vtx.operator.jobs import transcode_jobs
 from vtx.operator.metrics import PhaseBook
-from vtx.operator.state import PLAN_ANNOTATION, Waiting, decode_plan, job_groups
+from vtx.operator.state import PLAN_ANNOTATION, Waiting, decode_plan
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,11 @@ def seed(ctx: Context, namespaces: tuple[str, ...]) -> None:
         phase = (item.get("status") or {}).get("phase")
         if not plan_text or spec.get("suspend") or phase not in ("Queued", "Transcoding"):
             continue
-        groups = job_groups(decode_plan(plan_text), bool(spec.get("groupRenditions")))
-        made = ctx.view.jobs_of(meta["namespace"], meta["name"])
-        missing = sum(
-            1
-            for g in groups
-            if job_name(meta["name"], "transcode", [r.name for r in g]) not in made
+        planned = transcode_jobs(
+            meta["name"], decode_plan(plan_text), bool(spec.get("groupRenditions"))
         )
+        made = ctx.view.jobs_of(meta["namespace"], meta["name"])
+        missing = sum(1 for name in planned if name not in made)
         ctx.view.set_waiting(
             Waiting(meta["creationTimestamp"], meta["namespace"], meta["name"], missing)
         )

@@ -11,6 +11,7 @@ from typing import Any
 from vtx.core.ladder import Rendition
 from vtx.core.settings import Settings
 from vtx.jobrunner.ffmpeg import EXIT_INVALID_INPUT
+from vtx.operator.state import job_groups
 
 LABEL_VIDEO = "vtx.dev/video-id"
 LABEL_KIND = "vtx.dev/job-kind"
@@ -30,6 +31,16 @@ def job_name(resource: str, kind: str, renditions: Sequence[str] = ()) -> str:
     digest = hashlib.sha256(",".join(renditions).encode()).hexdigest()[:6]
     tag = renditions[0] if len(renditions) == 1 else f"g{len(renditions)}"
     return f"{resource}-{tag}-{digest}"[:63]
+
+
+def transcode_jobs(
+    resource: str, plan: Sequence[Rendition], grouped: bool
+) -> dict[str, list[Rendition]]:
+    """The transcode Jobs a resource's plan makes: each Job's name and its renditions."""
+    return {
+        job_name(resource, "transcode", [r.name for r in group]): group
+        for group in job_groups(plan, grouped)
+    }
 
 
 def active_deadline_seconds(duration_s: float, settings: Settings, renditions: int = 1) -> int:

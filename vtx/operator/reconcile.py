@@ -19,7 +19,7 @@ from vtx.core.ladder import InvalidSource, Rendition, plan_ladder
 from vtx.core.sources import ProbeUnavailable, probe_source
 from vtx.operator import rows
 from vtx.operator.context import Context, create_job, delete_stuck_pods
-from vtx.operator.jobs import build_ingest_job, build_transcode_job, job_name
+from vtx.operator.jobs import build_ingest_job, build_transcode_job, job_name, transcode_jobs
 from vtx.operator.metrics import STALLS, TIME_TO_READY
 from vtx.operator.publish import FinishedRendition, publish_video
 from vtx.operator.state import (
@@ -27,7 +27,6 @@ from vtx.operator.state import (
     Waiting,
     decode_plan,
     encode_plan,
-    job_groups,
     job_state,
     summarize,
 )
@@ -91,10 +90,9 @@ def reconcile_step(step: Step) -> None:
         probe_and_plan(step)
         return
     plan = decode_plan(plan_text)
-    groups = job_groups(plan, step.spec.group_renditions)
+    planned = transcode_jobs(step.name, plan, step.spec.group_renditions)
     ctx, ns = step.ctx, step.namespace
     jobs = ctx.view.jobs_of(ns, step.name)
-    names = [job_name(step.name, "transcode", [r.name for r in g]) for g in groups]
     if step.spec.suspend:
         if phase != "Suspended":
             _set_suspend(step, jobs, True)
@@ -108,7 +106,7 @@ def reconcile_step(step: Step) -> None:
         kopf.info(step.body, reason="Resumed", message="Jobs resumed")
         return
 
-    missing = [g for g, n in zip(groups, names, strict=True) if n not in jobs]
+    missing = [group for name, group in planned.items() if name not in jobs]
     if missing:
         allowed = _admit_and_create(step, missing)
         if allowed and step.spec.storage_ipfs and job_name(step.name, "ingest") not in jobs:
@@ -122,16 +120,16 @@ def reconcile_step(step: Step) -> None:
             )  # fmt: skip
             step.changes["ingest"] = {"phase": "Running"}
         if allowed == len(missing):
-            step.condition("JobsCreated", "True", "JobsCreated", f"{len(groups)} transcode Jobs")
-            kopf.info(step.body, reason="JobsCreated", message=f"{len(groups)} transcode Jobs")
-        if not allowed and len(missing) == len(groups):
+            step.condition("JobsCreated", "True", "JobsCreated", f"{len(planned)} transcode Jobs")
+            kopf.info(step.body, reason="JobsCreated", message=f"{len(planned)} transcode Jobs")
+        if not allowed and len(missing) == len(planned):
             step.changes["phase"] = "Queued"
             return
         step.changes["phase"] = "Transcoding"
         if allowed:
             return
     follow_ingest(step)
-    _follow_transcodes(step, plan, groups, ctx.view.jobs_of(ns, step.name))
+    _follow_transcodes(step, plan, planned, ctx.view.jobs_of(ns, step.name))
 
 
 def probe_and_plan(step: Step) -> None:
@@ -203,13 +201,12 @@ def _admit_and_create(step: Step, missing: list[list[Rendition]]) -> int:
 
 
 def _follow_transcodes(
-    step: Step, plan: list[Rendition], groups: list[list[Rendition]], jobs: dict[str, Any]
+    step: Step, plan: list[Rendition], planned: dict[str, list[Rendition]], jobs: dict[str, Any]
 ) -> None:
     """A Job that ended for good decides its renditions' fate. Only the fields the operator
     owns are written: the jobrunners write phase and progress of running renditions."""
     entries = {k: dict(v) for k, v in (step.status.get("renditions") or {}).items()}
-    for group in groups:
-        jname = job_name(step.name, "transcode", [r.name for r in group])
+    for jname, group in planned.items():
         if jname not in jobs:
             continue
         state = job_state(jobs[jname])
