@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from botocore.exceptions import ClientError
 
 from vtx.api import records
 from vtx.api.auth import access
@@ -194,12 +193,8 @@ async def delete_video(request: web.Request) -> web.Response:
 
 
 def _get_text(services: Services, key: str) -> str | None:
-    try:
-        return services.store.get_bytes(key).decode()
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code")) in {"NoSuchKey", "404", "NotFound"}:
-            return None
-        raise
+    data = services.store.get_bytes_if_there(key)
+    return None if data is None else data.decode()
 
 
 def _playlist(text: str, *, final: bool) -> web.Response:

@@ -46,6 +46,11 @@ def s3_client(settings: Settings, *, public: bool = False) -> S3Client:
     return client
 
 
+def _is_missing(exc: ClientError) -> bool:
+    """Whether S3 answered that the object is not there."""
+    return str(exc.response.get("Error", {}).get("Code")) in {"404", "NoSuchKey", "NotFound"}
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -164,7 +169,7 @@ class ObjectStore:
         try:
             resp = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            if _is_missing(exc):
                 return None
             raise
         return ObjectInfo(key, resp["ContentLength"], resp.get("ContentType"), resp["ETag"])
@@ -193,6 +198,15 @@ class ObjectStore:
 
     def get_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def get_bytes_if_there(self, key: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+        try:
+            return self.get_bytes(key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
 
     def iter_keys(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
