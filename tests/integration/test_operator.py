@@ -4,6 +4,7 @@ a VideoTranscode becomes probed, planned, transcoded and published."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -426,8 +427,8 @@ def test_an_upload_event_without_a_resource_gets_one_and_is_transcoded(
     assert obj["status"]["phase"] == "Ready", obj["status"]
 
 
-def operator_metrics() -> str:
-    with urllib.request.urlopen("http://127.0.0.1:19108/metrics", timeout=5) as resp:
+def operator_metrics(port: int = 19108) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text: str = resp.read().decode()
     return text
 
@@ -574,24 +575,43 @@ def test_a_failed_ingest_degrades_the_video_but_does_not_fail_it(
     assert db.transaction(source_cid) == (None, None), "nothing recorded for a wrong original"
 
 
+def ready_count(metrics_port: int) -> float:
+    """The Ready resources an operator has seen (its vtx_resources gauge)."""
+    text = operator_metrics(metrics_port)
+    line = next(m for m in text.splitlines() if m.startswith('vtx_resources{phase="Ready"}'))
+    return float(line.split()[1])
+
+
 def test_two_operators_one_acts_and_the_other_takes_over(
     ns: str, operator_process: Process, operator: Path, store: ObjectStore, db: Database,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
+    second_metrics = free_port()
     second = operator_process_for(
         tmp_path_factory.mktemp("operator-b") / "operator.log", ns,
-        health_port=free_port(), metrics_port=free_port(),
+        health_port=free_port(), metrics_port=second_metrics,
     )  # fmt: skip
+    metrics_port = {id(operator_process): 19108, id(second): second_metrics}
     second.start()
     try:
         pair = [operator_process, second]
 
-        def paused() -> Process | None:
-            return next((p for p in pair if "Pausing operations" in p.tail(100_000)), None)
+        def priority(p: Process) -> int | None:
+            found = re.findall(r"this replica's priority is (\d+)", p.log.read_text())
+            return int(found[-1]) if found else None
 
-        standby = wait_until("one of two operators to pause for the other", paused, timeout=60)
-        active = second if standby is operator_process else operator_process
-        assert "Pausing operations" not in active.tail(100_000), "exactly one pauses"
+        wait_until("both operators to say their peering priority",
+                   lambda: all(priority(p) for p in pair), timeout=60)  # fmt: skip
+        active, standby = sorted(pair, key=lambda p: priority(p) or 0, reverse=True)
+        if standby is operator_process:
+            # It was acting alone: it pauses when it sees the newcomer of higher priority. (A
+            # newcomer of lower priority starts paused, as kopf peering starts every replica.)
+            wait_until(
+                "the running operator to pause for the newcomer",
+                lambda: "Pausing operations" in standby.log.read_text(), timeout=60,
+            )  # fmt: skip
+        resumed_before = standby.log.read_text().count("Resuming operations")
+        ready_before = ready_count(metrics_port[id(standby)])
         clip = media.make_clip(
             tmp_path_factory.mktemp("media") / "peer.mp4", seconds=4, width=854, height=480
         )
@@ -601,11 +621,12 @@ def test_two_operators_one_acts_and_the_other_takes_over(
             wait_for_phase(ns, name, {"Ready", "Failed"}, active.log, 300)["status"]["phase"]
             == "Ready"
         )
+        assert ready_count(metrics_port[id(standby)]) == ready_before, "the standby did nothing"
         # The active one dies: the other resumes once the peer's record expires.
         active.kill()
         wait_until(
             "the standby operator to resume",
-            lambda: "Resuming operations" in standby.tail(100_000),
+            lambda: standby.log.read_text().count("Resuming operations") > resumed_before,
             timeout=120,
         )
         later = upload_video(store, db, clip)

@@ -61,6 +61,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         settings.peering.clusterwide = not namespaces
         settings.peering.priority = random.randint(1, 2**31)  # noqa: S311 - not a secret
         settings.peering.lifetime = PEERING_LIFETIME_S
+        log.info(
+            "peering through %s: this replica's priority is %d",
+            memo.peering, settings.peering.priority,
+        )  # fmt: skip
     else:
         settings.peering.standalone = True
     await memo.health.start()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+from typing import get_args
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from vtx.core.resource import Phase
 
 RESOURCES = Gauge("vtx_resources", "VideoTranscode resources seen, by phase", ["phase"])
 JOBS_RUNNING = Gauge("vtx_transcode_jobs_running", "Transcode Jobs holding a slot of the cap")
@@ -32,6 +35,7 @@ class PhaseBook:
         self._phases: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        _show({})  # every phase at 0 from the start, so the series exist before any resource
 
     def set(self, key: tuple[str, str], phase: str | None) -> None:
         with self._lock:
@@ -44,6 +48,9 @@ class PhaseBook:
                 self._phases[key] = phase
                 self._counts[phase] = self._counts.get(phase, 0) + 1
             counts = dict(self._counts)
-        for p in ("Pending", "Probing", "Queued", "Transcoding", "Publishing", "Ready", "Failed",
-                  "Suspended"):  # fmt: skip
-            RESOURCES.labels(phase=p).set(counts.get(p, 0))
+        _show(counts)
+
+
+def _show(counts: dict[str, int]) -> None:
+    for phase in get_args(Phase):
+        RESOURCES.labels(phase=phase).set(counts.get(phase, 0))
