@@ -22,11 +22,18 @@ class Process:
     """A vtx command with the stack's settings (plus ``env``), logging to ``log``."""
 
     def __init__(
-        self, log: Path, args: list[str], env: dict[str, str], health_url: str, url: str = ""
+        self,
+        log: Path,
+        args: list[str],
+        env: dict[str, str],
+        health_url: str,
+        url: str = "",
+        before: list[str] | None = None,
     ) -> None:
         self.url = url  # where it serves, for the API
         self.log = log
         self.args = args
+        self.before = before  # a vtx command run to its end before each start
         self.env = env
         self.health_url = health_url
         self.proc: subprocess.Popen[bytes] | None = None
@@ -34,6 +41,11 @@ class Process:
     def start(self, timeout: float = 60) -> None:
         env = {**os.environ, **stack_env(), **self.env}
         with self.log.open("a") as out:
+            if self.before:
+                subprocess.run(
+                    ["vtx", *self.before], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                    check=True, timeout=timeout,
+                )  # fmt: skip
             self.proc = subprocess.Popen(
                 ["vtx", *self.args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
             )
@@ -106,4 +118,5 @@ def api_process(
     port = port or free_port()
     settings = {"VTX_NAMESPACE": namespace, "VTX_API_ADDRESS": f"127.0.0.1:{port}", **(env or {})}
     url = f"http://127.0.0.1:{port}"
-    return Process(log, ["api"], settings, f"{url}/readyz", url)
+    # As the chart's init container does: the schema is there before the API serves.
+    return Process(log, ["api"], settings, f"{url}/readyz", url, before=["db", "migrate"])
