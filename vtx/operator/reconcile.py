@@ -88,7 +88,10 @@ def reconcile_step(step: Step) -> None:
     plan_text = (step.meta.get("annotations") or {}).get(PLAN_ANNOTATION)
     if plan_text is None:
         probe_and_plan(step)
-        return
+        if step.changes.get("phase") != "Queued":
+            return  # the source was refused
+        # Planned: on to admission in the same step, not a timer interval later.
+        plan_text = step.annotations[PLAN_ANNOTATION]
     plan = decode_plan(plan_text)
     planned = transcode_jobs(step.name, plan, step.spec.group_renditions)
     ctx, ns = step.ctx, step.namespace
@@ -183,7 +186,8 @@ def _set_suspend(step: Step, jobs: dict[str, dict[str, Any]], suspend: bool) -> 
 def _admit_and_create(step: Step, missing: list[list[Rendition]]) -> int:
     """Create as many of the missing Jobs as the cap lets this resource have now."""
     ctx = step.ctx
-    duration = float((step.status.get("source") or {}).get("duration") or 0)
+    source = step.changes.get("source") or step.status.get("source") or {}
+    duration = float(source.get("duration") or 0)
     me = Waiting(str(step.meta["creationTimestamp"]), step.namespace, step.name, len(missing))
     with ctx.admission:  # decide and create under one lock: no two take the last slot
         allowed = ctx.view.admit(me, ctx.settings.max_running_jobs)
