@@ -15,14 +15,16 @@ def make_clip(
     fps: int = 30,
     audio: bool = True,
     rotate: int | None = None,
+    tone: int = 440,
 ) -> Path:
-    """An H.264/AAC MP4 test clip (moving test pattern, a tone), made once per path."""
+    """An H.264/AAC MP4 test clip (moving test pattern, a tone of ``tone`` Hz), made once per
+    path. A tone of its own gives a clip whose outputs no other clip shares."""
     if path.exists():
         return path
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
     cmd += ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}"]
     if audio:
-        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency={tone}:sample_rate=48000"]
     cmd += ["-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
     if audio:
         cmd += ["-c:a", "aac", "-b:a", "128k"]
@@ -41,11 +43,12 @@ def make_clip(
     return path
 
 
-def make_audio_only(path: Path, *, seconds: float = 8) -> Path:
+def make_audio_only(path: Path, *, seconds: float = 8, tone: int = 330) -> Path:
     if not path.exists():
         subprocess.run(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-             "sine=frequency=330:sample_rate=44100", "-t", str(seconds), "-c:a", "aac", str(path)],
+             f"sine=frequency={tone}:sample_rate=44100", "-t", str(seconds), "-c:a", "aac",
+             str(path)],
             check=True, timeout=120,
         )  # fmt: skip
     return path

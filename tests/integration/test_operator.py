@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -366,9 +367,12 @@ def test_deletion_policy_decides_the_outputs(
     policy: str, ns: str, operator: Path, store: ObjectStore, ipfs: IpfsClient, db: Database,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
+    # A clip of its own: outputs that an earlier video shares keep their pin (the next test).
+    tone = unique_tone()
     clip = media.make_clip(
-        tmp_path_factory.mktemp("media") / "del.mp4", seconds=4, width=854, height=480
-    )
+        tmp_path_factory.mktemp("media") / f"del-{tone}.mp4", seconds=4, width=854, height=480,
+        tone=tone,
+    )  # fmt: skip
     video = upload_video(store, db, clip)
     name = submit(video, ns, deletion_policy=policy)
     obj = wait_for_phase(ns, name, {"Ready"}, operator, timeout=300)
@@ -383,6 +387,35 @@ def test_deletion_policy_decides_the_outputs(
         assert f"videos/{video.id}/master.m3u8" in outputs
         assert ipfs.is_pinned(cid)
     assert store.head(video.key) is not None, "the uploaded original stays either way"
+
+
+def unique_tone() -> int:
+    return 300 + uuid.uuid4().int % 3000
+
+
+def test_outputs_shared_by_two_videos_stay_pinned_until_both_are_deleted(
+    ns: str, operator: Path, store: ObjectStore, ipfs: IpfsClient, db: Database, settings: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    # Audio: AAC encodes bit for bit the same each time (x264 under a bitrate cap need not).
+    tone = unique_tone()
+    clip = media.make_audio_only(
+        tmp_path_factory.mktemp("media") / f"twice-{tone}.m4a", seconds=4, tone=tone
+    )
+    videos = [upload_video(store, db, clip, content_type="audio/mp4") for _ in range(2)]
+    names = [submit(v, ns, deletion_policy="Delete") for v in videos]
+    cids = [
+        wait_for_phase(ns, n, {"Ready"}, operator, timeout=300)["status"]["outputs"]["cid"]
+        for n in names
+    ]
+    assert cids[0] == cids[1], "the same file uploaded twice gives the same outputs, one root"
+    kubectl("delete", "vt", names[0], "-n", ns, "--wait=true", "--timeout=120s")
+    assert list(store.iter_keys(f"videos/{videos[0].id}/master.m3u8")) == []
+    assert ipfs.is_pinned(cids[1]), "the second video's outputs lost their pin"
+    report = media.probe(f"{settings.ipfs_gateway_url}/ipfs/{cids[1]}/master.m3u8")
+    assert any(s.get("codec_type") == "audio" for s in report["streams"])  # type: ignore[attr-defined]
+    kubectl("delete", "vt", names[1], "-n", ns, "--wait=true", "--timeout=120s")
+    assert not ipfs.is_pinned(cids[1]), "no video has these outputs any more"
 
 
 def test_deleting_a_resource_stops_its_jobs(

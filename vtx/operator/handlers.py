@@ -237,9 +237,23 @@ def cleanup(
     names |= set((status.get("renditions") or {}).keys())
     removed = sum(ctx.store.delete_prefix(f"videos/{video_id}/{n}/") for n in sorted(names))
     removed += ctx.store.delete_prefix(f"videos/{video_id}/master.m3u8")
+    rows.forget_outputs(ctx.db, video_id)
     cid = (status.get("outputs") or {}).get("cid")
-    if cid:
-        ctx.ipfs.pin_rm(cid)
+    if not cid:
+        kopf.info(body, reason="OutputsDeleted", message=f"{removed} objects removed")
+        return
+    if rows.root_in_use(ctx.db, cid):
+        kopf.info(
+            body, reason="OutputsDeleted",
+            message=f"{removed} objects removed; {cid} stays pinned: another video has the same"
+            " outputs",
+        )  # fmt: skip
+        return
+    ctx.ipfs.pin_rm(cid)
+    # A video publishing the same root meanwhile writes its row before its last pin: seen here
+    # after the unpin, it gets its pin back.
+    if rows.root_in_use(ctx.db, cid):
+        ctx.ipfs.pin_add(cid)
     kopf.info(body, reason="OutputsDeleted", message=f"{removed} objects removed, {cid} unpinned")
 
 

@@ -73,4 +73,7 @@ def publish_video(
         )
 
     db.transaction(complete, name="complete video")
+    # Pinned again after the row names it: a deletion of a video with the same outputs, which
+    # unpins only a root no row names, cannot take this pin away unseen (see handlers.cleanup).
+    ipfs.pin_add(root)
     return {"master": master_key, "cid": root}

@@ -60,3 +60,27 @@ def mark_failed(db: Database, video_id: str, reason: str) -> None:
         )
 
     db.transaction(work, name="mark video failed")
+
+
+def forget_outputs(db: Database, video_id: str) -> None:
+    """The video's outputs were removed: the ``transcodes`` rows that describe them go, and
+    their segments with them. The ``videos`` row and the original's CID stay."""
+    db.transaction(
+        lambda cur: cur.execute("DELETE FROM transcodes WHERE video_id = %s", (video_id,)),
+        name="forget outputs",
+    )
+
+
+def root_in_use(db: Database, cid: str) -> bool:
+    """Whether a video's published master names this IPFS root: byte-identical outputs (the
+    same file uploaded twice) give one root CID to both videos."""
+
+    def work(cur: Cursor) -> bool:
+        cur.execute(
+            "SELECT 1 FROM transcodes WHERE file_cid = %s AND storage_type = 'ipfs'"
+            " AND resolution = 'master' LIMIT 1",
+            (cid,),
+        )
+        return cur.fetchone() is not None
+
+    return db.transaction(work, name="root in use")
