@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests import media
+from tests.integration.test_core import fetch_one
 from tests.integration.test_jobrunner import Video, upload_video
 from tests.services import Process, free_port
 from tests.services import operator_process as operator_process_for
@@ -380,12 +381,15 @@ def test_deletion_policy_decides_the_outputs(
     assert ipfs.is_pinned(cid)
     kubectl("delete", "vt", name, "-n", ns, "--wait=true", "--timeout=120s")
     outputs = [k for k in store.iter_keys(f"videos/{video.id}/") if "/source/" not in k]
+    status_row = fetch_one(db, "SELECT upload_status FROM videos WHERE id = %s", video.id)
     if policy == "Delete":
         assert outputs == [], "the renditions and the master playlist are removed"
         assert not ipfs.is_pinned(cid)
+        assert status_row == ("deleted",), "lists no longer offer the removed outputs"
     else:
         assert f"videos/{video.id}/master.m3u8" in outputs
         assert ipfs.is_pinned(cid)
+        assert status_row == ("completed",), "the retained outputs still play"
     assert store.head(video.key) is not None, "the uploaded original stays either way"
 
 

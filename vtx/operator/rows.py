@@ -63,12 +63,18 @@ def mark_failed(db: Database, video_id: str, reason: str) -> None:
 
 
 def forget_outputs(db: Database, video_id: str) -> None:
-    """The video's outputs were removed: the ``transcodes`` rows that describe them go, and
-    their segments with them. The ``videos`` row and the original's CID stay."""
-    db.transaction(
-        lambda cur: cur.execute("DELETE FROM transcodes WHERE video_id = %s", (video_id,)),
-        name="forget outputs",
-    )
+    """The video's outputs were removed: the ``transcodes`` rows that describe them go, with
+    their segments, and the ``videos`` row is marked deleted (as ``DELETE /v1/videos/{id}``
+    marks it), so that no list offers playback of what is gone. The original's CID stays."""
+
+    def work(cur: Cursor) -> None:
+        cur.execute("DELETE FROM transcodes WHERE video_id = %s", (video_id,))
+        cur.execute(
+            "UPDATE videos SET upload_status = 'deleted', updated_at = now() WHERE id = %s",
+            (video_id,),
+        )
+
+    db.transaction(work, name="forget outputs")
 
 
 def root_in_use(db: Database, cid: str) -> bool:
