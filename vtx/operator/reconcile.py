@@ -88,10 +88,10 @@ def reconcile_step(step: Step) -> None:
     plan_text = (step.meta.get("annotations") or {}).get(PLAN_ANNOTATION)
     if plan_text is None:
         probe_and_plan(step)
-        if step.changes.get("phase") != "Queued":
-            return  # the source was refused
         # Planned: on to admission in the same step, not a timer interval later.
-        plan_text = step.annotations[PLAN_ANNOTATION]
+        plan_text = step.annotations.get(PLAN_ANNOTATION)
+        if plan_text is None:
+            return  # the source was refused
     plan = decode_plan(plan_text)
     planned = transcode_jobs(step.name, plan, step.spec.group_renditions)
     ctx, ns = step.ctx, step.namespace
