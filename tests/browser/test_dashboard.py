@@ -19,6 +19,7 @@ from playwright.sync_api import Locator, Page, Request, Response, Route, expect
 from tests import media
 from tests.browser.conftest import DESKTOP, MIB, PART_SIZE, Servers
 from tests.stack import stack_env
+from vtx.core.db import Database
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 
@@ -125,10 +126,32 @@ def unique(title: str) -> str:
     return f"{title} {uuid.uuid4().hex[:6]}"
 
 
+def failed_video_with_an_unbroken_reason() -> str:
+    """A video that failed with a reason no space breaks (the allow-list of formats, as ffprobe
+    names it when it refuses a source): at phone width it has to wrap, not widen the page."""
+    video_id = str(uuid.uuid4())
+    formats = ",".join(["mov", "mp4", "m4a", "3gp", "matroska", "webm", "mpegts", "avi"] * 6)
+    reason = f"InvalidSource: hls input is not allowed (Format not on whitelist '{formats}')"
+    db = Database(Settings.from_env(stack_env()).database_url, max_connections=1)
+    try:
+        db.transaction(
+            lambda cur: cur.execute(
+                "INSERT INTO videos (id, title, file_name, content_type, file_size, upload_status,"
+                " phase, failure_reason) VALUES (%s, %s, 'refused.mp4', 'video/mp4', 1, 'failed',"
+                " 'Failed', %s)",
+                (video_id, unique("Refused"), reason),
+            )
+        )
+    finally:
+        db.close()
+    return video_id
+
+
 def test_an_upload_is_watched_to_ready_and_plays_from_storage_and_ipfs(
     page: Page, servers: Servers, token: str, tmp_path: Path, artifacts: Path
 ) -> None:
     clip = media.make_clip(tmp_path / "pattern-720p.mp4", seconds=8, width=1280, height=720)
+    refused = failed_video_with_an_unbroken_reason()
     open_dashboard(page, token)
     expect(page.locator("#video-list"), "the list to load").not_to_have_attribute(
         "aria-busy", "true"
@@ -208,14 +231,21 @@ def test_an_upload_is_watched_to_ready_and_plays_from_storage_and_ipfs(
     assert segments, f"nothing was loaded from the gateway: {gateway_segments}"
     assert all(status == 200 for _, status in segments), segments
 
-    # At phone width: one column, nothing wider than the screen.
+    # At phone width: one column, nothing wider than the screen, long failure reasons included.
     page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.locator(f"#video-{refused} .failure")).to_contain_text("Format not on whitelist")
     layout = page.evaluate(
         """() => {
           const player = document.getElementById("player").getBoundingClientRect();
           const list = document.getElementById("video-list").getBoundingClientRect();
+          // What reaches past the screen's right edge, to name it when the check fails.
+          const wide = [...document.querySelectorAll("body *")]
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+            .slice(0, 8)
+            .map(e => `${e.tagName.toLowerCase()}#${e.id}.${e.className} `
+                      + `${Math.round(e.getBoundingClientRect().width)}px`);
           return {overflow: document.documentElement.scrollWidth - window.innerWidth,
-                  stacked: player.bottom <= list.top, width: list.width};
+                  stacked: player.bottom <= list.top, width: list.width, wide};
         }"""
     )
     assert layout["overflow"] <= 0, layout
