@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from vtx import __version__
+from vtx.core.jobargs import add_ingest_arguments, add_transcode_arguments
 from vtx.core.settings import Settings, SettingsError
 
 
@@ -35,30 +36,41 @@ def _db_migrate(_: argparse.Namespace) -> int:
 
 
 def _jobrunner_transcode(args: argparse.Namespace) -> int:
-    import json
     import uuid
     from pathlib import Path
 
-    from vtx.core.ladder import Rendition
-    from vtx.jobrunner.run import TranscodeJob, install_stop_handler, run_transcode
+    from vtx.core.jobargs import TranscodeArgs
+    from vtx.jobrunner.run import install_stop_handler, run_transcode
 
     stop = install_stop_handler()
-    renditions = tuple(Rendition(**json.loads(r)) for r in args.rendition)
-    job = TranscodeJob(
-        video_id=args.video_id,
-        source_key=args.source_key,
-        renditions=renditions,
-        scratch=Path(args.scratch) / f"{args.video_id}-{uuid.uuid4().hex[:8]}",
-        resource=args.resource,
-        namespace=args.namespace,
-    )
-    return run_transcode(job, Settings.from_env(), stop)
+    try:
+        job = TranscodeArgs.from_namespace(args)
+    except ValueError as exc:
+        print(f"vtx jobrunner: {exc}", file=sys.stderr)
+        return 2
+    scratch = Path(job.scratch) / f"{job.video_id}-{uuid.uuid4().hex[:8]}"
+    return run_transcode(job, scratch, Settings.from_env(), stop)
 
 
 def _jobrunner_ingest(args: argparse.Namespace) -> int:
+    from vtx.core.jobargs import IngestArgs
     from vtx.jobrunner.ingest import run_ingest
 
-    return run_ingest(args.video_id, args.source_key, Settings.from_env(), size=args.size)
+    try:
+        job = IngestArgs.from_namespace(args)
+    except ValueError as exc:
+        print(f"vtx jobrunner: {exc}", file=sys.stderr)
+        return 2
+    return run_ingest(job.video_id, job.source_key, Settings.from_env(), size=job.size)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from vtx.verify_cli import run_verify
+
+    if bool(args.all) == bool(args.video_id):
+        print("vtx verify: give one VIDEO_ID or --all", file=sys.stderr)
+        return 2
+    return run_verify(Settings.from_env(), args.video_id, as_json=args.json)
 
 
 def _operator(args: argparse.Namespace) -> int:
@@ -148,25 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     jobrunner = sub.add_parser("jobrunner", help="run one transcode or ingest job (in a Job pod)")
     jr = jobrunner.add_subparsers(dest="jobrunner_command")
     transcode = jr.add_parser("transcode", help="encode renditions to MP4 and HLS and publish them")
-    transcode.add_argument("--video-id", required=True)
-    transcode.add_argument("--source-key", required=True, help="S3 key of the uploaded source")
-    transcode.add_argument(
-        "--rendition",
-        action="append",
-        required=True,
-        help="one rendition as JSON (the planner's fields); repeat for a grouped job",
-    )
-    transcode.add_argument("--resource", help="VideoTranscode whose status to patch")
-    transcode.add_argument("--namespace", default="default")
-    transcode.add_argument("--scratch", default="/scratch", help="local working folder")
+    add_transcode_arguments(transcode)
     transcode.set_defaults(run=_jobrunner_transcode)
     ingest = jr.add_parser("ingest", help="pin the original to IPFS and record its checksum")
-    ingest.add_argument("--video-id", required=True)
-    ingest.add_argument("--source-key", required=True)
-    ingest.add_argument(
-        "--size", type=int, help="the size announced at upload: another size fails the ingest"
-    )
+    add_ingest_arguments(ingest)
     ingest.set_defaults(run=_jobrunner_ingest)
+    verify = sub.add_parser(
+        "verify",
+        help="check videos across SQL, S3, IPFS and their resources; exit 1 on any discrepancy",
+    )
+    verify.add_argument("video_id", nargs="?", help="the video to check")
+    verify.add_argument("--all", action="store_true", help="check every video")
+    verify.add_argument("--json", action="store_true", help="one JSON report per line")
+    verify.set_defaults(run=_verify)
     return parser
 
 

@@ -32,10 +32,10 @@ from vtx.core.db import Cursor, Database
 from vtx.core.hls import parse_media_playlist
 from vtx.core.ipfs import IpfsClient
 from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
+from vtx.core.media import EXIT_INVALID_INPUT
 from vtx.core.objects import ObjectStore
 from vtx.core.resource import RenditionSpec, SourceRef, VideoTranscodeSpec, build_resource
 from vtx.core.settings import Settings
-from vtx.jobrunner.ffmpeg import EXIT_INVALID_INPUT
 from vtx.operator.jobs import build_ingest_job, build_transcode_job
 
 pytestmark = pytest.mark.stack
@@ -82,10 +82,7 @@ def create_resource(video: Video, ns: str, renditions: list[Rendition]) -> None:
     spec = VideoTranscodeSpec(
         video_id=video.id,
         source=SourceRef(bucket="media-videos", key=video.key, size=video.path.stat().st_size),
-        renditions=[
-            RenditionSpec(name=r.name, kind=r.kind, width=r.width, height=r.height)
-            for r in renditions
-        ],
+        renditions=[RenditionSpec(name=r.name) for r in renditions],
     )
     obj = build_resource(spec, ns)
     apply(obj)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from vtx.core import hls
+from vtx.core import hls, media
 from vtx.core.ladder import Rendition
 from vtx.jobrunner import ffmpeg
 from vtx.jobrunner.retry import StorageUnavailable, with_retry
@@ -79,9 +79,9 @@ def test_one_decode_feeds_every_rendition_and_each_is_written_twice() -> None:
     tee = cmd[cmd.index("tee") + 1]
     assert tee.startswith("[f=mp4:movflags=+faststart]/scratch/w/480p/video.mp4|[f=hls:")
     assert "hls_segment_type=fmp4" in tee
-    assert f"hls_time={ffmpeg.SEGMENT_SECONDS}" in tee
+    assert f"hls_time={media.SEGMENT_SECONDS}" in tee
     # Keyframes at the same instants in every rendition, so players switch cleanly.
-    assert cmd.count(f"expr:gte(t,n_forced*{ffmpeg.KEYFRAME_SECONDS})") == 2
+    assert cmd.count(f"expr:gte(t,n_forced*{media.KEYFRAME_SECONDS})") == 2
     assert cmd[cmd.index("-protocol_whitelist") + 1] == "https,tls,tcp"
     formats = cmd[cmd.index("-format_whitelist") + 1].split(",")
     assert "hls" not in formats
@@ -100,7 +100,7 @@ def test_an_audio_only_rendition_has_no_video() -> None:
 def test_only_http_sources_are_read() -> None:
     for url in ("file:///etc/passwd", "/etc/passwd", "concat:a|b"):
         with pytest.raises(ValueError, match="http"):
-            ffmpeg.allowed_protocols(url)
+            media.allowed_protocols(url)
 
 
 def test_progress_reports_are_parsed() -> None:
@@ -127,7 +127,7 @@ def test_progress_reports_are_parsed() -> None:
     ],
 )
 def test_failures_are_classified(stderr: str, kind: str) -> None:
-    assert ffmpeg.classify_failure(stderr) == kind
+    assert media.classify_failure(stderr) == kind
 
 
 def test_retry_backs_off_then_gives_up_with_the_cause() -> None:
@@ -160,9 +160,9 @@ def test_failure_reasons_are_telling_and_carry_no_signed_url() -> None:
     url = "http://s3:7070/media-videos/a.mp4?X-Amz-Signature=abc123&X-Amz-Credential=k"
     stderr = f"[hls @ 0x55f5e6d79240] Format not on whitelist 'mov,mp4'\n{url}: Invalid argument\n"
     assert (
-        ffmpeg.failure_reason(stderr)
+        media.failure_reason(stderr)
         == "hls input is not allowed (Format not on whitelist 'mov,mp4')"
     )
-    reason = ffmpeg.failure_reason(f"{url}: Invalid data found when processing input\n")
+    reason = media.failure_reason(f"{url}: Invalid data found when processing input\n")
     assert reason == "the source: Invalid data found when processing input"
-    assert "Signature" not in ffmpeg.redact_urls(f"opening {url} failed")
+    assert "Signature" not in media.redact_urls(f"opening {url} failed")

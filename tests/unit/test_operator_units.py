@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tests.unit.test_settings import BASE
+from vtx.core import resource as vt
 from vtx.core.ladder import Rendition
 from vtx.core.settings import Settings
 from vtx.operator.index import ClusterView
@@ -15,10 +18,10 @@ from vtx.operator.jobs import (
     build_ingest_job,
     build_transcode_job,
     job_name,
-    transcode_jobs,
+    planned_jobs,
 )
 from vtx.operator.rows import row_state
-from vtx.operator.state import Waiting, merge_patch, prune_unchanged, summarize
+from vtx.operator.state import Waiting, merge_patch, status_patch
 
 ENV = {
     **BASE,
@@ -95,8 +98,8 @@ def test_deadlines_scale_with_the_source_and_the_group() -> None:
 
 def test_the_ingest_job_checks_the_announced_size() -> None:
     job = build_ingest_job(
-        resource=RESOURCE, namespace="media", video_id=VID, source_key="k", size=1234,
-        settings=Settings.from_env(ENV),
+        resource=RESOURCE, namespace="media", video_id=VID,
+        source_key=f"videos/{VID}/source/a.mp4", size=1234, settings=Settings.from_env(ENV),
     )  # fmt: skip
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--size") + 1] == "1234"
@@ -109,39 +112,77 @@ def test_names_are_deterministic_per_group() -> None:
     grouped = job_name(RESOURCE, "transcode", ["480p", "720p", "1080p"])
     assert grouped.startswith(f"{RESOURCE}-g3-")
     assert len(grouped) <= 63
-    assert list(transcode_jobs(RESOURCE, [R480, R720], grouped=False)) == [
+    assert list(planned_jobs(RESOURCE, [R480, R720], grouped=False)) == [
         job_name(RESOURCE, "transcode", ["480p"]), job_name(RESOURCE, "transcode", ["720p"]),
     ]  # fmt: skip
-    assert transcode_jobs(RESOURCE, [R480, R720], grouped=True) == {
-        job_name(RESOURCE, "transcode", ["480p", "720p"]): [R480, R720]
+    assert planned_jobs(RESOURCE, [R480, R720], grouped=True) == {
+        job_name(RESOURCE, "transcode", ["480p", "720p"]): (R480, R720)
     }
-    assert transcode_job()["metadata"]["name"] in transcode_jobs(RESOURCE, [R480], grouped=False)
+    assert transcode_job()["metadata"]["name"] in planned_jobs(RESOURCE, [R480], grouped=False)
 
 
-def test_merge_patch_and_pruning() -> None:
-    status = {"phase": "Transcoding", "progress": 40, "renditions": {"480p": {"progress": 40}}}
-    patch = {"phase": "Transcoding", "progress": 41, "renditions": {"480p": {"progress": 40}}}
-    assert prune_unchanged(patch, status) == {"progress": 41}
-    assert prune_unchanged({"phase": "Transcoding"}, status) == {}, "an idle step writes nothing"
-    assert prune_unchanged({"outputs": None}, status) == {}
-    assert prune_unchanged({"progress": None}, status) == {"progress": None}
+def test_a_rendition_made_again_gets_a_job_of_its_own_and_its_group_keeps_its_name() -> None:
+    grouped = planned_jobs(RESOURCE, [R480, R720], grouped=True, redos={"720p": 2})
+    assert grouped == {
+        job_name(RESOURCE, "transcode", ["480p", "720p"]): (R480,),
+        job_name(RESOURCE, "transcode", ["720p"], 2): (R720,),
+    }
+    assert job_name(RESOURCE, "transcode", ["720p"], 2).endswith("-r2")
+    alone = planned_jobs(RESOURCE, [R480, R720], grouped=False, redos={"480p": 1})
+    assert list(alone) == [
+        job_name(RESOURCE, "transcode", ["480p"], 1), job_name(RESOURCE, "transcode", ["720p"]),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("length", [38, 56, 62, 63, 120, 253])
+def test_long_resource_names_keep_what_tells_their_jobs_apart(length: int) -> None:
+    resource = ("v" * (length - 1) + "x")[:length]
+    other = ("v" * (length - 1) + "y")[:length]
+    names = {
+        job_name(resource, "transcode", ["480p"]),
+        job_name(resource, "transcode", ["720p"]),
+        job_name(resource, "transcode", ["480p", "720p"]),
+        job_name(resource, "transcode", ["480p", "720p", "1080p"]),
+        job_name(resource, "transcode", ["720p"], 1),
+        job_name(resource, "ingest"),
+        job_name(other, "transcode", ["480p"]),
+        job_name(other, "ingest"),
+    }
+    assert len(names) == 8, "every Job a name of its own"
+    assert all(len(n) <= 63 and n[-1].isalnum() for n in names)
+
+
+def test_the_jobrunner_arguments_come_from_one_definition() -> None:
+    import argparse
+
+    from vtx.core.jobargs import TranscodeArgs, add_transcode_arguments
+
+    job = transcode_job()
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "jobrunner"
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_transcode_arguments(sub.add_parser("transcode"))
+    parsed = TranscodeArgs.from_namespace(parser.parse_args(args[1:]))
+    assert parsed.renditions == (R480,)
+    assert parsed.job == job["metadata"]["name"]
+    assert parsed.argv() == args[1:]
+
+
+def test_status_patches_write_only_what_changed() -> None:
+    status = {"phase": "Transcoding", "progress": 40, "renditions": {"480p": {"progress": 40}},
+              "kopf": {"progress": {}}}  # fmt: skip
+    after = {"phase": "Transcoding", "progress": 41, "renditions": {"480p": {"progress": 40}}}
+    assert status_patch(status, after) == {"progress": 41}, "kopf's part stays as it is"
+    assert status_patch(status, {**after, "progress": 40}) == {}, "an idle step writes nothing"
+    gone = {"phase": "Transcoding", "progress": 40, "renditions": {"480p": {}}}
+    assert status_patch(status, gone) == {"renditions": {"480p": {"progress": None}}}
     merged = merge_patch(status, {"renditions": {"720p": {"phase": "Running"}}, "progress": None})
     assert merged == {
         "phase": "Transcoding",
         "renditions": {"480p": {"progress": 40}, "720p": {"phase": "Running"}},
+        "kopf": {"progress": {}},
     }
-
-
-def test_summaries() -> None:
-    plan = [R480, R720]
-    running = summarize(plan, {"480p": {"phase": "Succeeded", "progress": 100}})
-    assert (running.phase, running.progress, running.ready) == ("Transcoding", 50, "1/2")
-    degraded = summarize(
-        plan, {"480p": {"phase": "Succeeded", "progress": 100}, "720p": {"phase": "Failed"}}
-    )
-    assert (degraded.phase, degraded.failed) == ("Publishing", ("720p",))
-    failed = summarize(plan, {"480p": {"phase": "Failed"}, "720p": {"phase": "Failed"}})
-    assert failed.phase == "Failed"
 
 
 def job(name: str, owner: str, *, active: bool = True, version: str = "1") -> dict[str, Any]:
@@ -179,16 +220,19 @@ def test_the_view_admits_in_creation_order_under_the_cap() -> None:
 
 
 def test_the_row_keeps_the_plan_beside_the_progress() -> None:
-    status = {
-        "phase": "Transcoding",
-        "progress": 30,
-        "renditions": {"480p": {"phase": "Running", "progress": 60, "message": "encoding"}},
-    }
-    row = row_state(status, [R480, R720])
-    renditions = json.loads(row.renditions)
-    assert renditions["480p"]["phase"] == "Running"
-    assert renditions["480p"]["progress"] == 60
-    assert renditions["720p"]["phase"] == "Pending"
-    assert renditions["720p"]["height"] == 720
-    assert (row.phase, row.progress, json.loads(row.outputs)) == ("Transcoding", 30, {})
-    assert row_state(status, [R480, R720]) == row, "equal states compare equal (no rewrite)"
+    status = vt.VideoTranscodeStatus(
+        phase="Transcoding",
+        progress=30,
+        plan=(R480, R720),
+        source=vt.SourceStatus(duration=12.5),
+        renditions={"480p": vt.RenditionStatus(phase="Running", progress=60, message="encoding")},
+    )
+    row = row_state(status)
+    assert row.renditions["480p"]["phase"] == "Running"
+    assert row.renditions["480p"]["progress"] == 60
+    assert row.renditions["720p"]["phase"] == "Pending"
+    assert row.renditions["720p"]["height"] == 720
+    assert (row.phase, row.progress, row.outputs, row.source_duration) == (
+        "Transcoding", 30, {}, 12.5,
+    )  # fmt: skip
+    assert row_state(status) == row, "equal states compare equal (no rewrite)"

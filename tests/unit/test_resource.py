@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vtx.core import resource as vt
+from vtx.core.ladder import SourceFacts, plan_ladder
 from vtx.core.resource import (
     RenditionSpec,
     SourceRef,
     VideoTranscodeSpec,
     build_resource,
-    rendition_status_patch,
-    renditions_ready,
     resource_name,
     set_condition,
     video_id_from_name,
@@ -28,10 +28,8 @@ def full_spec() -> VideoTranscodeSpec:
         video_id=VID,
         source=SourceRef(key=f"videos/{VID}/source/a.mp4", size=10, bucket="media-videos",
                          content_type="video/mp4"),
-        renditions=[
-            RenditionSpec("720p", "video", 1280, 720, 30.0, "2800k", "2996k", "4200k", "128k"),
-            RenditionSpec("audio", "audio", audio_bitrate="128k"),
-        ],
+        renditions=[RenditionSpec("720p"), RenditionSpec("audio")],
+        storage_ipfs=False,
         deletion_policy="Delete",
         group_renditions=True,
     )  # fmt: skip
@@ -48,8 +46,8 @@ def test_names_are_deterministic_and_reversible() -> None:
 def test_spec_round_trips_through_its_dict() -> None:
     spec = full_spec()
     d = spec.to_dict()
-    assert d["renditions"][0]["videoBitrate"] == "2800k"
-    assert "width" not in d["renditions"][1], "None fields are left out"
+    assert d["renditions"] == [{"name": "720p"}, {"name": "audio"}]
+    assert d["storage"] == {"ipfs": False}
     assert VideoTranscodeSpec.from_dict(d) == spec
 
 
@@ -59,15 +57,13 @@ def test_spec_round_trips_through_its_dict() -> None:
         (lambda d: d.pop("videoId"), "spec.videoId is required"),
         (lambda d: d["source"].update(size="big"), "spec.source.size must be int"),
         (
-            lambda d: d["renditions"][0].update(width=True),
-            r"spec.renditions\[0\].width must be int",
+            lambda d: d["renditions"][0].update(name=7),
+            r"spec.renditions\[0\].name must be string",
         ),
         (
             lambda d: d.update(deletionPolicy="Shred"),
             "spec.deletionPolicy must be one of Retain, Delete, not 'Shred'",
         ),
-        (lambda d: d.update(formats=["webm"]), r"spec.formats\[0\] must be one of mp4, hls"),
-        (lambda d: d.update(formats=[]), "spec.formats must name at least one format"),
         (lambda d: d.update(suspend="yes"), "spec.suspend must be boolean, not str"),
         (lambda d: d.update(videoId="not-a-uuid"), "spec.videoId must be a UUID"),
     ],
@@ -94,29 +90,86 @@ def test_the_whole_object() -> None:
 def test_conditions_keep_their_transition_time_until_status_changes() -> None:
     t1 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     t2 = datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
-    conds = set_condition([], "Probed", "True", "Probed", "ok", 1, t1)
+    conds = set_condition((), "Probed", "True", "Probed", "ok", 1, t1)
     conds = set_condition(conds, "Ready", "False", "Transcoding", "x" * 5000, 1, t1)
     again = set_condition(conds, "Probed", "True", "Probed", "still ok", 2, t2)
-    probed = next(c for c in again if c["type"] == "Probed")
-    assert probed["lastTransitionTime"] == "2026-01-01T12:00:00Z"
-    assert probed["observedGeneration"] == 2
+    probed = next(c for c in again if c.type == "Probed")
+    assert probed.last_transition_time == "2026-01-01T12:00:00Z"
+    assert probed.observed_generation == 2
     flipped = set_condition(again, "Probed", "False", "InvalidSource", "bad", 2, t2)
-    assert (
-        next(c for c in flipped if c["type"] == "Probed")["lastTransitionTime"]
-        == "2026-01-01T12:05:00Z"
+    assert next(c for c in flipped if c.type == "Probed").last_transition_time == (
+        "2026-01-01T12:05:00Z"
     )
-    assert len(next(c for c in conds if c["type"] == "Ready")["message"]) == 1024
-    assert [c["type"] for c in flipped].count("Probed") == 1
+    assert len(next(c for c in conds if c.type == "Ready").message) == 1024
+    assert [c.type for c in flipped].count("Probed") == 1
 
 
-def test_a_rendition_patch_touches_only_its_own_entry() -> None:
-    patch = rendition_status_patch("720p", phase="Running", progress=40, message="m" * 2000)
-    assert list(patch["status"]["renditions"]) == ["720p"]
-    assert len(patch["status"]["renditions"]["720p"]["message"]) == 1024
-    status = {"renditions": {"480p": {"phase": "Succeeded"}, "720p": {"phase": "Running"}}}
-    assert renditions_ready(status) == "1/2"
-    with pytest.raises(TypeError, match="not a rendition status field: progres"):
-        rendition_status_patch("720p", progres=40)
+FACTS = SourceFacts(duration=10, has_video=True, has_audio=True, width=1280, height=720, fps=30)
+
+
+def full_status() -> vt.VideoTranscodeStatus:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    plan = tuple(plan_ladder(FACTS))
+    return vt.VideoTranscodeStatus(
+        phase="Ready",
+        observed_generation=2,
+        progress=100,
+        renditions_ready="2/2",
+        source=vt.SourceStatus(10.0, 1280, 720, 30.0, 0, "h264", "aac", True),
+        plan=plan,
+        renditions={
+            "480p": vt.RenditionStatus(
+                "Succeeded",
+                100,
+                "j-480p",
+                1,
+                0,
+                None,
+                vt.RenditionOutputs("k.mp4", "k.m3u8", {"video.mp4": "cid1"}),
+            ),
+            "720p": vt.RenditionStatus("Failed", 40, "j-720p-r1", 2, 1, "OOMKilled"),
+        },
+        ingest=vt.IngestStatus("Succeeded", "pinned"),
+        outputs=vt.PublishedOutputs("videos/x/master.m3u8", "root"),
+        conditions=set_condition((), "Ready", "True", "Published", "root CID root", 2, now),
+        probe_failures=1,
+        probe_retry_at="2026-01-01T12:00:10Z",
+    )
+
+
+def test_status_round_trips_through_its_dict() -> None:
+    status = full_status()
+    d = status.to_dict()
+    assert d["plan"][0] == {
+        "name": "480p", "kind": "video", "width": 854, "height": 480, "fps": 30.0,
+        "videoKbps": 1400, "maxrateKbps": 1498, "bufsizeKbit": 2100, "audioKbps": 128,
+    }  # fmt: skip
+    assert vt.VideoTranscodeStatus.from_dict(d) == status
+    assert vt.VideoTranscodeStatus.from_dict({}) == vt.VideoTranscodeStatus()
+    assert vt.VideoTranscodeStatus.from_dict({"kopf": {"x": 1}}) == vt.VideoTranscodeStatus()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["plan"][0].update(width="320:240[a];movie=/etc/hostname"), "width must be"),
+        (lambda d: d["plan"][0].update(name="480p|x"), "is not of the form"),
+        (lambda d: d["plan"][0].update(name="../480p"), "is not of the form"),
+        (lambda d: d["plan"][0].update(name="480p\n"), "is not of the form"),
+        (lambda d: d["plan"][0].update(width=76800), "width must be an integer from 2 to 8192"),
+        (lambda d: d["plan"][0].update(width=855), "must be even"),
+        (lambda d: d["plan"][0].update(filters="movie=x"), "unknown fields"),
+        (lambda d: d["plan"].append(dict(d["plan"][0])), "names each rendition once"),
+        (lambda d: d.update(plan=[]), "1 to 16 renditions"),
+        (lambda d: d.update(phase="Done"), "status.phase must be one of"),
+        (lambda d: d["renditions"]["480p"].update(progress="x"), "progress must be integer"),
+    ],
+)
+def test_a_status_the_operator_did_not_write_is_refused(mutate: object, message: str) -> None:
+    d = full_status().to_dict()
+    mutate(d)  # type: ignore[operator]
+    with pytest.raises(vt.InvalidStatus, match=message):
+        vt.VideoTranscodeStatus.from_dict(d)
 
 
 def test_the_crd_schema_knows_every_field_the_model_writes() -> None:
@@ -131,6 +184,17 @@ def test_the_crd_schema_knows_every_field_the_model_writes() -> None:
     assert set(schema["properties"]) - set(spec) == set(), "the model can write every spec field"
     assert schema["properties"]["videoId"]["pattern"]
     uuid.UUID(VID)
+    status_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    status = full_status().to_dict()
+    known = status_schema["properties"]
+    assert set(status) <= set(known)
+    assert set(known) - {"kopf"} == set(vt.STATUS_KEYS), "the model reads every status field"
+    for item in status["plan"]:
+        assert set(item) <= set(known["plan"]["items"]["properties"])
+    entry = known["renditions"]["additionalProperties"]["properties"]
+    for r in status["renditions"].values():
+        assert set(r) <= set(entry)
+    assert set(status["source"]) <= set(known["source"]["properties"])
 
 
 def test_earlier_resources_take_the_free_slots_first() -> None:

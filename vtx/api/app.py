@@ -25,6 +25,7 @@ from vtx.api.metrics import LATENCY, REQUESTS, STATUS_EVENTS, WS_DROPPED
 from vtx.api.openapi import openapi_document
 from vtx.api.services import Services
 from vtx.core import bus, events
+from vtx.core import resource as vt
 from vtx.core.outbox import OutboxRelay
 from vtx.core.settings import Settings
 
@@ -118,7 +119,7 @@ def _checks(services: Services, reader: TopicReader) -> dict[str, str]:
     probe(
         "kubernetes",
         lambda: services.custom.list_namespaced_custom_object(
-            "vtx.dev", "v1alpha1", settings.namespace, "videotranscodes", limit=1,
+            vt.GROUP, vt.VERSION, settings.namespace, vt.PLURAL, limit=1,
             _request_timeout=settings.request_timeout_s,
         ),
     )  # fmt: skip
@@ -176,7 +177,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_put("/v1/videos/{video_id}/source", uploads.put_source)
     r.add_get("/v1/videos/{video_id}/play/master.m3u8", views.play_master)
     r.add_get("/v1/videos/{video_id}/play/{rendition}/hls/index.m3u8", views.play_media)
-    r.add_get("/v1/videos/{video_id}/play/{rendition}/video.mp4", views.play_mp4)
+    r.add_get("/v1/videos/{video_id}/play/{rendition}/{file:(?:video|audio)\\.mp4}", views.play_mp4)
     r.add_get("/video/{video_id}/progress", views.get_progress)
     r.add_get("/ws", ws.websocket)
     if (STATIC / "index.html").exists():

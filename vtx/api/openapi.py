@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vtx import __version__
+from vtx.core.ladder import RENDITION_NAME
 
 UUID = {"type": "string", "format": "uuid"}
 _REF = "#/components/schemas/"
@@ -37,7 +38,14 @@ RENDITION = {
     "name": "rendition",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,30}$"},
+    "schema": {"type": "string", "pattern": RENDITION_NAME.pattern},
+}
+MP4_FILE = {
+    "name": "file",
+    "in": "path",
+    "required": True,
+    "description": "video.mp4, or audio.mp4 for a sound-only rendition (as the video lists it)",
+    "schema": {"type": "string", "enum": ["video.mp4", "audio.mp4"]},
 }
 PLAYLIST = {
     "description": "An HLS playlist",
@@ -382,8 +390,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "responses": {"200": PLAYLIST, **_errors(401, 404, 503)},
             },
         },
-        "/v1/videos/{video_id}/play/{rendition}/video.mp4": {
-            "parameters": [VIDEO_ID, RENDITION],
+        "/v1/videos/{video_id}/play/{rendition}/{file}": {
+            "parameters": [VIDEO_ID, RENDITION, MP4_FILE],
             "get": {
                 "summary": "Redirect to a signed URL of the rendition's MP4",
                 "operationId": "playMp4",

@@ -20,7 +20,7 @@ class UnexpectedPlaylist(ValueError):
 
 
 def _checked(name: str) -> str:
-    if not _SEGMENT_NAME.match(name) or ".." in name:
+    if not _SEGMENT_NAME.fullmatch(name) or ".." in name:
         raise UnexpectedPlaylist(f"playlist entry {name[:80]!r} is not a file name")
     return name
 

@@ -17,12 +17,10 @@ from typing import Any
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from vtx.api import records
 from vtx.api.auth import access
 from vtx.api.errors import ApiError
 from vtx.api.keys import SERVICES
 from vtx.api.metrics import COMPLETED, UPLOADS
-from vtx.api.records import VideoRow
 from vtx.api.services import Services
 from vtx.api.validation import (
     PartClaim,
@@ -35,7 +33,7 @@ from vtx.api.validation import (
     safe_file_name,
 )
 from vtx.api.views import json_response, video_id_param, video_view
-from vtx.core import events
+from vtx.core import events, videos
 from vtx.core import resource as vt
 from vtx.core.db import Cursor
 from vtx.core.objects import UploadedPart
@@ -110,9 +108,9 @@ def _expires(seconds: int) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
-def describe_upload(services: Services, row: VideoRow) -> dict[str, Any] | None:
+def describe_upload(services: Services, row: videos.VideoRow) -> dict[str, Any] | None:
     """How the client sends the bytes: one presigned PUT, or the parts still missing."""
-    if row.status != records.AWAITING_UPLOAD:
+    if row.status != videos.AWAITING_UPLOAD:
         return None
     store, ttl = services.store, services.settings.upload_url_seconds
     if row.upload_id is None or row.part_size is None:
@@ -158,8 +156,8 @@ def _s3_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-async def _video(services: Services, video_id: str) -> VideoRow:
-    row = await services.sql(lambda cur: records.get_video(cur, video_id), "get video")
+async def _video(services: Services, video_id: str) -> videos.VideoRow:
+    row = await services.sql(lambda cur: videos.get_video(cur, video_id), "get video")
     if row is None:
         raise ApiError(404, "not_found", f"no video {video_id}")
     return row
@@ -180,8 +178,8 @@ async def create_upload(request: web.Request) -> web.Response:
             services.store.create_multipart, key, content_type=req.content_type
         )
 
-    def insert(cur: Cursor) -> VideoRow:
-        return records.insert_video(
+    def insert(cur: Cursor) -> videos.VideoRow:
+        return videos.insert_video(
             cur, video_id=video_id, title=req.title, description=req.description,
             file_name=req.file_name, key=key, content_type=req.content_type, size=req.size,
             upload_id=upload_id, part_size=part_size,
@@ -223,7 +221,7 @@ async def upload_state(request: web.Request) -> web.Response:
     return json_response({"id": row.id, "status": row.status, "size": row.size, "upload": upload})
 
 
-def _check_parts(services: Services, row: VideoRow, claims: list[PartClaim]) -> None:
+def _check_parts(services: Services, row: videos.VideoRow, claims: list[PartClaim]) -> None:
     """Complete a multipart upload once every part is there with the ETags the client holds."""
     assert row.upload_id is not None
     assert row.part_size is not None
@@ -280,7 +278,7 @@ def _check_parts(services: Services, row: VideoRow, claims: list[PartClaim]) -> 
         ) from None
 
 
-def _check_object(services: Services, row: VideoRow) -> None:
+def _check_object(services: Services, row: videos.VideoRow) -> None:
     info = services.store.head(row.key)
     if info is None:
         raise ApiError(
@@ -293,7 +291,7 @@ def _check_object(services: Services, row: VideoRow) -> None:
         )  # fmt: skip
 
 
-async def finish_upload(services: Services, row: VideoRow) -> VideoRow:
+async def finish_upload(services: Services, row: videos.VideoRow) -> videos.VideoRow:
     """The bytes are there: create the resource, mark the row, queue the transcode."""
     bucket = services.store.bucket
     spec = vt.VideoTranscodeSpec(
@@ -313,10 +311,10 @@ async def finish_upload(services: Services, row: VideoRow) -> VideoRow:
         content_type=row.content_type, namespace=services.settings.namespace,
     )  # fmt: skip
 
-    def mark(cur: Cursor) -> VideoRow | None:
-        if records.mark_uploaded(cur, row.id):
+    def mark(cur: Cursor) -> videos.VideoRow | None:
+        if videos.mark_uploaded(cur, row.id):
             write_event(cur, events.TRANSCODE_QUEUE, event)
-        return records.get_video(cur, row.id)
+        return videos.get_video(cur, row.id)
 
     done = await services.sql(mark, "mark uploaded")
     assert done is not None
@@ -324,8 +322,8 @@ async def finish_upload(services: Services, row: VideoRow) -> VideoRow:
     return done
 
 
-def _refuse_deleted(row: VideoRow) -> None:
-    if row.status == records.DELETED:
+def _refuse_deleted(row: videos.VideoRow) -> None:
+    if row.status == videos.DELETED:
         raise ApiError(409, "deleted", f"video {row.id} was deleted")
 
 
@@ -337,7 +335,7 @@ async def complete_upload(request: web.Request) -> web.Response:
     claims = parse_parts(await read_json(request))
     row = await _video(services, video_id)
     _refuse_deleted(row)
-    if row.status == records.AWAITING_UPLOAD:
+    if row.status == videos.AWAITING_UPLOAD:
         if row.upload_id is not None:
             await services.run(_check_parts, services, row, claims)
         await services.run(_check_object, services, row)
@@ -352,7 +350,7 @@ async def put_source(request: web.Request) -> web.Response:
     store = services.store
     row = await _video(services, video_id_param(request))
     _refuse_deleted(row)
-    if row.status != records.AWAITING_UPLOAD:
+    if row.status != videos.AWAITING_UPLOAD:
         raise ApiError(409, "already_uploaded", f"video {row.id} has its bytes already")
     length = request.content_length
     if length is not None and length > row.size:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import uuid
 from dataclasses import fields
 from datetime import datetime
@@ -15,19 +14,18 @@ from typing import Any
 
 from aiohttp import web
 
-from vtx.api import records
 from vtx.api.auth import access
 from vtx.api.errors import ApiError
 from vtx.api.keys import SERVICES
 from vtx.api.playback import UnexpectedPlaylist, has_segments, sign_media_playlist
-from vtx.api.records import VideoRow
 from vtx.api.services import Services
+from vtx.core import videos
 from vtx.core.hls import render_master_playlist, variant_of
-from vtx.core.ladder import Rendition
+from vtx.core.ladder import RENDITION_NAME, InvalidPlan, Rendition, rendition_from_dict
+from vtx.core.media import HLS_PLAYLIST, mp4_name, rendition_prefix
 from vtx.core.settings import Settings
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-_RENDITION = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 _RENDITION_FIELDS = {f.name for f in fields(Rendition)}
 STARTED = {"Running", "Uploading", "Succeeded"}
 
@@ -63,7 +61,7 @@ def _rendition_order(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
     return int(item[1].get("height") or 0), item[0]
 
 
-def video_view(row: VideoRow, settings: Settings, request: web.Request) -> dict[str, Any]:
+def video_view(row: videos.VideoRow, settings: Settings, request: web.Request) -> dict[str, Any]:
     """One video as clients see it."""
     play = f"{base_url(settings, request)}/v1/videos/{row.id}/play"
     renditions = {}
@@ -76,7 +74,9 @@ def video_view(row: VideoRow, settings: Settings, request: web.Request) -> dict[
             "kind": r.get("kind"),
             "width": r.get("width"),
             "height": r.get("height"),
-            "mp4": f"{play}/{name}/video.mp4" if phase == "Succeeded" else None,
+            "mp4": f"{play}/{name}/{mp4_name(str(r.get('kind')))}"
+            if phase == "Succeeded"
+            else None,
         }
     cid = row.outputs.get("cid")
     started = any(r["phase"] in STARTED for r in renditions.values())
@@ -104,7 +104,7 @@ def video_view(row: VideoRow, settings: Settings, request: web.Request) -> dict[
     }
 
 
-def progress_view(row: VideoRow) -> dict[str, Any]:
+def progress_view(row: videos.VideoRow) -> dict[str, Any]:
     """The original progress answer: the video's phase and percent, and each rendition's."""
     return {
         "video_id": row.id,
@@ -119,9 +119,9 @@ def progress_view(row: VideoRow) -> dict[str, Any]:
     }
 
 
-async def _visible(services: Services, video_id: str) -> VideoRow:
-    row = await services.sql(lambda cur: records.get_video(cur, video_id), "get video")
-    if row is None or row.status == records.DELETED:
+async def _visible(services: Services, video_id: str) -> videos.VideoRow:
+    row = await services.sql(lambda cur: videos.get_video(cur, video_id), "get video")
+    if row is None or row.status == videos.DELETED:
         raise ApiError(404, "not_found", f"no video {video_id}")
     return row
 
@@ -136,7 +136,7 @@ def _cursor(raw: str) -> tuple[datetime, str]:
         ) from None
 
 
-def _make_cursor(row: VideoRow) -> str:
+def _make_cursor(row: videos.VideoRow) -> str:
     raw = json.dumps([row.created_at.isoformat(), row.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -151,7 +151,7 @@ async def list_videos(request: web.Request) -> web.Response:
     limit = int(raw_limit)
     before = _cursor(request.query["cursor"]) if request.query.get("cursor") else None
     rows = await services.sql(
-        lambda cur: records.list_videos(cur, limit=limit + 1, before=before), "list videos"
+        lambda cur: videos.list_videos(cur, limit=limit + 1, before=before), "list videos"
     )
     page = rows[:limit]
     return json_response(
@@ -182,13 +182,13 @@ async def delete_video(request: web.Request) -> web.Response:
     """DELETE /v1/videos/{id}: deletes the resource; its deletionPolicy decides the outputs."""
     services = request.app[SERVICES]
     video_id = video_id_param(request)
-    row = await services.sql(lambda cur: records.get_video(cur, video_id), "get video")
+    row = await services.sql(lambda cur: videos.get_video(cur, video_id), "get video")
     if row is None:
         raise ApiError(404, "not_found", f"no video {video_id}")
     existed = await services.run(services.delete_resource, video_id)
-    await services.sql(lambda cur: records.mark_deleted(cur, video_id), "mark deleted")
+    await services.sql(lambda cur: videos.mark_deleted(cur, video_id), "mark deleted")
     return json_response(
-        {"id": video_id, "status": records.DELETED, "resource_deleted": existed}, status=202
+        {"id": video_id, "status": videos.DELETED, "resource_deleted": existed}, status=202
     )
 
 
@@ -205,7 +205,7 @@ def _playlist(text: str, *, final: bool) -> web.Response:
     )
 
 
-def _master_text(services: Services, row: VideoRow) -> str | None:
+def _master_text(services: Services, row: videos.VideoRow) -> str | None:
     master_key = row.outputs.get("master")
     if master_key:
         return _get_text(services, str(master_key))
@@ -214,9 +214,12 @@ def _master_text(services: Services, row: VideoRow) -> str | None:
     for name, entry in row.renditions.items():
         if entry.get("phase") not in STARTED or not set(entry) >= _RENDITION_FIELDS:
             continue
-        media = _get_text(services, f"videos/{row.id}/{name}/hls/index.m3u8")
-        if media is not None and has_segments(media):
-            rendition = Rendition(**{k: entry[k] for k in _RENDITION_FIELDS})
+        try:
+            rendition = rendition_from_dict({k: entry[k] for k in _RENDITION_FIELDS})
+        except InvalidPlan:
+            continue
+        text = _get_text(services, f"{rendition_prefix(row.id, name)}/{HLS_PLAYLIST}")
+        if text is not None and has_segments(text):
             variants.append(variant_of(rendition))
     return render_master_playlist(variants) if variants else None
 
@@ -233,7 +236,7 @@ async def play_master(request: web.Request) -> web.Response:
 
 def _rendition_param(request: web.Request) -> str:
     name = request.match_info["rendition"]
-    if not _RENDITION.match(name):
+    if not RENDITION_NAME.fullmatch(name):
         raise ApiError(404, "not_found", "no such rendition")
     return name
 
@@ -260,9 +263,14 @@ async def play_media(request: web.Request) -> web.Response:
 
 @access("read")
 async def play_mp4(request: web.Request) -> web.Response:
+    """…/play/<rendition>/video.mp4, or audio.mp4 for sound only (as the video lists it)."""
     services = request.app[SERVICES]
     row = await _visible(services, video_id_param(request))
-    key = f"videos/{row.id}/{_rendition_param(request)}/video.mp4"
+    name = _rendition_param(request)
+    kind = str((row.renditions.get(name) or {}).get("kind") or "video")
+    if request.match_info["file"] != mp4_name(kind):
+        raise ApiError(404, "not_found", f"this rendition's MP4 is {mp4_name(kind)}")
+    key = f"{rendition_prefix(row.id, name)}/{mp4_name(kind)}"
     if await services.run(services.store.head, key) is None:
         raise ApiError(404, "not_found", "this rendition has no MP4 yet")
     url = services.store.presign_get(key, expires_s=services.settings.playback_url_seconds)

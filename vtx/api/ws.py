@@ -22,13 +22,13 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from vtx.api import records
 from vtx.api.auth import WS_PROTOCOL, access
 from vtx.api.errors import ApiError
 from vtx.api.hub import Client, heartbeat_message
 from vtx.api.keys import HUB, SERVICES
 from vtx.api.metrics import WS_CLIENTS
 from vtx.api.views import video_view
+from vtx.core import videos
 
 MAX_IDS = 1000
 SNAPSHOT_ALL = 50  # newest videos in the snapshot of an "all" subscription
@@ -133,12 +133,12 @@ async def _handle(request: web.Request, client: Client, msg: dict[str, Any]) -> 
     if msg["all"]:
         client.everything = True
         rows = await services.sql(
-            lambda cur: records.list_videos(cur, limit=SNAPSHOT_ALL), "snapshot"
+            lambda cur: videos.list_videos(cur, limit=SNAPSHOT_ALL), "snapshot"
         )
     else:
         ids: list[str] = msg["videos"]
         client.videos.update(ids)
-        rows = await services.sql(lambda cur: records.get_videos(cur, ids), "snapshot")
+        rows = await services.sql(lambda cur: videos.get_videos(cur, ids), "snapshot")
     views = [video_view(r, services.settings, request) for r in rows]
     hub.send(client, json.dumps({"type": "snapshot", "videos": views}, default=str))
 

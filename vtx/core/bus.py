@@ -32,7 +32,9 @@ class EventConsumer:
     """Receives vtx events from one topic; the caller acknowledges each after handling it.
 
     Malformed messages are logged and acknowledged (they would never parse on redelivery);
-    events already seen (same event id) are acknowledged and skipped.
+    events already handled (same event id, acknowledged before) are acknowledged and skipped.
+    An event counts as handled only when the caller acknowledges it: one it gave back
+    (:meth:`nack`) comes again and is handed out again.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class EventConsumer:
             negative_ack_redelivery_delay_ms=5000,
         )
         self._seen = seen if seen is not None else events.SeenEvents()
+        self._pending: dict[str, str] = {}  # message id → event id, until acked or nacked
 
     def receive(self, timeout_ms: int) -> tuple[events.Event, Any] | None:
         """The next new event and its message, or None when none came within ``timeout_ms``."""
@@ -69,16 +72,21 @@ class EventConsumer:
                 log.error("dropping malformed message %s: %s", msg.message_id(), exc)
                 self._consumer.acknowledge(msg)
                 continue
-            if not self._seen.first_time(event.id):
+            if self._seen.seen(event.id):
                 self._consumer.acknowledge(msg)
                 continue
+            self._pending[str(msg.message_id())] = event.id
             return event, msg
 
     def ack(self, msg: Any) -> None:
+        event_id = self._pending.pop(str(msg.message_id()), None)
+        if event_id is not None:
+            self._seen.add(event_id)
         self._consumer.acknowledge(msg)
 
     def nack(self, msg: Any) -> None:
-        """Handling failed: Pulsar redelivers the message later."""
+        """Handling failed: Pulsar redelivers the message later, and it is handled then."""
+        self._pending.pop(str(msg.message_id()), None)
         self._consumer.negative_acknowledge(msg)
 
     def close(self) -> None:

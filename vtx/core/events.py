@@ -47,7 +47,6 @@ class TranscodeRequested:
     size: int
     content_type: str | None = None
     renditions: list[dict[str, Any]] | None = None
-    formats: list[str] = field(default_factory=lambda: ["mp4", "hls"])
     # The Kubernetes namespace of the video's VideoTranscode (where the API creates it).
     namespace: str | None = None
     id: str = field(default_factory=_new_id)
@@ -91,7 +90,6 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "size": (int,),
     "content_type": (str,),
     "renditions": (list,),
-    "formats": (list,),
     "id": (str,),
     "time": (str,),
     "phase": (str,),
@@ -145,10 +143,18 @@ class SeenEvents:
 
     def first_time(self, event_id: str) -> bool:
         """True the first time an id is seen; False for a redelivery."""
+        if self.seen(event_id):
+            return False
+        self.add(event_id)
+        return True
+
+    def seen(self, event_id: str) -> bool:
         if event_id in self._ids:
             self._ids.move_to_end(event_id)
-            return False
+            return True
+        return False
+
+    def add(self, event_id: str) -> None:
         self._ids[event_id] = None
         if len(self._ids) > self._capacity:
             self._ids.popitem(last=False)
-        return True

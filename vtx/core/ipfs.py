@@ -9,6 +9,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -16,6 +17,14 @@ from urllib.parse import quote
 import requests
 
 CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class IpfsEntry:
+    name: str
+    cid: str
+    size: int  # bytes of a file (0 for a directory)
+    is_dir: bool
 
 
 class IpfsError(RuntimeError):
@@ -160,6 +169,20 @@ class IpfsClient:
             return root
         finally:
             self._call("files/rm", params={"arg": work, "recursive": "true", "force": "true"})
+
+    def ls(self, path: str) -> list[IpfsEntry]:
+        """The entries of a directory (a CID or ``<cid>/<relative path>``), without fetching
+        the files themselves."""
+        body = self._call(
+            "ls", params={"arg": path, "resolve-type": "true", "size": "true", "stream": "false"}
+        ).json()
+        objects = body.get("Objects") or []
+        links = (objects[0].get("Links") if objects else None) or []
+        return [
+            IpfsEntry(str(link["Name"]), str(link["Hash"]), int(link.get("Size") or 0),
+                      int(link.get("Type") or 0) == 1)
+            for link in links
+        ]  # fmt: skip
 
     def cat(self, path: str) -> bytes:
         """The bytes of a CID or ``<cid>/<relative path>``."""

@@ -8,10 +8,11 @@ short side, so a portrait video at the 720p rung is 720 pixels wide.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 
 class InvalidSource(ValueError):
@@ -67,6 +68,81 @@ class Rendition:
     maxrate_k: int
     bufsize_k: int
     audio_bitrate_k: int
+
+
+# A rendition's name becomes a folder, an object key, a tee target and a playlist line: it comes
+# from this grammar and nothing else ("480p", "1080p", "96p" for a tiny source, "audio").
+RENDITION_NAME = re.compile(r"^(?:[1-9][0-9]{0,3}p|audio)$")
+MAX_DIMENSION = 8192  # pixels, either side of an output frame
+MAX_FPS = 240.0
+MAX_BITRATE_K = 200_000  # kbit/s, any of a rendition's rates
+
+
+class InvalidPlan(ValueError):
+    """A rendition (from a status, an argument or a queue event) that vtx did not plan."""
+
+
+def _bounded_int(d: Mapping[str, Any], key: str, low: int, high: int) -> int:
+    value = d.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidPlan(f"{key} must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+def rendition_from_dict(d: Any) -> Rendition:
+    """A planned rendition read back from storage: every field checked and bounded, so that
+    nothing but a name of the grammar and plain numbers reaches FFmpeg, a path or a key."""
+    if not isinstance(d, Mapping):
+        raise InvalidPlan(f"a rendition must be an object, not {type(d).__name__}")
+    unknown = set(d) - set(Rendition.__dataclass_fields__)
+    if unknown:
+        raise InvalidPlan(f"unknown rendition fields: {', '.join(sorted(map(str, unknown)))}")
+    name = d.get("name")
+    if not isinstance(name, str) or not RENDITION_NAME.fullmatch(name):
+        raise InvalidPlan(f"rendition name {str(name)[:40]!r} is not of the form 720p or audio")
+    kind = d.get("kind")
+    if kind not in ("video", "audio") or (kind == "audio") != (name == "audio"):
+        raise InvalidPlan(f"rendition {name}: kind {str(kind)[:20]!r} does not fit its name")
+    fps = d.get("fps")
+    if fps is not None and (
+        not isinstance(fps, (int, float))
+        or isinstance(fps, bool)
+        or not math.isfinite(fps)
+        or not 0 < fps <= MAX_FPS
+    ):
+        raise InvalidPlan(f"rendition {name}: fps must be a number above 0 up to {MAX_FPS:g}")
+    low = 0 if kind == "audio" else 2
+    width = _bounded_int(d, "width", low, 0 if kind == "audio" else MAX_DIMENSION)
+    height = _bounded_int(d, "height", low, 0 if kind == "audio" else MAX_DIMENSION)
+    if width % 2 or height % 2:
+        raise InvalidPlan(f"rendition {name}: width and height must be even")
+    video_high = 0 if kind == "audio" else MAX_BITRATE_K
+    return Rendition(
+        name=name,
+        kind=kind,
+        width=width,
+        height=height,
+        fps=None if fps is None else float(fps),
+        video_bitrate_k=_bounded_int(d, "video_bitrate_k", low // 2, video_high),
+        maxrate_k=_bounded_int(d, "maxrate_k", low // 2, video_high),
+        bufsize_k=_bounded_int(d, "bufsize_k", low // 2, video_high),
+        audio_bitrate_k=_bounded_int(d, "audio_bitrate_k", 0, MAX_BITRATE_K),
+    )
+
+
+def rendition_to_dict(r: Rendition) -> dict[str, Any]:
+    return asdict(r)
+
+
+def plan_from_list(items: Any) -> tuple[Rendition, ...]:
+    """A whole plan read back: a non-empty list of checked renditions with distinct names."""
+    if not isinstance(items, (list, tuple)) or not items or len(items) > 16:
+        raise InvalidPlan("a plan is a list of 1 to 16 renditions")
+    plan = tuple(rendition_from_dict(item) for item in items)
+    names = [r.name for r in plan]
+    if len(set(names)) != len(names):
+        raise InvalidPlan("a plan names each rendition once")
+    return plan
 
 
 def _even(x: float) -> int:

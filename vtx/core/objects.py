@@ -209,18 +209,26 @@ class ObjectStore:
             raise
 
     def iter_keys(self, prefix: str) -> Iterator[str]:
+        for key, _size in self.iter_sizes(prefix):
+            yield key
+
+    def iter_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """(key, size) of every object under ``prefix``, a thousand per request."""
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                yield obj["Key"]
+                yield obj["Key"], int(obj["Size"])
 
-    def delete_prefix(self, prefix: str) -> int:
-        """Delete every object under ``prefix`` (which must be non-empty); returns the count."""
+    def delete_prefix(self, prefix: str, *, keep: str | None = None) -> int:
+        """Delete every object under ``prefix`` (which must be non-empty) but those under
+        ``keep``; returns the count."""
         if not prefix.strip("/"):
             raise ValueError("refusing to delete a whole bucket: the prefix is empty")
         deleted = 0
         batch: list[Any] = []
         for key in self.iter_keys(prefix):
+            if keep is not None and key.startswith(keep):
+                continue
             batch.append({"Key": key})
             if len(batch) == 1000:
                 deleted += self._delete(batch)

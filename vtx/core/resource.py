@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
+
+from vtx.core.ladder import InvalidPlan, Rendition, plan_from_list, rendition_to_dict
 
 GROUP = "vtx.dev"
 VERSION = "v1alpha1"
@@ -29,13 +31,8 @@ RenditionPhase = Literal[
 ]
 ConditionType = Literal["Ready", "Probed", "JobsCreated", "Degraded"]
 ConditionStatus = Literal["True", "False", "Unknown"]
-RenditionKind = Literal["video", "audio"]
-Format = Literal["mp4", "hls"]
 DeletionPolicy = Literal["Retain", "Delete"]
-
-DEFAULT_FORMATS: tuple[Format, ...] = ("mp4", "hls")
-# The fields of one entry of status.renditions; a misspelt one would be pruned without a word.
-RENDITION_STATUS_FIELDS = frozenset({"phase", "progress", "job", "attempts", "message", "outputs"})
+IngestPhase = Literal["Running", "Succeeded", "Failed"]
 
 # JSON type names (as the CRD and the API server's messages spell them) → Python types.
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -138,48 +135,17 @@ class SourceRef:
 
 @dataclass(frozen=True)
 class RenditionSpec:
-    """One rendition asked for; bitrates as FFmpeg takes them (``2800k``)."""
+    """One rendition asked for, by name: a rung of the ladder (``720p``) or ``audio``. The
+    operator makes the ones that fit the source; an unknown name fails the resource."""
 
     name: str
-    kind: RenditionKind = "video"
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    video_bitrate: str | None = None
-    maxrate: str | None = None
-    bufsize: str | None = None
-    audio_bitrate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _without_none(
-            {
-                "name": self.name,
-                "kind": self.kind,
-                "width": self.width,
-                "height": self.height,
-                "fps": self.fps,
-                "videoBitrate": self.video_bitrate,
-                "maxrate": self.maxrate,
-                "bufsize": self.bufsize,
-                "audioBitrate": self.audio_bitrate,
-            }
-        )
+        return {"name": self.name}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "spec.renditions[]") -> RenditionSpec:
-        kind = _optional(d, "kind", "string", where) or "video"
-        fps = _optional(d, "fps", "number", where)
-        return cls(
-            name=_required(d, "name", "string", where),
-            kind=cast(RenditionKind, _one_of(kind, get_args(RenditionKind), f"{where}.kind")),
-            width=_optional(d, "width", "integer", where),
-            height=_optional(d, "height", "integer", where),
-            fps=None if fps is None else float(fps),
-            video_bitrate=_optional(d, "videoBitrate", "string", where),
-            maxrate=_optional(d, "maxrate", "string", where),
-            bufsize=_optional(d, "bufsize", "string", where),
-            audio_bitrate=_optional(d, "audioBitrate", "string", where),
-        )
+        return cls(name=_required(d, "name", "string", where))
 
 
 @dataclass(frozen=True)
@@ -187,15 +153,13 @@ class VideoTranscodeSpec:
     """The spec of a VideoTranscode. ``renditions=None`` lets the operator plan the ladder.
 
     ``video_id`` is kept as a lowercase UUID (the form the CRD accepts) and the sequences as
-    tuples, so two specs that say the same thing compare equal.
+    tuples, so two specs that say the same thing compare equal. Every video gets MP4 and HLS in
+    S3 (playback is served from there); ``storage_ipfs`` adds them to IPFS too.
     """
 
     video_id: str
     source: SourceRef
     renditions: Sequence[RenditionSpec] | None = None
-    # str rather than Format: formats arrive from queue events as plain strings; checked below.
-    formats: Sequence[str] = DEFAULT_FORMATS
-    storage_s3: bool = True
     storage_ipfs: bool = True
     suspend: bool = False
     deletion_policy: DeletionPolicy = "Retain"
@@ -205,11 +169,6 @@ class VideoTranscodeSpec:
         object.__setattr__(self, "video_id", _uuid(self.video_id, "spec.videoId"))
         if self.renditions is not None:
             object.__setattr__(self, "renditions", tuple(self.renditions))
-        if not self.formats:
-            raise ValueError("spec.formats must name at least one format")
-        for i, f in enumerate(self.formats):
-            _one_of(f, get_args(Format), f"spec.formats[{i}]")
-        object.__setattr__(self, "formats", tuple(self.formats))
 
     def to_dict(self) -> dict[str, Any]:
         return _without_none(
@@ -219,8 +178,7 @@ class VideoTranscodeSpec:
                 "renditions": (
                     None if self.renditions is None else [r.to_dict() for r in self.renditions]
                 ),
-                "formats": list(self.formats),
-                "storage": {"s3": self.storage_s3, "ipfs": self.storage_ipfs},
+                "storage": {"ipfs": self.storage_ipfs},
                 "suspend": self.suspend,
                 "deletionPolicy": self.deletion_policy,
                 "groupRenditions": self.group_renditions,
@@ -232,7 +190,6 @@ class VideoTranscodeSpec:
         """Read a spec (as stored, or as sent); unknown keys are ignored, so an older operator
         reads a newer resource."""
         renditions = _optional(d, "renditions", "array", "spec")
-        formats = _optional(d, "formats", "array", "spec")
         storage = _optional(d, "storage", "object", "spec") or {}
         policy = _optional(d, "deletionPolicy", "string", "spec") or "Retain"
         return cls(
@@ -248,12 +205,6 @@ class VideoTranscodeSpec:
                     for i, r in enumerate(renditions)
                 )
             ),
-            formats=(
-                DEFAULT_FORMATS
-                if formats is None
-                else tuple(_check(f, "string", f"spec.formats[{i}]") for i, f in enumerate(formats))
-            ),
-            storage_s3=_flag(storage, "s3", "spec.storage", True),
             storage_ipfs=_flag(storage, "ipfs", "spec.storage", True),
             suspend=_flag(d, "suspend", "spec", False),
             deletion_policy=cast(
@@ -284,6 +235,26 @@ def build_resource(
     }
 
 
+def timestamp(when: datetime) -> str:
+    """RFC 3339 in UTC, to the second, as Kubernetes writes times."""
+    if when.tzinfo is None:
+        raise ValueError("the time must be timezone-aware")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+# --- status ---------------------------------------------------------------------------------
+# The operator owns status: it writes everything but the progress of running renditions, which
+# their jobrunners report into their own entry (phase Running/Uploading, progress, message).
+
+
+class InvalidStatus(ValueError):
+    """A status the operator did not write (a malformed or forged one)."""
+
+
 @dataclass(frozen=True)
 class Condition:
     """One entry of ``status.conditions``; ``to_dict`` truncates the message to fit the CRD."""
@@ -305,51 +276,299 @@ class Condition:
             "observedGeneration": self.observed_generation,
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Condition:
+        where = "status.conditions[]"
+        status = _required(d, "status", "string", where)
+        return cls(
+            type=_required(d, "type", "string", where),
+            status=cast(ConditionStatus, _one_of(status, get_args(ConditionStatus), where)),
+            reason=_optional(d, "reason", "string", where) or "",
+            message=_optional(d, "message", "string", where) or "",
+            last_transition_time=_optional(d, "lastTransitionTime", "string", where) or "",
+            observed_generation=_optional(d, "observedGeneration", "integer", where) or 0,
+        )
+
 
 def set_condition(
-    conditions: Sequence[Mapping[str, Any]],
-    type: str,
+    conditions: Sequence[Condition],
+    type: ConditionType,
     status: ConditionStatus,
     reason: str,
     message: str,
     generation: int,
     now: datetime,
-) -> list[dict[str, Any]]:
+) -> tuple[Condition, ...]:
     """``conditions`` with the entry of ``type`` replaced in place (or added at the end). Its
     lastTransitionTime moves only when its status changes, as Kubernetes conventions ask."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    previous = next((c for c in conditions if c.get("type") == type), None)
+    previous = next((c for c in conditions if c.type == type), None)
     since = None
-    if previous is not None and previous.get("status") == status:
-        since = previous.get("lastTransitionTime")
-    stamp = str(since or now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    new = Condition(type, status, reason, message, stamp, generation).to_dict()
+    if previous is not None and previous.status == status:
+        since = previous.last_transition_time
+    stamp = since or timestamp(now)
+    new = Condition(type, status, reason, message[:MESSAGE_LIMIT], stamp, generation)
     if previous is None:
-        return [*(dict(c) for c in conditions), new]
+        return (*conditions, new)
+    return tuple(new if c is previous else c for c in conditions)
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """What the probe read from the source."""
+
+    duration: float
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    rotation: int = 0
+    video_codec: str = ""
+    audio_codec: str = ""
+    has_audio: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "duration": self.duration,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "rotation": self.rotation,
+            "videoCodec": self.video_codec,
+            "audioCodec": self.audio_codec,
+            "hasAudio": self.has_audio,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SourceStatus:
+        w = "status.source"
+        return cls(
+            duration=float(_required(d, "duration", "number", w)),
+            width=_optional(d, "width", "integer", w) or 0,
+            height=_optional(d, "height", "integer", w) or 0,
+            fps=float(_optional(d, "fps", "number", w) or 0),
+            rotation=_optional(d, "rotation", "integer", w) or 0,
+            video_codec=_optional(d, "videoCodec", "string", w) or "",
+            audio_codec=_optional(d, "audioCodec", "string", w) or "",
+            has_audio=_flag(d, "hasAudio", w, False),
+        )
+
+
+@dataclass(frozen=True)
+class RenditionOutputs:
+    """Where a finished rendition's outputs are: S3 keys, and IPFS CIDs by file."""
+
+    mp4: str
+    hls: str
+    cids: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mp4": self.mp4, "hls": self.hls, "cids": dict(sorted(self.cids.items()))}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str) -> RenditionOutputs:
+        cids = _optional(d, "cids", "object", where) or {}
+        return cls(
+            mp4=_required(d, "mp4", "string", where),
+            hls=_required(d, "hls", "string", where),
+            cids={str(k): _check(v, "string", f"{where}.cids.{k}") for k, v in cids.items()},
+        )
+
+
+@dataclass(frozen=True)
+class RenditionStatus:
+    phase: RenditionPhase = "Pending"
+    progress: int = 0
+    job: str | None = None
+    attempts: int = 0  # pods its current Job has started
+    redos: int = 0  # times its outputs were made again after they failed verification
+    message: str | None = None
+    outputs: RenditionOutputs | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none(
+            {
+                "phase": self.phase,
+                "progress": self.progress,
+                "job": self.job,
+                "attempts": self.attempts,
+                "redos": self.redos,
+                "message": None if self.message is None else self.message[:MESSAGE_LIMIT],
+                "outputs": None if self.outputs is None else self.outputs.to_dict(),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str) -> RenditionStatus:
+        phase = _optional(d, "phase", "string", where) or "Pending"
+        outputs = _optional(d, "outputs", "object", where)
+        return cls(
+            phase=cast(RenditionPhase, _one_of(phase, get_args(RenditionPhase), f"{where}.phase")),
+            progress=_optional(d, "progress", "integer", where) or 0,
+            job=_optional(d, "job", "string", where),
+            attempts=_optional(d, "attempts", "integer", where) or 0,
+            redos=_optional(d, "redos", "integer", where) or 0,
+            message=_optional(d, "message", "string", where) or None,
+            outputs=(
+                None if not outputs else RenditionOutputs.from_dict(outputs, f"{where}.outputs")
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class IngestStatus:
+    phase: IngestPhase
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "message": self.message[:MESSAGE_LIMIT]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> IngestStatus:
+        phase = _required(d, "phase", "string", "status.ingest")
+        return cls(
+            phase=cast(IngestPhase, _one_of(phase, get_args(IngestPhase), "status.ingest.phase")),
+            message=_optional(d, "message", "string", "status.ingest") or "",
+        )
+
+
+@dataclass(frozen=True)
+class PublishedOutputs:
+    master: str  # S3 key of the HLS master playlist
+    cid: str | None = None  # root CID of the IPFS directory (None: not stored in IPFS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none({"master": self.master, "cid": self.cid})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PublishedOutputs:
+        return cls(
+            master=_required(d, "master", "string", "status.outputs"),
+            cid=_optional(d, "cid", "string", "status.outputs"),
+        )
+
+
+# Status names of a planned rendition's fields (camelCase, as the CRD spells them).
+_PLAN_FIELDS = {
+    "name": "name",
+    "kind": "kind",
+    "width": "width",
+    "height": "height",
+    "fps": "fps",
+    "video_bitrate_k": "videoKbps",
+    "maxrate_k": "maxrateKbps",
+    "bufsize_k": "bufsizeKbit",
+    "audio_bitrate_k": "audioKbps",
+}
+
+
+def plan_to_status(plan: Sequence[Rendition]) -> list[dict[str, Any]]:
     return [
-        new if c is previous else dict(c)
-        for c in conditions
-        if c is previous or c.get("type") != type
+        _without_none({_PLAN_FIELDS[k]: v for k, v in rendition_to_dict(r).items()}) for r in plan
     ]
 
 
-def rendition_status_patch(name: str, **fields: Any) -> dict[str, Any]:
-    """A JSON merge patch body for one rendition's entry of ``status.renditions``.
+def plan_from_status(items: Any) -> tuple[Rendition, ...]:
+    """The plan as the operator wrote it, every value checked (InvalidPlan otherwise)."""
+    if not isinstance(items, (list, tuple)):
+        raise InvalidPlan("status.plan must be a list")
+    back = {v: k for k, v in _PLAN_FIELDS.items()}
+    converted = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise InvalidPlan("status.plan holds a rendition that is not an object")
+        unknown = set(item) - set(back)
+        if unknown:
+            raise InvalidPlan(f"status.plan: unknown fields {', '.join(sorted(map(str, unknown)))}")
+        converted.append({"fps": None, **{back[k]: v for k, v in item.items()}})
+    return plan_from_list(converted)
 
-    The entry is keyed by name, so writers of different renditions never overwrite each other;
-    a field given as None is removed (merge-patch semantics). Send it to the status subresource.
-    """
-    unknown = set(fields) - RENDITION_STATUS_FIELDS
-    if unknown:
-        raise TypeError(f"not a rendition status field: {', '.join(sorted(unknown))}")
-    if isinstance(fields.get("message"), str):
-        fields["message"] = fields["message"][:MESSAGE_LIMIT]
-    return {"status": {"renditions": {name: fields}}}
+
+@dataclass(frozen=True)
+class VideoTranscodeStatus:
+    phase: Phase | None = None
+    observed_generation: int | None = None
+    progress: int = 0
+    renditions_ready: str | None = None
+    source: SourceStatus | None = None
+    plan: tuple[Rendition, ...] | None = None  # what the operator decided to make
+    renditions: Mapping[str, RenditionStatus] = field(default_factory=dict)
+    ingest: IngestStatus | None = None
+    outputs: PublishedOutputs | None = None
+    conditions: tuple[Condition, ...] = ()
+    probe_failures: int = 0  # probes in a row that could not read the source for a passing reason
+    probe_retry_at: str | None = None  # when to probe again after such a failure
+
+    def condition(self, type: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type), None)
+
+    def rendition(self, name: str) -> RenditionStatus:
+        return self.renditions.get(name) or RenditionStatus()
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none(
+            {
+                "phase": self.phase,
+                "observedGeneration": self.observed_generation,
+                "progress": self.progress,
+                "renditionsReady": self.renditions_ready,
+                "source": None if self.source is None else self.source.to_dict(),
+                "plan": None if self.plan is None else plan_to_status(self.plan),
+                "renditions": {k: v.to_dict() for k, v in sorted(self.renditions.items())},
+                "ingest": None if self.ingest is None else self.ingest.to_dict(),
+                "outputs": None if self.outputs is None else self.outputs.to_dict(),
+                "conditions": [c.to_dict() for c in self.conditions],
+                "probeFailures": self.probe_failures or None,
+                "probeRetryAt": self.probe_retry_at,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> VideoTranscodeStatus:
+        """Read a stored status; InvalidStatus names what is wrong with a malformed one."""
+        try:
+            return cls._read(d)
+        except (ValueError, TypeError) as exc:
+            raise InvalidStatus(str(exc)) from None
+
+    @classmethod
+    def _read(cls, d: Mapping[str, Any]) -> VideoTranscodeStatus:
+        phase = _optional(d, "phase", "string", "status")
+        source = _optional(d, "source", "object", "status")
+        plan = d.get("plan")
+        entries = _optional(d, "renditions", "object", "status") or {}
+        ingest = _optional(d, "ingest", "object", "status")
+        outputs = _optional(d, "outputs", "object", "status")
+        conditions = _optional(d, "conditions", "array", "status") or []
+        return cls(
+            phase=None
+            if phase is None
+            else cast(Phase, _one_of(phase, get_args(Phase), "status.phase")),
+            observed_generation=_optional(d, "observedGeneration", "integer", "status"),
+            progress=_optional(d, "progress", "integer", "status") or 0,
+            renditions_ready=_optional(d, "renditionsReady", "string", "status"),
+            source=None if source is None else SourceStatus.from_dict(source),
+            plan=None if plan is None else plan_from_status(plan),
+            renditions={
+                str(k): RenditionStatus.from_dict(
+                    _check(v, "object", f"status.renditions.{k}"), f"status.renditions.{k}"
+                )
+                for k, v in entries.items()
+            },
+            ingest=None if ingest is None else IngestStatus.from_dict(ingest),
+            outputs=None if not outputs else PublishedOutputs.from_dict(outputs),
+            conditions=tuple(
+                Condition.from_dict(_check(c, "object", "status.conditions[]")) for c in conditions
+            ),
+            probe_failures=_optional(d, "probeFailures", "integer", "status") or 0,
+            probe_retry_at=_optional(d, "probeRetryAt", "string", "status"),
+        )
 
 
-def renditions_ready(status: Mapping[str, Any]) -> str:
-    """``ready/total`` renditions, for the Renditions printer column."""
-    entries: Mapping[str, Any] = status.get("renditions") or {}
-    ready = sum(1 for e in entries.values() if e.get("phase") == "Succeeded")
-    return f"{ready}/{len(entries)}"
+# The keys of status the model writes; anything else there (kopf's bookkeeping) is left alone.
+STATUS_KEYS = frozenset(
+    {
+        "phase", "observedGeneration", "progress", "renditionsReady", "source", "plan",
+        "renditions", "ingest", "outputs", "conditions", "probeFailures", "probeRetryAt",
+    }
+)  # fmt: skip

@@ -194,6 +194,8 @@ class Settings:
     status_patch_seconds: int = setting("VTX_STATUS_PATCH_SECONDS", _positive_int, "3")
     max_running_jobs: int = setting("VTX_MAX_RUNNING_JOBS", _positive_int, "4")
     stall_seconds: int = setting("VTX_STALL_SECONDS", _positive_int, "300")
+    redo_limit: int = setting("VTX_REDO_LIMIT", _non_negative_int, "2")
+    probe_retry_limit: int = setting("VTX_PROBE_RETRY_LIMIT", _positive_int, "5")
     metrics_address: str = setting("VTX_METRICS_ADDRESS", _host_port, "127.0.0.1:9108")
     job_image: str = setting("VTX_JOB_IMAGE", str, "localhost/vtx-job:0.1.0")
     job_image_pull_policy: str = setting(

@@ -8,14 +8,9 @@ import math
 import subprocess
 
 from vtx.core.ladder import InvalidSource, SourceFacts
+from vtx.core.media import INPUT_FORMATS, allowed_protocols, classify_failure, failure_reason
 from vtx.core.probe import facts_from_ffprobe, ffprobe_args
 from vtx.core.settings import Settings
-from vtx.jobrunner.ffmpeg import (
-    INPUT_FORMATS,
-    allowed_protocols,
-    classify_failure,
-    failure_reason,
-)
 
 
 class ProbeUnavailable(RuntimeError):

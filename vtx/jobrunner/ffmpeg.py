@@ -6,50 +6,23 @@ writes every encode twice, as a fast-start MP4 and as fMP4 HLS, so both hold the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-if TYPE_CHECKING:
-    from vtx.core.ladder import Rendition
-
-# Demuxers a source may be read with. Playlists (hls, concat) and image sequences are not here:
-# a "video" that is really a playlist could point FFmpeg at other files or hosts.
-INPUT_FORMATS = (
-    "mov,mp4,m4a,3gp,3g2,mj2",
-    "matroska,webm",
-    "avi",
-    "flv",
-    "mpegts",
-    "mpeg",
-    "ogg",
-    "asf",
-    "wav",
-    "mp3",
-    "aac",
-    "flac",
-    "m4v",
-    "h264",
-    "hevc",
+from vtx.core.ladder import Rendition
+from vtx.core.media import (
+    HLS_PLAYLIST,
+    INIT_NAME,
+    INPUT_FORMATS,
+    KEYFRAME_SECONDS,
+    SEGMENT_PATTERN,
+    SEGMENT_SECONDS,
+    allowed_protocols,
+    mp4_name,
 )
-SEGMENT_SECONDS = 4
-KEYFRAME_SECONDS = 2  # every segment starts on a keyframe at the same time in every rendition
+
 X264_PRESET = "veryfast"
-EXIT_INVALID_INPUT = 42  # the operator's podFailurePolicy fails the Job at once on this code
-EXIT_RETRYABLE = 75  # EX_TEMPFAIL: storage, network or an interruption; the Job retries
-
-
-def allowed_protocols(url: str) -> str:
-    """The source's scheme and what it needs underneath; never file, concat or data."""
-    scheme = urlsplit(url).scheme
-    if scheme == "https":
-        return "https,tls,tcp"
-    if scheme == "http":
-        return "http,tcp"
-    raise ValueError(f"the source must be an http(s) URL, not {scheme or 'a path'}")
 
 
 def input_options(url: str, *, rw_timeout_s: int) -> list[str]:
@@ -85,8 +58,7 @@ def outputs_for(renditions: Sequence[Rendition], scratch: Path) -> list[Output]:
     outputs = []
     for r in renditions:
         base = rendition_dir(scratch, r.name)
-        file_name = "audio.mp4" if r.kind == "audio" else "video.mp4"
-        outputs.append(Output(r, base / file_name, base / "hls" / "index.m3u8"))
+        outputs.append(Output(r, base / mp4_name(r.kind), base / HLS_PLAYLIST))
     return outputs
 
 
@@ -99,8 +71,8 @@ def _tee_target(out: Output) -> str:
             "hls_playlist_type=event",
             "hls_segment_type=fmp4",
             "hls_flags=independent_segments+temp_file",
-            "hls_fmp4_init_filename=init.mp4",
-            f"hls_segment_filename={hls_dir}/seg_%05d.m4s",
+            f"hls_fmp4_init_filename={INIT_NAME}",
+            f"hls_segment_filename={hls_dir}/{SEGMENT_PATTERN}",
         ]
     )
     return f"[f=mp4:movflags=+faststart]{out.mp4}|[{hls}]{out.playlist}"
@@ -188,59 +160,3 @@ def out_time_seconds(report: Mapping[str, str]) -> float | None:
         if value.lstrip("-").isdigit():
             return max(0.0, int(value) / 1_000_000)
     return None
-
-
-_INVALID_INPUT = re.compile(
-    r"Invalid data found|moov atom not found|not on (the )?(format )?whitelist|"
-    r"not in (the )?(format )?whitelist|Unknown input format|could not find codec parameters|"
-    r"Output file #\d+ does not contain any stream|Stream map .* matches no streams|"
-    r"does not contain any stream|error while decoding|partial file|corrupt|"
-    r"Invalid argument|Unsupported codec|no decoder",
-    re.IGNORECASE,
-)
-_TRANSIENT = re.compile(
-    r"Connection refused|Connection reset|Connection timed out|timed out|"
-    r"Server returned 5\d\d|Server returned 4(03|04|08|29)|Network is unreachable|"
-    r"No route to host|Temporary failure|I/O error|Broken pipe|No space left|"
-    r"Cannot allocate memory",
-    re.IGNORECASE,
-)
-
-
-def classify_failure(stderr: str) -> str:
-    """``"invalid"`` when FFmpeg's messages say the input itself is bad, else ``"transient"``.
-
-    Network and storage trouble wins: a truncated read caused by a dropped connection looks
-    like bad data too, and retrying it is what a user would want.
-    """
-    if _TRANSIENT.search(stderr):
-        return "transient"
-    if _INVALID_INPUT.search(stderr):
-        return "invalid"
-    return "transient"
-
-
-_SIGNED_URL = re.compile(r"(https?://[^\s?]+)\?\S*?(?=:?(\s|$))")
-_CONTEXT = re.compile(r"^\[(?P<part>[\w,]+) @ 0x[0-9a-f]+\]\s*")
-
-
-_ANY_URL = re.compile(r"https?://\S+?(?=:\s|:$|\s|$)")
-
-
-def redact_urls(text: str) -> str:
-    """Drop query strings from URLs: a signed URL is a credential and must not be logged."""
-    return _SIGNED_URL.sub(r"\1", text)
-
-
-def failure_reason(stderr: str) -> str:
-    """The most telling line of FFmpeg's messages, without signed URLs or addresses."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        match = _CONTEXT.match(line)
-        if match and "whitelist" in line:
-            return f"{match.group('part')} input is not allowed ({line[match.end() :]})"
-    chosen = next((line for line in lines if _INVALID_INPUT.search(line)), None)
-    chosen = chosen or next((line for line in lines if _TRANSIENT.search(line)), None)
-    chosen = chosen or (lines[-1] if lines else "no message")
-    # The URL is the source's, at an address users cannot reach and need not know.
-    return _ANY_URL.sub("the source", _CONTEXT.sub("", chosen))[:300]

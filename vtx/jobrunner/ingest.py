@@ -7,11 +7,12 @@ import hashlib
 import logging
 from typing import IO, Any
 
-from vtx.core.db import Cursor, Database
+from vtx.core import videos
+from vtx.core.db import Database
 from vtx.core.ipfs import IpfsClient
+from vtx.core.media import EXIT_INVALID_INPUT, EXIT_RETRYABLE
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
-from vtx.jobrunner.ffmpeg import EXIT_INVALID_INPUT, EXIT_RETRYABLE
 from vtx.jobrunner.retry import StorageUnavailable, with_retry
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,11 @@ def run_ingest(video_id: str, source_key: str, settings: Settings, size: int | N
             log.error("the original holds %d bytes but %d were announced: not recorded", got, size)
             return EXIT_INVALID_INPUT
 
-        def record(cur: Cursor) -> None:
-            cur.execute(
-                "UPDATE videos SET ipfs_cid = %s, checksum = %s, updated_at = now() WHERE id = %s",
-                (cid, f"sha256:{checksum}", video_id),
-            )
-
         with_retry(
-            lambda: db.transaction(record, name="record ingest"),
+            lambda: db.transaction(
+                lambda cur: videos.record_original(cur, video_id, cid, f"sha256:{checksum}"),
+                name="record ingest",
+            ),
             "record ingest",
             budget_s=settings.upload_retry_seconds,
         )

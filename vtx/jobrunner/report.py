@@ -1,5 +1,9 @@
 """Progress reports: a status event at most every second and at each phase change, and a
-rate-limited merge patch of the rendition's own entry in the VideoTranscode status."""
+rate-limited merge patch of the rendition's own entry in the VideoTranscode status.
+
+Reports are for people watching; the operator decides from the Job and the rows. So every
+report is bounded in time and may be lost, and the jobrunner never claims a rendition is done
+(Succeeded and Failed are the operator's to say): it reports Running, then Uploading."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vtx.core import bus, events
+from vtx.core import resource as vt
 from vtx.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,8 +24,8 @@ RESOURCE_PHASE = {
     "starting": "Running",
     "encoding": "Running",
     "uploading": "Uploading",
-    "done": "Succeeded",
-    "failed": "Failed",  # for good: invalid input; the Job fails at once
+    "done": "Uploading",  # recorded: the operator checks the outputs and says Succeeded
+    "failed": "Running",  # invalid input: the Job fails at once and the operator says Failed
     "retrying": "Running",  # this attempt failed; the Job makes another
     "interrupted": "Running",
 }
@@ -116,30 +121,20 @@ class Reporter:
         except Exception as exc:  # noqa: BLE001
             log.warning("status event not sent: %s", exc)
 
-    def patch_outputs(self, name: str, outputs: dict[str, Any]) -> None:
-        self._patch(name, self._state[name], outputs=outputs)
-
-    def _patch(
-        self, name: str, state: RenditionProgress, outputs: dict[str, Any] | None = None
-    ) -> None:
+    def _patch(self, name: str, state: RenditionProgress) -> None:
         if self._custom is None or self._resource is None:
             return
         entry: dict[str, Any] = {
             "phase": RESOURCE_PHASE.get(state.phase, "Running"),
             "progress": int(state.progress),
-            "message": (state.message or "")[:1024],
+            "message": (state.message or "")[: vt.MESSAGE_LIMIT],
         }
-        if outputs is not None:
-            entry["outputs"] = outputs
         try:
             self._custom.patch_namespaced_custom_object_status(
-                "vtx.dev",
-                "v1alpha1",
-                self._namespace,
-                "videotranscodes",
-                self._resource,
+                vt.GROUP, vt.VERSION, self._namespace, vt.PLURAL, self._resource,
                 {"status": {"renditions": {name: entry}}},
-            )
+                _request_timeout=self._settings.request_timeout_s,
+            )  # fmt: skip
             state.patched_phase = state.phase
         except Exception as exc:  # noqa: BLE001
             log.warning("resource status not patched: %s", str(exc).splitlines()[0][:200])

@@ -8,23 +8,25 @@ import shutil
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from vtx.core.db import Database
 from vtx.core.ipfs import IpfsClient
-from vtx.core.ladder import InvalidSource, Rendition
+from vtx.core.jobargs import TranscodeArgs
+from vtx.core.ladder import InvalidSource
+from vtx.core.media import (
+    EXIT_INVALID_INPUT,
+    EXIT_RETRYABLE,
+    classify_failure,
+    count_decode_errors,
+    failure_reason,
+)
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 from vtx.core.sources import ProbeUnavailable, probe_source
 from vtx.jobrunner.ffmpeg import (
-    EXIT_INVALID_INPUT,
-    EXIT_RETRYABLE,
     build_encode_command,
-    classify_failure,
-    failure_reason,
     out_time_seconds,
     outputs_for,
     parse_progress,
@@ -35,16 +37,6 @@ from vtx.jobrunner.retry import StorageUnavailable
 
 log = logging.getLogger(__name__)
 ENCODE_SHARE = 95.0  # progress while encoding goes to 95%; uploading the MP4 takes the rest
-
-
-@dataclass(frozen=True)
-class TranscodeJob:
-    video_id: str
-    source_key: str
-    renditions: tuple[Rendition, ...]
-    scratch: Path
-    resource: str | None = None
-    namespace: str = "default"
 
 
 class Interrupted(Exception):
@@ -96,13 +88,20 @@ class _Encode:
         self._log.close()
 
 
-def run_transcode(job: TranscodeJob, settings: Settings, stop: threading.Event) -> int:
+def run_transcode(
+    job: TranscodeArgs, scratch: Path, settings: Settings, stop: threading.Event
+) -> int:
+    """Encode ``job``'s renditions in ``scratch`` (removed at the end, whatever happens)."""
     names = [r.name for r in job.renditions]
     reporter = Reporter(
         settings, job.video_id, names, resource=job.resource, namespace=job.namespace
     )
     store = ObjectStore(settings)
-    ipfs = IpfsClient(settings.ipfs_api_url, timeout_s=max(60, settings.request_timeout_s))
+    ipfs = (
+        IpfsClient(settings.ipfs_api_url, timeout_s=max(60, settings.request_timeout_s))
+        if job.ipfs
+        else None
+    )
     db = Database(settings.database_url, max_connections=2)
     encode: _Encode | None = None
 
@@ -114,18 +113,19 @@ def run_transcode(job: TranscodeJob, settings: Settings, stop: threading.Event) 
         report_all("starting", 0.0)
         url = store.presign_get(job.source_key, expires_s=6 * 3600, public=False)
         facts = probe_source(url, settings)
-        outputs = outputs_for(job.renditions, job.scratch)
+        outputs = outputs_for(job.renditions, scratch)
         for out in outputs:
             out.playlist.parent.mkdir(parents=True, exist_ok=True)
         publishers = [
             RenditionPublisher(
-                out, job.video_id, store, ipfs, db, retry_budget_s=settings.upload_retry_seconds
+                out, job.video_id, store, ipfs, db, job=job.job,
+                retry_budget_s=settings.upload_retry_seconds,
             )
             for out in outputs
-        ]
+        ]  # fmt: skip
         cmd = build_encode_command(url, outputs, has_audio=facts.has_audio)
         log.info("encoding %s of %s (%.1fs)", ",".join(names), job.video_id, facts.duration)
-        encode = _Encode(cmd, job.scratch / "ffmpeg.log")
+        encode = _Encode(cmd, scratch / "ffmpeg.log")
         failure: list[BaseException] = []
         encoding_done = threading.Event()
 
@@ -152,17 +152,20 @@ def run_transcode(job: TranscodeJob, settings: Settings, stop: threading.Event) 
         publisher_thread.join()
         if failure:
             raise failure[0]
+        stderr = (scratch / "ffmpeg.log").read_text(errors="replace")
         if encode.proc.returncode != 0:
-            stderr = (job.scratch / "ffmpeg.log").read_text(errors="replace")
             last = failure_reason(stderr)
             if classify_failure(stderr) == "invalid":
                 raise InvalidSource(f"FFmpeg could not decode the source: {last}")
             raise ProbeUnavailable(f"FFmpeg failed (exit {encode.proc.returncode}): {last}")
+        decode_errors = count_decode_errors(stderr)
+        if decode_errors:
+            log.warning("the source decoded with %d errors: %s", decode_errors,
+                        failure_reason(stderr))  # fmt: skip
         report_all("uploading", ENCODE_SHARE)
         for p in publishers:
-            outputs_entry: dict[str, Any] = p.finish()
-            reporter.update(p.name, "done", 100.0)
-            reporter.patch_outputs(p.name, outputs_entry)
+            p.finish(decode_errors)
+            reporter.update(p.name, "done", 100.0, "outputs recorded")
         return 0
     except InvalidSource as exc:
         log.error("invalid input: %s", exc)
@@ -180,6 +183,7 @@ def run_transcode(job: TranscodeJob, settings: Settings, stop: threading.Event) 
         if encode is not None:
             encode.close()
         reporter.close()
-        ipfs.close()
+        if ipfs is not None:
+            ipfs.close()
         db.close()
-        shutil.rmtree(job.scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)

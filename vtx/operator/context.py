@@ -18,11 +18,11 @@ from vtx.core.ipfs import IpfsClient
 from vtx.core.kube import load_kube_config
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
+from vtx.operator.decide import Snapshot, missing_jobs
 from vtx.operator.events import StatusEvents
 from vtx.operator.index import ClusterView
-from vtx.operator.jobs import transcode_jobs
 from vtx.operator.metrics import PhaseBook
-from vtx.operator.state import PLAN_ANNOTATION, Waiting, decode_plan
+from vtx.operator.state import Waiting, job_observations
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,44 @@ class Context:
     view: ClusterView = field(default_factory=ClusterView)
     admission: threading.Lock = field(default_factory=threading.Lock)
     phases: PhaseBook = field(default_factory=PhaseBook)
-    # (namespace, job) → (progress last seen, when it last changed): the stall watchdog's memory
-    progress_seen: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    stalls: StallWatch = field(default_factory=lambda: StallWatch())
     synced: dict[tuple[str, str], Any] = field(default_factory=dict)  # last row written
-    ended_jobs: set[str] = field(default_factory=set)  # uids of Jobs whose end was counted
 
     def plain(self, obj: Any) -> Any:
         """A client model as the API's JSON (camelCase dicts)."""
         return self.batch.api_client.sanitize_for_serialization(obj)
+
+
+class StallWatch:
+    """When each running Job's progress last changed: the stall watchdog's memory. Entries go
+    when their Job ends or goes (:meth:`forget`), so the memory holds running Jobs only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def stalled(self, key: tuple[str, str], progress: int, now: float, stall_s: float) -> bool:
+        """Whether ``progress`` has not changed for ``stall_s`` (any change counts, a drop too:
+        a new attempt starts again from zero)."""
+        with self._lock:
+            last, since = self._seen.get(key, (-1, now))
+            if progress != last:
+                self._seen[key] = (progress, now)
+                return False
+            return now - since >= stall_s
+
+    def restart(self, key: tuple[str, str], now: float) -> None:
+        with self._lock:
+            if key in self._seen:
+                self._seen[key] = (self._seen[key][0], now)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._seen.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seen)
 
 
 def connect(cfg: Settings) -> Context:
@@ -91,20 +121,30 @@ def seed(ctx: Context, namespaces: tuple[str, ...]) -> None:
     for job in jobs:
         ctx.view.put_job(job)
     for item in items:
-        meta, spec = item["metadata"], item.get("spec") or {}
-        plan_text = (meta.get("annotations") or {}).get(PLAN_ANNOTATION)
-        phase = (item.get("status") or {}).get("phase")
-        if not plan_text or spec.get("suspend") or phase not in ("Queued", "Transcoding"):
-            continue
-        planned = transcode_jobs(
-            meta["name"], decode_plan(plan_text), bool(spec.get("groupRenditions"))
-        )
-        made = ctx.view.jobs_of(meta["namespace"], meta["name"])
-        missing = sum(1 for name in planned if name not in made)
-        ctx.view.set_waiting(
-            Waiting(meta["creationTimestamp"], meta["namespace"], meta["name"], missing)
-        )
+        meta = item["metadata"]
+        snapshot = _seed_snapshot(ctx, item)
+        missing = 0 if snapshot is None else missing_jobs(snapshot)
+        if missing:
+            ctx.view.set_waiting(
+                Waiting(meta["creationTimestamp"], meta["namespace"], meta["name"], missing)
+            )
     log.info("seeded %d Jobs and %d resources", len(jobs), len(items))
+
+
+def _seed_snapshot(ctx: Context, item: dict[str, Any]) -> Snapshot | None:
+    """Enough of a snapshot to count the Jobs a resource still waits for; None for a resource
+    that cannot be read (its step will say why)."""
+    meta = item["metadata"]
+    try:
+        spec = vt.VideoTranscodeSpec.from_dict(item.get("spec") or {})
+        status = vt.VideoTranscodeStatus.from_dict(item.get("status") or {})
+    except ValueError:
+        return None
+    jobs, _ingest = job_observations(ctx.view.jobs_of(meta["namespace"], meta["name"]))
+    return Snapshot(
+        name=meta["name"], generation=int(meta.get("generation") or 1), spec=spec, status=status,
+        now=datetime.now(UTC), jobs=jobs,
+    )  # fmt: skip
 
 
 def create_job(ctx: Context, namespace: str, job: dict[str, Any]) -> None:

@@ -19,10 +19,12 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from vtx.core import media, videos
 from vtx.core import resource as vt
 from vtx.core.settings import Settings
 from vtx.operator import rows
 from vtx.operator.context import Context, connect, seed
+from vtx.operator.decide import TERMINAL
 from vtx.operator.intake import Intake
 from vtx.operator.jobs import LABEL_KIND, SOURCE_SECONDS
 from vtx.operator.metrics import (
@@ -31,9 +33,10 @@ from vtx.operator.metrics import (
     JOBS_QUEUED,
     JOBS_RUNNING,
     RECONCILE_ERRORS,
+    TIME_TO_READY,
 )
-from vtx.operator.reconcile import TERMINAL, Step, reconcile_step
-from vtx.operator.state import PLAN_ANNOTATION, decode_plan, job_state, merge_patch, prune_unchanged
+from vtx.operator.reconcile import Step, owns_video, reconcile_step
+from vtx.operator.state import job_obs
 
 log = logging.getLogger(__name__)
 INTERVAL_S = 2.0
@@ -102,7 +105,6 @@ async def reconcile(
     spec: kopf.Spec,
     status: kopf.Status,
     meta: kopf.Meta,
-    patch: kopf.Patch,
     memo: kopf.Memo,
     namespace: str | None,
     **_: Any,
@@ -113,8 +115,9 @@ async def reconcile(
         return  # the common case with many queued: decided here, no thread, no API call
     # kopf's event posting reads context variables: the thread runs in a copy of this context.
     run = functools.partial(
-        contextvars.copy_context().run, _reconcile, ctx, body, spec, status, meta, patch, namespace
-    )
+        contextvars.copy_context().run, _reconcile, ctx, body, dict(spec), dict(status), meta,
+        namespace,
+    )  # fmt: skip
     await asyncio.get_running_loop().run_in_executor(ctx.executor, run)
 
 
@@ -133,50 +136,51 @@ def _still_waiting(
 def _reconcile(
     ctx: Context,
     body: kopf.Body,
-    spec: kopf.Spec,
-    status: kopf.Status,
+    spec: dict[str, Any],
+    status: dict[str, Any],
     meta: kopf.Meta,
-    patch: kopf.Patch,
     namespace: str,
 ) -> None:
-    before = dict(status)
-    step = Step(ctx, body, vt.VideoTranscodeSpec.from_dict(spec), before, meta, namespace)
+    step = Step(ctx, body, meta, namespace, status)
     try:
-        reconcile_step(step)
-    except (kopf.TemporaryError, kopf.PermanentError):
+        reconcile_step(step, spec)
+    except kopf.TemporaryError:
         raise
     except Exception:
         RECONCILE_ERRORS.inc()
         raise
     finally:
-        changes = prune_unchanged(step.changes, before)
-        if changes:
-            patch.status.update(changes)
-        if step.annotations:
-            patch.metadata.setdefault("annotations", {}).update(step.annotations)
-        _after_step(ctx, step, before, merge_patch(before, changes), bool(changes))
+        _after_step(ctx, step, spec)
 
 
-def _after_step(
-    ctx: Context, step: Step, before: dict[str, Any], after: dict[str, Any], changed: bool
-) -> None:
+def _after_step(ctx: Context, step: Step, spec: dict[str, Any]) -> None:
     """What follows a step: metrics, the SQL row, then the status event of a phase change (so
     that a client reading the video on that event reads the new phase)."""
     key = (step.namespace, step.name)
+    before, after = step.initial, step.status
     phase = after.get("phase")
     ctx.phases.set(key, phase)
     JOBS_RUNNING.set(ctx.view.running_transcodes())
     JOBS_QUEUED.set(ctx.view.queued())
-    if changed or key not in ctx.synced:
-        plan_text = step.annotations.get(PLAN_ANNOTATION) or (
-            (step.meta.get("annotations") or {}).get(PLAN_ANNOTATION)
-        )
-        row = rows.row_state(after, decode_plan(plan_text) if plan_text else [])
+    if phase in TERMINAL or phase == "Suspended":
+        ctx.view.forget(*key)
+    video_id = str(spec.get("videoId") or "")
+    if not owns_video(step.name, video_id):
+        return
+    try:
+        typed = vt.VideoTranscodeStatus.from_dict(after)
+    except vt.InvalidStatus:
+        return
+    if after != before or key not in ctx.synced:
+        row = rows.row_state(typed)
         if ctx.synced.get(key) != row:
-            rows.write_row(ctx.db, step.video_id, row)
+            rows.write_row(ctx.db, video_id, row)
             ctx.synced[key] = row
     if phase != before.get("phase") and phase is not None:
-        ctx.events.phase(step.video_id, str(phase), int(after.get("progress") or 0), step.note)
+        if phase == "Ready":
+            created = vt.parse_timestamp(str(step.meta["creationTimestamp"]))
+            TIME_TO_READY.observe((datetime.now(UTC) - created).total_seconds())
+        ctx.events.phase(video_id, str(phase), typed.progress, step.note)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "vtx"})
@@ -187,15 +191,20 @@ async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         return
     job: dict[str, Any] = dict(event["object"])
     meta = job["metadata"]
+    key = (meta["namespace"], meta["name"])
     if event["type"] == "DELETED":
-        ctx.view.drop_job(meta["namespace"], meta["name"])
+        ctx.view.drop_job(*key)
+        ctx.stalls.forget(key)
         return
-    ctx.view.put_job(job)
-    state = job_state(job)
-    uid = meta.get("uid", "")
-    if state.state == "active" or uid in ctx.ended_jobs:
+    previous = ctx.view.put_job(job)
+    state = job_obs(job)
+    if state.state == "active":
         return
-    ctx.ended_jobs.add(uid)
+    ctx.stalls.forget(key)
+    # Counted once: when the view knew the Job running (a Job seen ended from the start, as
+    # after a restart, was counted by the operator that saw it end).
+    if previous is None or job_obs(previous).state != "active":
+        return
     if (meta.get("labels") or {}).get(LABEL_KIND) != "transcode":
         return
     if state.state == "failed":
@@ -207,13 +216,9 @@ async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         job.get("status", {}).get("completionTime"),
     )
     if seconds > 0 and started and ended:
-        wall = (_time(ended) - _time(started)).total_seconds()
+        wall = (vt.parse_timestamp(ended) - vt.parse_timestamp(started)).total_seconds()
         if wall > 0:
             ENCODE_SPEED.observe(seconds / wall)
-
-
-def _time(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
 
 
 @kopf.on.delete(vt.GROUP, vt.VERSION, vt.PLURAL)
@@ -231,18 +236,19 @@ def cleanup(
     ctx.synced.pop(key, None)
     if spec.get("deletionPolicy") != "Delete":
         return
-    video_id = str(spec["videoId"])
-    plan_text = (meta.get("annotations") or {}).get(PLAN_ANNOTATION)
-    names = {r.name for r in decode_plan(plan_text)} if plan_text else set()
-    names |= set((status.get("renditions") or {}).keys())
-    removed = sum(ctx.store.delete_prefix(f"videos/{video_id}/{n}/") for n in sorted(names))
-    removed += ctx.store.delete_prefix(f"videos/{video_id}/master.m3u8")
-    rows.forget_outputs(ctx.db, video_id)
+    video_id = str(spec.get("videoId") or "")
+    if not owns_video(str(meta.get("name")), video_id):
+        kopf.warn(body, reason="OutputsKept", message="not named after its video: nothing removed")
+        return
+    # Everything under the video's folder but the uploaded original.
+    folder = f"{media.video_prefix(video_id)}/"
+    removed = ctx.store.delete_prefix(folder, keep=f"{folder}source/")
+    ctx.db.transaction(lambda cur: videos.forget_outputs(cur, video_id), name="forget outputs")
     cid = (status.get("outputs") or {}).get("cid")
     if not cid:
         kopf.info(body, reason="OutputsDeleted", message=f"{removed} objects removed")
         return
-    if rows.root_in_use(ctx.db, cid):
+    if ctx.db.transaction(lambda cur: videos.root_in_use(cur, cid), name="root in use"):
         kopf.info(
             body, reason="OutputsDeleted",
             message=f"{removed} objects removed; {cid} stays pinned: another video has the same"
@@ -252,7 +258,7 @@ def cleanup(
     ctx.ipfs.pin_rm(cid)
     # A video publishing the same root meanwhile writes its row before its last pin: seen here
     # after the unpin, it gets its pin back.
-    if rows.root_in_use(ctx.db, cid):
+    if ctx.db.transaction(lambda cur: videos.root_in_use(cur, cid), name="root in use"):
         ctx.ipfs.pin_add(cid)
     kopf.info(body, reason="OutputsDeleted", message=f"{removed} objects removed, {cid} unpinned")
 

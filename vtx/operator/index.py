@@ -32,16 +32,22 @@ class ClusterView:
         self._waiting: dict[Key, Waiting] = {}
 
     # --- Jobs -------------------------------------------------------------------------------
-    def put_job(self, job: Mapping[str, Any]) -> None:
+    def put_job(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Keep ``job``; returns the version it replaces (None: a Job not seen before)."""
         meta = job["metadata"]
         key = (meta["namespace"], meta["name"])
         with self._lock:
             current = self._jobs.get(key)
             # A creation response may race a newer watch event: keep the newer.
             if current is not None and _version(current) > _version(job):
-                return
+                return current
             self._jobs[key] = dict(job)
             self._by_owner.setdefault((key[0], _owner(job)), set()).add(key[1])
+            return current
+
+    def job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._jobs.get((namespace, name))
 
     def drop_job(self, namespace: str, name: str) -> None:
         with self._lock:

@@ -31,7 +31,6 @@ def resource_for(event: events.TranscodeRequested, namespace: str) -> dict[str, 
             key=event.key, size=event.size, bucket=event.bucket, content_type=event.content_type
         ),
         renditions=renditions,
-        formats=tuple(event.formats),
     )
     return vt.build_resource(spec, namespace)
 
@@ -75,6 +74,7 @@ class Intake:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            client = None
             try:
                 client = bus.pulsar_client(self._settings)
                 consumer = bus.EventConsumer(
@@ -87,6 +87,8 @@ class Intake:
                 )
             except Exception as exc:  # noqa: BLE001 - the broker may be starting: try again
                 log.warning("intake: cannot subscribe yet: %s", exc)
+                if client is not None:
+                    client.close()
                 self._stop.wait(5)
                 continue
             self.subscribed.set()

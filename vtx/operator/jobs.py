@@ -3,44 +3,67 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from typing import Any
 
+from vtx.core.jobargs import SCRATCH, IngestArgs, TranscodeArgs
 from vtx.core.ladder import Rendition
+from vtx.core.media import EXIT_INVALID_INPUT
 from vtx.core.settings import Settings
-from vtx.jobrunner.ffmpeg import EXIT_INVALID_INPUT
-from vtx.operator.state import job_groups
 
 LABEL_VIDEO = "vtx.dev/video-id"
 LABEL_KIND = "vtx.dev/job-kind"
 LABEL_RENDITIONS = "vtx.dev/renditions"
 SOURCE_SECONDS = "vtx.dev/source-seconds"  # annotation: the source's duration, for encode speed
-SCRATCH = "/scratch"
+NAME_LIMIT = 63  # a Job's name is also its pods' job-name label value
 
 
-def job_name(resource: str, kind: str, renditions: Sequence[str] = ()) -> str:
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:6]
+
+
+def job_name(resource: str, kind: str, renditions: Sequence[str] = (), redo: int = 0) -> str:
     """Deterministic, so a restarted operator finds the Job it made instead of making another.
 
-    ``v-<uuid>`` is 38 characters; a short hash of the rendition names keeps the name within
-    the 63 characters a Job's pods' labels allow.
+    ``v-<uuid>`` is 38 characters; a short hash of the rendition names tells groups apart, and
+    ``-r<n>`` the n-th run made again after its outputs did not check out. A longer resource
+    name is cut, keeping a hash of it, so the suffix that tells Jobs apart always stays within
+    the 63 characters a label value allows.
     """
     if kind == "ingest":
-        return f"{resource}-ingest"
-    digest = hashlib.sha256(",".join(renditions).encode()).hexdigest()[:6]
-    tag = renditions[0] if len(renditions) == 1 else f"g{len(renditions)}"
-    return f"{resource}-{tag}-{digest}"[:63]
+        suffix = "-ingest"
+    else:
+        tag = renditions[0] if len(renditions) == 1 else f"g{len(renditions)}"
+        suffix = f"-{tag}-{_digest(','.join(renditions))}" + (f"-r{redo}" if redo else "")
+    room = NAME_LIMIT - len(suffix)
+    head = resource if len(resource) <= room else f"{resource[: room - 7]}-{_digest(resource)}"
+    return head + suffix
 
 
-def transcode_jobs(
-    resource: str, plan: Sequence[Rendition], grouped: bool
-) -> dict[str, list[Rendition]]:
-    """The transcode Jobs a resource's plan makes: each Job's name and its renditions."""
-    return {
-        job_name(resource, "transcode", [r.name for r in group]): group
-        for group in job_groups(plan, grouped)
-    }
+def job_groups(plan: Sequence[Rendition], grouped: bool) -> list[tuple[Rendition, ...]]:
+    """Renditions per Job: all in one (one decode) or one each."""
+    return [tuple(plan)] if grouped else [(r,) for r in plan]
+
+
+def planned_jobs(
+    resource: str,
+    plan: Sequence[Rendition],
+    grouped: bool,
+    redos: Mapping[str, int] | None = None,
+) -> dict[str, tuple[Rendition, ...]]:
+    """The transcode Jobs a resource's plan makes now: each Job's name and its renditions. A
+    rendition made again (``redos``) has a Job of its own; the first Job of its group keeps its
+    name and stands for the others."""
+    redos = redos or {}
+    jobs: dict[str, tuple[Rendition, ...]] = {}
+    for group in job_groups(plan, grouped):
+        first = tuple(r for r in group if not redos.get(r.name))
+        if first:
+            jobs[job_name(resource, "transcode", [r.name for r in group])] = first
+        for r in group:
+            if redos.get(r.name):
+                jobs[job_name(resource, "transcode", [r.name], redos[r.name])] = (r,)
+    return jobs
 
 
 def active_deadline_seconds(duration_s: float, settings: Settings, renditions: int = 1) -> int:
@@ -168,10 +191,13 @@ def build_transcode_job(
     duration_s: float,
     settings: Settings,
     owner: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    ipfs: bool = True,
 ) -> dict[str, Any]:
-    """The Job that encodes ``renditions`` (one, or a group sharing one decode)."""
+    """The Job that encodes ``renditions`` (one, or a group sharing one decode); ``name`` is
+    the planned one (:func:`planned_jobs`), by default the first run's."""
     names = [r.name for r in renditions]
-    name = job_name(resource, "transcode", names)
+    name = name or job_name(resource, "transcode", names)
     labels = {
         "app.kubernetes.io/name": "vtx-jobrunner",
         "app.kubernetes.io/managed-by": "vtx",
@@ -179,10 +205,10 @@ def build_transcode_job(
         LABEL_KIND: "transcode",
         LABEL_RENDITIONS: "_".join(names)[:63],
     }
-    args = ["transcode", "--video-id", video_id, "--source-key", source_key]
-    args += ["--resource", resource, "--namespace", namespace, "--scratch", SCRATCH]
-    for r in renditions:
-        args += ["--rendition", json.dumps(asdict(r), separators=(",", ":"))]
+    args = TranscodeArgs(
+        video_id=video_id, source_key=source_key, renditions=tuple(renditions), job=name,
+        resource=resource, namespace=namespace, scratch=SCRATCH, ipfs=ipfs,
+    ).argv()  # fmt: skip
     pod = _pod_spec(settings, args, labels)
     deadline = active_deadline_seconds(duration_s, settings, len(renditions))
     annotations = {SOURCE_SECONDS: f"{duration_s:.3f}"}
@@ -206,7 +232,7 @@ def build_ingest_job(
         LABEL_VIDEO: video_id,
         LABEL_KIND: "ingest",
     }
-    args = ["ingest", "--video-id", video_id, "--source-key", source_key, "--size", str(size)]
+    args = IngestArgs(video_id=video_id, source_key=source_key, size=size).argv()
     pod = _pod_spec(settings, args, labels)
     # Streaming at a (pessimistic) 5 MB/s, plus start-up.
     deadline = int(300 + size / 5_000_000)

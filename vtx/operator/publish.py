@@ -1,79 +1,58 @@
 """Publishing a finished video: the HLS master playlist in S3, one IPFS directory (root CID)
-mirroring the S3 layout, and the rows that say the video is complete."""
+mirroring the S3 layout and built from the CIDs the rows record, checked file by file before
+anything says the video is complete."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
-from vtx.core.db import Cursor, Database
+from vtx.core import media, videos
+from vtx.core.db import Database
 from vtx.core.hls import render_master_playlist, variant_of
 from vtx.core.ipfs import IpfsClient
 from vtx.core.ladder import Rendition
 from vtx.core.objects import ObjectStore
+from vtx.core.resource import PublishedOutputs
+from vtx.core.verify import directory_files, directory_problems, segments_of, walk
 
 
-@dataclass(frozen=True)
-class FinishedRendition:
-    rendition: Rendition
-    cids: Mapping[str, str]  # path relative to the rendition folder → CID (playlist, init, mp4)
-
-
-def segment_cids(db: Database, video_id: str) -> dict[str, str]:
-    """``<rendition>/hls/<segment>`` → CID of every published segment of a video."""
-
-    def query(cur: Cursor) -> list[tuple[Any, ...]]:
-        cur.execute(
-            "SELECT s.file_path, s.file_cid FROM transcode_segments s"
-            " JOIN transcodes t ON t.id = s.transcode_id"
-            " WHERE t.video_id = %s AND t.format = 'hls' AND t.storage_type = 's3'",
-            (video_id,),
-        )
-        return list(cur.fetchall())
-
-    prefix = f"videos/{video_id}/"
-    return {
-        str(path).removeprefix(prefix): str(cid)
-        for path, cid in db.transaction(query, name="segment cids")
-        if path and cid
-    }
+class PublishError(RuntimeError):
+    """What was about to be published is not what the rows say; nothing was marked done."""
 
 
 def publish_video(
     video_id: str,
-    renditions: Sequence[FinishedRendition],
+    renditions: Sequence[Rendition],
+    *,
     store: ObjectStore,
-    ipfs: IpfsClient,
+    ipfs: IpfsClient | None,
     db: Database,
-) -> dict[str, str]:
-    """Write the master playlist, build the IPFS directory, mark the video completed.
-    Returns the resource's ``status.outputs``. Safe to run again."""
-    master = render_master_playlist([variant_of(r.rendition) for r in renditions]).encode()
-    master_key = f"videos/{video_id}/master.m3u8"
+) -> PublishedOutputs:
+    """Write the master playlist, build and check the IPFS directory (when ``ipfs``), mark the
+    video completed and pin its root. Safe to run again."""
+    master = render_master_playlist([variant_of(r) for r in renditions]).encode()
+    master_key = media.master_key(video_id)
     store.put_bytes(master_key, master, content_type="application/vnd.apple.mpegurl")
-    files = {"master.m3u8": ipfs.add_bytes(master, name="master.m3u8", pin=False)}
-    for r in renditions:
-        files.update({f"{r.rendition.name}/{rel}": cid for rel, cid in r.cids.items()})
-    files.update(segment_cids(db, video_id))
-    root = ipfs.directory_from_cids(files)
-
-    def complete(cur: Cursor) -> None:
-        cur.execute(
-            "UPDATE videos SET upload_status = 'completed', updated_at = now() WHERE id = %s",
-            (video_id,),
-        )
-        cur.execute(
-            "INSERT INTO transcodes (video_id, format, resolution, storage_type, type, file_path,"
-            " file_cid) VALUES (%s, 'hls', 'master', 's3', 'master', %s, %s), (%s, 'hls',"
-            " 'master', 'ipfs', 'master', %s, %s) ON CONFLICT (video_id, format, resolution,"
-            " storage_type) DO UPDATE SET file_path = excluded.file_path, file_cid ="
-            " excluded.file_cid, updated_at = now()",
-            (video_id, master_key, root, video_id, master_key, root),
-        )
-
-    db.transaction(complete, name="complete video")
-    # Pinned again after the row names it: a deletion of a video with the same outputs, which
-    # unpins only a root no row names, cannot take this pin away unseen (see handlers.cleanup).
-    ipfs.pin_add(root)
-    return {"master": master_key, "cid": root}
+    root = None
+    if ipfs is not None:
+        records = db.transaction(lambda cur: videos.rendition_records(cur, video_id), name="rows")
+        segments = segments_of(db, video_id, renditions)
+        try:
+            expected = directory_files(renditions, records, segments)
+        except (KeyError, ValueError) as exc:
+            raise PublishError(f"the rows do not name every file: {exc}") from None
+        master_cid = ipfs.add_bytes(master, name=media.MASTER_PLAYLIST, pin=False)
+        expected[media.MASTER_PLAYLIST] = (master_cid, len(master))
+        root = ipfs.directory_from_cids({p: cid for p, (cid, _) in expected.items()}, pin=False)
+        problems = directory_problems(walk(ipfs, root), expected)
+        if problems:
+            raise PublishError(f"the IPFS directory {root} is not whole: {'; '.join(problems)}")
+    if not db.transaction(
+        lambda cur: videos.complete_video(cur, video_id, master_key, root), name="complete video"
+    ):
+        raise PublishError("the video was deleted while it was being published")
+    if ipfs is not None and root is not None:
+        # Pinned after the row names it: a deletion of a video with the same outputs, which
+        # unpins only a root no row names, cannot take this pin away unseen (handlers.cleanup).
+        ipfs.pin_add(root)
+    return PublishedOutputs(master_key, root)

@@ -1,73 +1,89 @@
-"""One reconciliation step of a VideoTranscode: probe and plan, admit and create Jobs, follow
-them, publish. A step only records what it wants changed (``Step.changes``, a merge patch of the
-status); the handler writes what differs from the current status, so an idle step writes nothing.
+"""One reconciliation step of a VideoTranscode: gather what is observed into a
+:class:`~vtx.operator.decide.Snapshot`, :func:`~vtx.operator.decide.decide`, write the status,
+carry the actions out; again while the decision asks to observe something more (the probe, the
+rows, the outputs in storage, the publish).
+
+The status is written before the actions that follow from it, so a step cut short anywhere
+leaves a status from which the next step finds its way: a Job it made is seen by name, a Job
+it meant to make is made, a publish is done again (it is idempotent).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from vtx.core import resource as vt
-from vtx.core.ladder import InvalidSource, Rendition, plan_ladder
+from vtx.core import videos
+from vtx.core.ladder import InvalidSource, Rendition
 from vtx.core.sources import ProbeUnavailable, probe_source
-from vtx.operator import rows
+from vtx.core.verify import check_rendition, record_problems
 from vtx.operator.context import Context, create_job, delete_stuck_pods
-from vtx.operator.jobs import build_ingest_job, build_transcode_job, job_name, transcode_jobs
-from vtx.operator.metrics import STALLS, TIME_TO_READY
-from vtx.operator.publish import FinishedRendition, publish_video
-from vtx.operator.state import (
-    PLAN_ANNOTATION,
-    Waiting,
-    decode_plan,
-    encode_plan,
-    job_state,
-    summarize,
+from vtx.operator.decide import (
+    Continue,
+    CreateIngestJob,
+    CreateTranscodeJob,
+    Decision,
+    DeleteJob,
+    Emit,
+    ExplainFailure,
+    MarkFailed,
+    Policy,
+    Probe,
+    ProbeResult,
+    Publish,
+    ReadRecords,
+    ReplacePods,
+    SetSuspended,
+    Snapshot,
+    Verify,
+    decide,
+    missing_jobs,
 )
+from vtx.operator.jobs import build_ingest_job, build_transcode_job
+from vtx.operator.metrics import STALLS
+from vtx.operator.publish import publish_video
+from vtx.operator.state import Waiting, job_observations, status_patch
 
 log = logging.getLogger(__name__)
-TERMINAL = {"Ready", "Failed"}
+MAX_ROUNDS = 8  # decisions in one step: probe, plan, admit, read, verify, publish, ready
+
+
+@dataclass
+class Observed:
+    """What this step's observing actions found."""
+
+    probe: ProbeResult | None = None
+    records: dict[str, videos.RenditionRecord] | None = None
+    checks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    checked: bool = False
+    failures: dict[str, str] = field(default_factory=dict)
+    published: vt.PublishedOutputs | None = None
 
 
 @dataclass
 class Step:
     ctx: Context
     body: kopf.Body
-    spec: vt.VideoTranscodeSpec
-    status: dict[str, Any]  # as it was when the step began
     meta: kopf.Meta
     namespace: str
-    changes: dict[str, Any] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
+    status: dict[str, Any]  # as the resource holds it now: updated by every write of the step
     note: str | None = None  # what the phase event says
+    initial: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return str(self.meta["name"])
 
     @property
-    def video_id(self) -> str:
-        return self.spec.video_id
-
-    @property
     def generation(self) -> int:
         return int(self.meta.get("generation") or 1)
-
-    def condition(self, type: str, value: str, reason: str, message: str) -> None:
-        current = self.changes.get("conditions") or self.status.get("conditions") or []
-        self.changes["conditions"] = vt.set_condition(
-            current, type, value, reason, message, self.generation,  # type: ignore[arg-type]
-            datetime.now(UTC),
-        )  # fmt: skip
-
-    def rendition(self, name: str, **fields: Any) -> None:
-        self.changes.setdefault("renditions", {}).setdefault(name, {}).update(fields)
 
     def owner(self) -> dict[str, Any]:
         return {
@@ -80,263 +96,257 @@ class Step:
         }
 
 
-def reconcile_step(step: Step) -> None:
-    phase = step.status.get("phase")
-    if phase in TERMINAL:
-        follow_ingest(step)
-        return
-    plan_text = (step.meta.get("annotations") or {}).get(PLAN_ANNOTATION)
-    if plan_text is None:
-        probe_and_plan(step)
-        # Planned: on to admission in the same step, not a timer interval later.
-        plan_text = step.annotations.get(PLAN_ANNOTATION)
-        if plan_text is None:
-            return  # the source was refused
-    plan = decode_plan(plan_text)
-    planned = transcode_jobs(step.name, plan, step.spec.group_renditions)
-    ctx, ns = step.ctx, step.namespace
-    jobs = ctx.view.jobs_of(ns, step.name)
-    if step.spec.suspend:
-        if phase != "Suspended":
-            _set_suspend(step, jobs, True)
-            step.changes["phase"] = "Suspended"
-            ctx.view.forget(ns, step.name)
-            kopf.info(step.body, reason="Suspended", message="no new Jobs; running ones suspended")
-        return
-    if phase == "Suspended":
-        _set_suspend(step, jobs, False)
-        step.changes["phase"] = "Transcoding" if jobs else "Queued"
-        kopf.info(step.body, reason="Resumed", message="Jobs resumed")
-        return
-
-    missing = [group for name, group in planned.items() if name not in jobs]
-    if missing:
-        allowed = _admit_and_create(step, missing)
-        if allowed and step.spec.storage_ipfs and job_name(step.name, "ingest") not in jobs:
-            create_job(
-                ctx, ns,
-                build_ingest_job(
-                    resource=step.name, namespace=ns, video_id=step.video_id,
-                    source_key=step.spec.source.key, size=step.spec.source.size,
-                    settings=ctx.settings, owner=step.owner(),
-                ),
-            )  # fmt: skip
-            step.changes["ingest"] = {"phase": "Running"}
-        if allowed == len(missing):
-            step.condition("JobsCreated", "True", "JobsCreated", f"{len(planned)} transcode Jobs")
-            kopf.info(step.body, reason="JobsCreated", message=f"{len(planned)} transcode Jobs")
-        if not allowed and len(missing) == len(planned):
-            step.changes["phase"] = "Queued"
-            return
-        step.changes["phase"] = "Transcoding"
-        if allowed:
-            return
-    follow_ingest(step)
-    _follow_transcodes(step, plan, planned, ctx.view.jobs_of(ns, step.name))
+def policy(ctx: Context) -> Policy:
+    s = ctx.settings
+    return Policy(
+        max_output_fps=s.max_output_fps,
+        redo_limit=s.redo_limit,
+        probe_retry_limit=s.probe_retry_limit,
+    )
 
 
-def probe_and_plan(step: Step) -> None:
+def reconcile_step(step: Step, spec_dict: dict[str, Any]) -> None:
+    """Move the resource on as far as it can go now."""
     ctx = step.ctx
-    url = ctx.store.presign_get(step.spec.source.key, expires_s=600, public=False)
+    step.initial = dict(step.status)
     try:
-        facts = probe_source(url, ctx.settings)
-        plan = plan_ladder(facts, max_fps=ctx.settings.max_output_fps)
-    except InvalidSource as exc:
-        message = str(exc)
-        step.changes.update(phase="Failed", observedGeneration=step.generation)
-        step.condition("Probed", "False", "InvalidSource", message)
-        step.condition("Ready", "False", "InvalidSource", message)
-        step.note = f"InvalidSource: {message}"
-        rows.mark_failed(ctx.db, step.video_id, f"InvalidSource: {message}")
-        kopf.warn(step.body, reason="InvalidSource", message=message)
+        spec = vt.VideoTranscodeSpec.from_dict(spec_dict)
+        vt.VideoTranscodeStatus.from_dict(step.status)
+    except ValueError as exc:
+        _refuse(step, exc)
         return
-    except ProbeUnavailable as exc:
-        raise kopf.TemporaryError(f"probing the source: {exc}", delay=10) from exc
-    if step.spec.renditions:
-        wanted = {r.name for r in step.spec.renditions}
-        plan = [r for r in plan if r.name in wanted] or plan
-    step.annotations[PLAN_ANNOTATION] = encode_plan(plan)
-    step.changes.update(
-        phase="Queued",
-        progress=0,
-        renditionsReady=f"0/{len(plan)}",
-        source={
-            "duration": facts.duration,
-            "width": facts.width or 0,
-            "height": facts.height or 0,
-            "fps": facts.fps or 0,
-            "rotation": facts.rotation,
-            "videoCodec": facts.video_codec or "",
-            "audioCodec": facts.audio_codec or "",
-            "hasAudio": facts.has_audio,
-        },
-        renditions={r.name: {"phase": "Pending", "progress": 0} for r in plan},
-    )
-    step.condition("Probed", "True", "Probed", f"{len(plan)} renditions planned")
-    kopf.info(step.body, reason="Probed", message=", ".join(r.name for r in plan))
-
-
-def _set_suspend(step: Step, jobs: dict[str, dict[str, Any]], suspend: bool) -> None:
-    ctx = step.ctx
-    for name in jobs:
-        job = ctx.batch.patch_namespaced_job(name, step.namespace, {"spec": {"suspend": suspend}})
-        ctx.view.put_job(ctx.plain(job))
-
-
-def _admit_and_create(step: Step, missing: list[list[Rendition]]) -> int:
-    """Create as many of the missing Jobs as the cap lets this resource have now."""
-    ctx = step.ctx
-    source = step.changes.get("source") or step.status.get("source") or {}
-    duration = float(source.get("duration") or 0)
-    me = Waiting(str(step.meta["creationTimestamp"]), step.namespace, step.name, len(missing))
-    with ctx.admission:  # decide and create under one lock: no two take the last slot
-        allowed = ctx.view.admit(me, ctx.settings.max_running_jobs)
-        for group in missing[:allowed]:
-            create_job(
-                ctx, step.namespace,
-                build_transcode_job(
-                    resource=step.name, namespace=step.namespace, video_id=step.video_id,
-                    source_key=step.spec.source.key, renditions=group, duration_s=duration,
-                    settings=ctx.settings, owner=step.owner(),
-                ),
-            )  # fmt: skip
-        ctx.view.set_waiting(dataclasses.replace(me, missing=len(missing) - allowed))
-    return allowed
-
-
-def _follow_transcodes(
-    step: Step, plan: list[Rendition], planned: dict[str, list[Rendition]], jobs: dict[str, Any]
-) -> None:
-    """A Job that ended for good decides its renditions' fate. Only the fields the operator
-    owns are written: the jobrunners write phase and progress of running renditions."""
-    entries = {k: dict(v) for k, v in (step.status.get("renditions") or {}).items()}
-    for jname, group in planned.items():
-        if jname not in jobs:
-            continue
-        state = job_state(jobs[jname])
-        if state.state == "active":
-            _watch_for_stall(step, jname, [entries.get(r.name, {}) for r in group])
-        for r in group:
-            entry = entries.setdefault(r.name, {})
-            change: dict[str, Any] = {"job": jname, "attempts": state.attempts}
-            if state.state == "failed" and entry.get("phase") != "Succeeded":
-                change["phase"] = "Failed"
-                change["message"] = (entry.get("message") or f"{state.reason}: {state.message}")[
-                    : vt.MESSAGE_LIMIT
-                ]
-            entry.update(change)
-            step.rendition(r.name, **change)
-    summary = summarize(plan, entries)
-    step.changes.update(progress=summary.progress, renditionsReady=summary.ready)
-    if summary.phase == "Transcoding":
-        return
-    step.changes["observedGeneration"] = step.generation
-    ctx = step.ctx
-    if summary.phase == "Failed":
-        message = "every rendition failed: " + ", ".join(summary.failed)
-        step.changes["phase"] = "Failed"
-        step.note = message
-        step.condition("Ready", "False", "RenditionsFailed", message)
-        rows.mark_failed(ctx.db, step.video_id, message)
-        kopf.warn(step.body, reason="Failed", message=message)
-        return
-    finished = [
-        FinishedRendition(r, (entries[r.name].get("outputs") or {}).get("cids") or {})
-        for r in plan
-        if entries[r.name].get("phase") == "Succeeded"
-    ]
-    outputs = publish_video(step.video_id, finished, ctx.store, ctx.ipfs, ctx.db)
-    step.changes.update(outputs=outputs, phase="Ready", progress=100)
-    created = datetime.fromisoformat(str(step.meta["creationTimestamp"]).replace("Z", "+00:00"))
-    TIME_TO_READY.observe((datetime.now(UTC) - created).total_seconds())
-    _degraded(step, summary.failed)
-    step.condition("Ready", "True", "Published", f"root CID {outputs['cid']}")
-    kopf.info(
-        step.body, reason="Ready", message=f"master {outputs['master']}, CID {outputs['cid']}"
-    )
-
-
-def _degraded(step: Step, failed: tuple[str, ...] | list[str]) -> None:
-    """Degraded names what is missing: renditions that failed for good, an original that could
-    not be pinned. Neither stops the video from being Ready."""
-    ingest = step.changes.get("ingest") or step.status.get("ingest") or {}
-    parts = []
-    if failed:
-        parts.append("renditions failed: " + ", ".join(failed))
-    if ingest.get("phase") == "Failed":
-        parts.append("the original is not pinned to IPFS: " + str(ingest.get("message") or ""))
-    if not parts:
-        step.condition("Degraded", "False", "AllRenditions", "every rendition is ready")
-        return
-    reason = "RenditionsFailed" if failed else "IngestFailed"
-    step.condition("Degraded", "True", reason, "; ".join(parts))
-
-
-def follow_ingest(step: Step) -> None:
-    """The ingest Job's end, in status.ingest (and Degraded when it failed after Ready)."""
-    ingest = step.status.get("ingest") or {}
-    if ingest.get("phase") != "Running":
-        return
-    ctx = step.ctx
-    name = job_name(step.name, "ingest")
-    job = ctx.view.jobs_of(step.namespace, step.name).get(name)
-    if job is None:
-        outcome = {"phase": "Failed", "message": "the ingest Job is gone before it ended"}
-    else:
-        state = job_state(job)
-        if state.state == "active":
-            return
-        if state.state == "succeeded":
-            outcome = {"phase": "Succeeded", "message": "the original is pinned to IPFS"}
+    observed = Observed()
+    for _ in range(MAX_ROUNDS):
+        status = vt.VideoTranscodeStatus.from_dict(step.status)
+        snapshot = gather(step, spec, status, observed)
+        missing = missing_jobs(snapshot)
+        if missing:
+            me = Waiting(str(step.meta["creationTimestamp"]), step.namespace, step.name, missing)
+            with ctx.admission:  # decide and create under one lock: no two take the last slot
+                slots = ctx.view.admit(me, ctx.settings.max_running_jobs)
+                decision = decide(replace(snapshot, slots=slots))
+                apply(step, spec, decision)
+                ctx.view.set_waiting(replace(me, missing=decision.waiting))
         else:
-            why = _pod_failure(ctx, step.namespace, name) or f"{state.reason}: {state.message}"
-            outcome = {"phase": "Failed", "message": why[: vt.MESSAGE_LIMIT]}
-    step.changes["ingest"] = outcome
-    if outcome["phase"] == "Failed":
-        kopf.warn(step.body, reason="IngestFailed", message=outcome["message"])
-        if step.status.get("phase") == "Ready":
-            failed = [
-                n
-                for n, e in (step.status.get("renditions") or {}).items()
-                if e.get("phase") == "Failed"
-            ]
-            _degraded(step, failed)
+            decision = decide(snapshot)
+            apply(step, spec, decision)
+            ctx.view.set_waiting(
+                Waiting(str(step.meta["creationTimestamp"]), step.namespace, step.name, 0)
+            )
+        if not decision.observes:
+            return
+        observe(step, spec, decision, observed)
+    log.warning("%s/%s: the step stopped after %d decisions", step.namespace, step.name, MAX_ROUNDS)
 
 
-def _pod_failure(ctx: Context, namespace: str, job: str) -> str | None:
-    """The last lines a failed pod of ``job`` wrote (its termination message), if any."""
+def _refuse(step: Step, exc: ValueError) -> None:
+    """A spec or status the operator cannot read: Failed, saying why; nothing else is done."""
+    reason = "InvalidStatus" if isinstance(exc, vt.InvalidStatus) else "InvalidSpec"
+    if step.status.get("phase") == "Failed":
+        return
+    now = datetime.now(UTC)
+    message = str(exc)[: vt.MESSAGE_LIMIT]
+    failed = vt.VideoTranscodeStatus(
+        phase="Failed",
+        observed_generation=step.generation,
+        conditions=vt.set_condition((), "Ready", "False", reason, message, step.generation, now),
+    )
+    write_status(step, failed.to_dict())
+    step.note = f"{reason}: {message}"
+    kopf.warn(step.body, reason=reason, message=message)
+    video_id = str((step.body.get("spec") or {}).get("videoId") or "")
+    if owns_video(step.name, video_id):
+        step.ctx.db.transaction(lambda cur: videos.mark_failed(cur, video_id, step.note or reason))
+
+
+def owns_video(name: str, video_id: str) -> bool:
+    """A resource named after its video (``v-<videoId>``), as vtx makes them: only such a
+    resource may write the video's row or remove its outputs."""
+    try:
+        return vt.resource_name(video_id) == name
+    except ValueError:
+        return False
+
+
+def gather(
+    step: Step, spec: vt.VideoTranscodeSpec, status: vt.VideoTranscodeStatus, observed: Observed
+) -> Snapshot:
+    ctx = step.ctx
+    jobs, ingest = job_observations(ctx.view.jobs_of(step.namespace, step.name))
+    stalled = set()
+    now = time.monotonic()
+    for name, job in jobs.items():
+        key = (step.namespace, name)
+        if job.state != "active" or job.suspended:
+            ctx.stalls.forget(key)
+            continue
+        progress = sum(e.progress for e in status.renditions.values() if e.job == name)
+        if ctx.stalls.stalled(key, progress, now, ctx.settings.stall_seconds):
+            stalled.add(name)
+    return Snapshot(
+        name=step.name,
+        generation=step.generation,
+        spec=spec,
+        status=status,
+        now=datetime.now(UTC),
+        policy=policy(ctx),
+        jobs=jobs,
+        ingest_job=ingest,
+        stalled=frozenset(stalled),
+        probe=observed.probe,
+        records=observed.records,
+        checks=observed.checks if observed.checked else None,
+        failures=observed.failures,
+        published=observed.published,
+    )
+
+
+def write_status(step: Step, after: dict[str, Any]) -> None:
+    """Patch the status subresource with what changed (nothing when nothing did)."""
+    patch = status_patch(step.status, after)
+    if not patch:
+        return
+    step.ctx.custom.patch_namespaced_custom_object_status(
+        vt.GROUP, vt.VERSION, step.namespace, vt.PLURAL, step.name, {"status": patch},
+        _request_timeout=step.ctx.settings.request_timeout_s,
+    )  # fmt: skip
+    kopf_part = {k: v for k, v in step.status.items() if k not in vt.STATUS_KEYS}
+    step.status = {**kopf_part, **after}
+
+
+def apply(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision) -> None:
+    """Write the decided status, then carry out its actions (observations aside)."""
+    ctx, ns = step.ctx, step.namespace
+    write_status(step, decision.status.to_dict())
+    if decision.note:
+        step.note = decision.note
+    status = decision.status
+    for action in decision.actions:
+        if isinstance(action, CreateTranscodeJob):
+            duration = status.source.duration if status.source else 0.0
+            create_job(ctx, ns, build_transcode_job(
+                resource=step.name, namespace=ns, video_id=spec.video_id,
+                source_key=spec.source.key, renditions=action.renditions, duration_s=duration,
+                settings=ctx.settings, owner=step.owner(), name=action.name,
+                ipfs=spec.storage_ipfs,
+            ))  # fmt: skip
+        elif isinstance(action, CreateIngestJob):
+            create_job(ctx, ns, build_ingest_job(
+                resource=step.name, namespace=ns, video_id=spec.video_id,
+                source_key=spec.source.key, size=spec.source.size, settings=ctx.settings,
+                owner=step.owner(),
+            ))  # fmt: skip
+        elif isinstance(action, DeleteJob):
+            _delete_job(ctx, ns, action.name)
+        elif isinstance(action, SetSuspended):
+            job = ctx.batch.patch_namespaced_job(
+                action.name, ns, {"spec": {"suspend": action.suspended}}
+            )
+            ctx.view.put_job(ctx.plain(job))
+        elif isinstance(action, ReplacePods):
+            if delete_stuck_pods(ctx, ns, action.name):
+                STALLS.inc()
+                kopf.warn(
+                    step.body, reason="Stalled",
+                    message=f"Job {action.name} made no progress for "
+                    f"{ctx.settings.stall_seconds}s; its pod is replaced",
+                )  # fmt: skip
+            ctx.stalls.restart((ns, action.name), time.monotonic())
+        elif isinstance(action, MarkFailed) and owns_video(step.name, spec.video_id):
+            _mark_failed(ctx, spec.video_id, action.reason)
+        elif isinstance(action, Emit):
+            post = kopf.warn if action.kind == "Warning" else kopf.info
+            post(step.body, reason=action.reason, message=action.message)
+
+
+def _mark_failed(ctx: Context, video_id: str, reason: str) -> None:
+    ctx.db.transaction(lambda cur: videos.mark_failed(cur, video_id, reason), name="mark failed")
+
+
+def _delete_job(ctx: Context, namespace: str, name: str) -> None:
+    try:
+        ctx.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    ctx.view.drop_job(namespace, name)
+
+
+def observe(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision, seen: Observed) -> None:
+    """Carry out what the decision wants to know, into ``seen`` for the next decision."""
+    ctx = step.ctx
+    status = decision.status
+    for action in decision.observes:
+        if isinstance(action, Probe):
+            seen.probe = _probe(ctx, spec)
+        elif isinstance(action, ReadRecords):
+            seen.records = ctx.db.transaction(
+                lambda cur: videos.rendition_records(cur, spec.video_id), name="read rows"
+            )
+        elif isinstance(action, Verify):
+            seen.checked = True
+            for name in action.renditions:
+                seen.checks[name] = _verify(step, spec, status, name, seen)
+        elif isinstance(action, ExplainFailure):
+            seen.failures[action.job] = _why_failed(ctx, step.namespace, action.job)
+        elif isinstance(action, Publish):
+            seen.published = publish_video(
+                spec.video_id, action.renditions, store=ctx.store,
+                ipfs=ctx.ipfs if spec.storage_ipfs else None, db=ctx.db,
+            )  # fmt: skip
+        else:
+            assert isinstance(action, Continue)
+
+
+def _probe(ctx: Context, spec: vt.VideoTranscodeSpec) -> ProbeResult:
+    url = ctx.store.presign_get(spec.source.key, expires_s=600, public=False)
+    try:
+        return ProbeResult(facts=probe_source(url, ctx.settings))
+    except InvalidSource as exc:
+        return ProbeResult(refused=str(exc))
+    except ProbeUnavailable as exc:
+        return ProbeResult(unavailable=str(exc))
+
+
+def _verify(
+    step: Step,
+    spec: vt.VideoTranscodeSpec,
+    status: vt.VideoTranscodeStatus,
+    name: str,
+    seen: Observed,
+) -> tuple[str, ...]:
+    """A rendition's rows and its objects in S3, checked afresh."""
+    ctx = step.ctx
+    assert status.plan is not None
+    rendition: Rendition = next(r for r in status.plan if r.name == name)
+    records = ctx.db.transaction(
+        lambda cur: videos.rendition_records(cur, spec.video_id), name="read rows"
+    )
+    seen.records = records
+    record = records.get(name)
+    problems = record_problems(record, job=None, rendition=rendition, ipfs=spec.storage_ipfs)
+    if record is None or problems:
+        return tuple(problems)
+    segments = ctx.db.transaction(
+        lambda cur: videos.segment_rows(cur, spec.video_id, name), name="read segments"
+    )
+    duration = status.source.duration if status.source else None
+    return tuple(check_rendition(ctx.store, spec.video_id, rendition, record, segments, duration))
+
+
+def _why_failed(ctx: Context, namespace: str, job: str) -> str:
+    """The last line a failed pod of ``job`` wrote (its termination message), or the Job's own
+    reason when no pod said anything."""
     pods = ctx.core.list_namespaced_pod(namespace, label_selector=f"job-name={job}")
     for pod in sorted(pods.items, key=lambda p: p.metadata.creation_timestamp, reverse=True):
         for cs in pod.status.container_statuses or []:
             term = cs.state.terminated if cs.state else None
             if term is not None and term.exit_code and term.message:
                 lines = [ln for ln in term.message.strip().splitlines() if ln.strip()]
-                return lines[-1] if lines else None
-    return None
-
-
-def _watch_for_stall(step: Step, job: str, entries: list[dict[str, Any]]) -> None:
-    """A Job whose renditions made no progress for the stall time gets its pod deleted (the
-    Job makes another) and a Warning event."""
-    ctx = step.ctx
-    progress = sum(int(e.get("progress") or 0) for e in entries)
-    now = time.monotonic()
-    key = (step.namespace, job)
-    # Any change counts, a drop too: a new attempt starts again from zero.
-    last, since = ctx.progress_seen.get(key, (-1, now))
-    if progress != last:
-        ctx.progress_seen[key] = (progress, now)
-        return
-    if now - since < ctx.settings.stall_seconds:
-        return
-    # Only a pod that has run for the whole stall time is stuck; a replacement still starting
-    # (its predecessor may take a while to stop) is not.
-    deleted = delete_stuck_pods(ctx, step.namespace, job)
-    ctx.progress_seen[key] = (progress, now)
-    if deleted:
-        STALLS.inc()
-        kopf.warn(
-            step.body,
-            reason="Stalled",
-            message=f"Job {job} made no progress for {ctx.settings.stall_seconds}s; pod deleted",
-        )
+                if lines:
+                    return str(lines[-1])[: vt.MESSAGE_LIMIT]
+    view_job = ctx.view.job(namespace, job)
+    for c in ((view_job or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True":
+            return f"{c.get('reason', 'Failed')}: {c.get('message', '')}"[: vt.MESSAGE_LIMIT]
+    return "the Job failed"

@@ -1,73 +1,65 @@
-"""What the operator concludes from what it observes (pure functions, unit-tested)."""
+"""What the operator reads from what it observes: Jobs' states, the order of the queue, and
+the difference between two statuses (pure functions, unit-tested)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from vtx.core.ladder import Rendition
-
-PLAN_ANNOTATION = "vtx.dev/plan"
-
-
-def encode_plan(plan: Sequence[Rendition]) -> str:
-    return json.dumps([asdict(r) for r in plan], separators=(",", ":"))
-
-
-def decode_plan(text: str) -> list[Rendition]:
-    return [Rendition(**r) for r in json.loads(text)]
-
-
-def job_groups(plan: Sequence[Rendition], grouped: bool) -> list[list[Rendition]]:
-    """Renditions per Job: all in one (one decode) or one each."""
-    return [list(plan)] if grouped else [[r] for r in plan]
+from vtx.core.resource import STATUS_KEYS
+from vtx.operator.jobs import LABEL_KIND
 
 
 @dataclass(frozen=True)
-class JobState:
-    state: str  # "active", "succeeded" or "failed"
-    attempts: int
+class JobObs:
+    """One of a resource's Jobs as the watch shows it."""
+
+    name: str
+    state: Literal["active", "succeeded", "failed"]
+    attempts: int = 0  # pods started
+    suspended: bool = False
     reason: str = ""
     message: str = ""
 
 
-def job_state(job: Mapping[str, Any]) -> JobState:
+def job_obs(job: Mapping[str, Any]) -> JobObs:
+    """A Job's state from its own conditions: ``Complete`` or ``Failed`` decide, nothing else."""
     status = job.get("status") or {}
-    attempts = int(status.get("failed") or 0) + int(status.get("succeeded") or 0)
-    attempts += int(status.get("active") or 0)
+    name = str(job["metadata"]["name"])
+    attempts = sum(int(status.get(k) or 0) for k in ("failed", "succeeded", "active"))
+    suspended = bool((job.get("spec") or {}).get("suspend"))
     for c in status.get("conditions") or []:
         if c.get("status") != "True":
             continue
         if c.get("type") == "Complete":
-            return JobState("succeeded", attempts)
+            return JobObs(name, "succeeded", attempts, suspended)
         if c.get("type") == "Failed":
-            return JobState("failed", attempts, c.get("reason", ""), c.get("message", ""))
-    return JobState("active", attempts)
+            return JobObs(
+                name, "failed", attempts, suspended, c.get("reason", ""), c.get("message", "")
+            )
+    return JobObs(name, "active", attempts, suspended)
 
 
-@dataclass(frozen=True)
-class Overall:
-    phase: str
-    progress: int
-    ready: str
-    failed: tuple[str, ...]
+def job_observations(
+    jobs: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[str, JobObs], JobObs | None]:
+    """A resource's transcode Jobs by name, and its ingest Job."""
+    transcodes: dict[str, JobObs] = {}
+    ingest = None
+    for name, job in jobs.items():
+        kind = (job["metadata"].get("labels") or {}).get(LABEL_KIND)
+        if kind == "ingest":
+            ingest = job_obs(job)
+        elif kind == "transcode":
+            transcodes[name] = job_obs(job)
+    return transcodes, ingest
 
 
-def summarize(plan: Sequence[Rendition], renditions: Mapping[str, Mapping[str, Any]]) -> Overall:
-    """The resource's phase and progress from its renditions' entries."""
-    phases = {r.name: (renditions.get(r.name) or {}).get("phase", "Pending") for r in plan}
-    progress = [int((renditions.get(r.name) or {}).get("progress") or 0) for r in plan]
-    done = [n for n, p in phases.items() if p == "Succeeded"]
-    failed = tuple(n for n, p in phases.items() if p == "Failed")
-    ready = f"{len(done)}/{len(plan)}"
-    mean = round(sum(progress) / len(progress)) if progress else 0
-    if len(done) + len(failed) < len(plan):
-        return Overall("Transcoding", min(mean, 99), ready, failed)
-    if not done:
-        return Overall("Failed", mean, ready, failed)
-    return Overall("Publishing", 99, ready, failed)
+def is_running(job: Mapping[str, Any]) -> bool:
+    """A transcode Job holds a slot of the cap until it ends or is suspended."""
+    obs = job_obs(job)
+    return obs.state == "active" and not obs.suspended
 
 
 @dataclass(frozen=True, order=True)
@@ -88,14 +80,6 @@ def slots_for(me: Waiting, waiting: Sequence[Waiting], free: int) -> int:
     return max(0, min(me.missing, free - ahead))
 
 
-def is_running(job: Mapping[str, Any]) -> bool:
-    """A transcode Job holds a slot of the cap until it ends or is suspended."""
-    spec = job.get("spec") or {}
-    if spec.get("suspend"):
-        return False
-    return job_state(job).state == "active"
-
-
 def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """``target`` with a JSON merge patch (RFC 7386) applied: objects merge, None removes."""
     out = dict(target)
@@ -109,18 +93,27 @@ def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str
     return out
 
 
-def prune_unchanged(patch: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a merge patch that would change ``current``: an empty result means no write."""
+def diff_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that turns ``before`` into ``after`` (empty: nothing to write)."""
     out: dict[str, Any] = {}
-    for key, value in patch.items():
-        now = current.get(key)
+    for key, value in after.items():
+        now = before.get(key)
         if isinstance(value, Mapping) and isinstance(now, Mapping):
-            inner = prune_unchanged(value, now)
+            inner = diff_patch(now, value)
             if inner:
                 out[key] = inner
-        elif value is None:
-            if key in current:
-                out[key] = None
         elif value != now:
             out[key] = value
+    for key in before:
+        if key not in after:
+            out[key] = None
     return out
+
+
+def status_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch of status from ``before`` to ``after``, over the keys the operator owns
+    (kopf's own bookkeeping stays as it is)."""
+    return diff_patch(
+        {k: v for k, v in before.items() if k in STATUS_KEYS},
+        {k: v for k, v in after.items() if k in STATUS_KEYS},
+    )

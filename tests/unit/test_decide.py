@@ -1,0 +1,547 @@
+"""The operator's decisions, as a table: a snapshot of what it observed in, the status and the
+actions it decides out. Every phase transition, the cap, suspend before and after admission,
+retries, partial and total failure, a lost jobrunner report, a Complete Job whose rows are
+missing, outputs missing from storage, and a restart between any two writes of a step."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from vtx.core import resource as vt
+from vtx.core import videos
+from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
+from vtx.core.videos import OutputRecord, RenditionRecord
+from vtx.operator.decide import (
+    Continue,
+    CreateIngestJob,
+    CreateTranscodeJob,
+    Decision,
+    DeleteJob,
+    Emit,
+    ExplainFailure,
+    MarkFailed,
+    Probe,
+    ProbeResult,
+    Publish,
+    ReadRecords,
+    ReplacePods,
+    SetSuspended,
+    Snapshot,
+    Verify,
+    decide,
+    missing_jobs,
+)
+from vtx.operator.jobs import job_name, planned_jobs
+from vtx.operator.state import JobObs
+
+VID = "0b9f0a55-2b8c-4d8f-9a51-3a3c0c1e1a11"
+NAME = f"v-{VID}"
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+FACTS = SourceFacts(duration=10.0, has_video=True, has_audio=True, width=1920, height=1080, fps=30)
+PLAN = tuple(plan_ladder(FACTS))
+SPEC = vt.VideoTranscodeSpec(
+    video_id=VID, source=vt.SourceRef(key=f"videos/{VID}/source/a.mp4", size=1000)
+)
+SOURCE = vt.SourceStatus(duration=10.0, width=1920, height=1080, fps=30.0, has_audio=True)
+
+
+def jobs_of(grouped: bool = False, redos: dict[str, int] | None = None) -> list[str]:
+    return list(planned_jobs(NAME, PLAN, grouped, redos))
+
+
+def job_of(r: Rendition, redo: int = 0) -> str:
+    return job_name(NAME, "transcode", [r.name], redo)
+
+
+def planned(phase: Any = "Transcoding", **entries: vt.RenditionStatus) -> vt.VideoTranscodeStatus:
+    """A status after the probe: the plan, and an entry per rendition (Queued unless given)."""
+    return vt.VideoTranscodeStatus(
+        phase=phase,
+        source=SOURCE,
+        plan=PLAN,
+        renditions={
+            r.name: entries.get(f"r{r.name}") or vt.RenditionStatus(phase="Queued") for r in PLAN
+        },
+    )
+
+
+def snap(status: vt.VideoTranscodeStatus, **kw: Any) -> Snapshot:
+    spec = kw.pop("spec", SPEC)
+    return Snapshot(name=NAME, generation=1, spec=spec, status=status, now=NOW, **kw)
+
+
+def job(name: str, state: Any = "active", attempts: int = 1, suspended: bool = False) -> JobObs:
+    return JobObs(name, state, attempts, suspended)
+
+
+def record(r: Rendition, job: str, *, segments: int = 3, ipfs: bool = True) -> RenditionRecord:
+    """The rows a jobrunner leaves when it has recorded a rendition whole."""
+    outputs = {}
+    for fmt in (videos.MP4, videos.HLS):
+        for storage in (videos.S3, videos.IPFS) if ipfs else (videos.S3,):
+            hls = fmt == videos.HLS
+            outputs[(fmt, storage)] = OutputRecord(
+                fmt=fmt, storage=storage,
+                key=f"videos/{VID}/{r.name}/" + ("hls/index.m3u8" if hls else "video.mp4"),
+                cid=f"cid-{r.name}-{fmt}" if ipfs else None, size=1234, duration=10.0, job=job,
+                segment_count=segments if hls else None,
+                init_cid=f"cid-{r.name}-init" if hls and ipfs else None, decode_errors=0,
+                segments=segments if hls else 0, first_sequence=0 if hls else None,
+                last_sequence=segments - 1 if hls else None, segment_seconds=10.0 if hls else 0,
+                segments_with_cid=segments if hls and ipfs else 0,
+            )  # fmt: skip
+    return RenditionRecord(r.name, outputs)
+
+
+def all_jobs(state: Any = "succeeded") -> dict[str, JobObs]:
+    return {n: job(n, state) for n in jobs_of()}
+
+
+def records(**overrides: RenditionRecord | None) -> dict[str, RenditionRecord]:
+    out = {r.name: record(r, job_of(r)) for r in PLAN}
+    for key, value in overrides.items():
+        name = key.removeprefix("r")
+        if value is None:
+            del out[name]
+        else:
+            out[name] = value
+    return out
+
+
+def no_problems() -> dict[str, tuple[str, ...]]:
+    return {r.name: () for r in PLAN}
+
+
+def cond(status: vt.VideoTranscodeStatus, type: str) -> vt.Condition:
+    found = status.condition(type)
+    assert found is not None, f"no {type} condition"
+    return found
+
+
+def kinds(d: Decision) -> list[str]:
+    return [type(a).__name__ for a in d.actions if not isinstance(a, Emit)]
+
+
+def events(d: Decision) -> list[str]:
+    return [a.reason for a in d.actions if isinstance(a, Emit)]
+
+
+def entry_phases(d: Decision) -> dict[str, str]:
+    return {n: e.phase for n, e in d.status.renditions.items()}
+
+
+# --- the probe and the plan --------------------------------------------------------------------
+
+
+def test_a_new_resource_is_probed_first() -> None:
+    d = decide(snap(vt.VideoTranscodeStatus()))
+    assert d.actions == (Probe(),)
+    assert d.status == vt.VideoTranscodeStatus()
+
+
+def test_a_probed_source_is_planned_and_decided_again_for_admission() -> None:
+    d = decide(snap(vt.VideoTranscodeStatus(), probe=ProbeResult(facts=FACTS)))
+    assert d.status.plan == PLAN
+    assert d.status.phase == "Queued"
+    assert d.status.source == SOURCE
+    assert entry_phases(d) == dict.fromkeys(("480p", "720p", "1080p"), "Queued")
+    assert cond(d.status, "Probed").status == "True"
+    assert kinds(d) == ["Continue"], "admission comes next, in the same step"
+    assert events(d) == ["Probed"]
+
+
+def test_an_unusable_source_fails_without_a_job() -> None:
+    d = decide(snap(vt.VideoTranscodeStatus(), probe=ProbeResult(refused="not a video")))
+    assert d.status.phase == "Failed"
+    assert d.status.plan is None
+    assert MarkFailed("InvalidSource: not a video") in d.actions
+    assert not [a for a in d.actions if isinstance(a, CreateTranscodeJob)]
+    c = cond(d.status, "Probed")
+    assert (c.status, c.reason) == ("False", "InvalidSource")
+
+
+def test_a_source_that_cannot_be_read_now_is_probed_again_later_then_fails() -> None:
+    first = decide(snap(vt.VideoTranscodeStatus(), probe=ProbeResult(unavailable="timed out")))
+    assert first.status.phase is None
+    assert first.status.probe_failures == 1
+    assert first.status.probe_retry_at == "2026-11-29T12:00:10Z"
+    assert events(first) == ["ProbeRetry"]
+    # Before the retry time: nothing, not even a probe.
+    assert decide(snap(first.status)).actions == ()
+    later = dataclasses.replace(snap(first.status), now=NOW + timedelta(seconds=11))
+    assert decide(later).actions == (Probe(),)
+    status = dataclasses.replace(first.status, probe_failures=4)
+    last = decide(snap(status, probe=ProbeResult(unavailable="timed out")))
+    assert last.status.phase == "Failed"
+    assert MarkFailed("SourceUnreadable: the source could not be read 5 times: timed out") in (
+        last.actions
+    )
+
+
+def test_renditions_asked_for_by_name() -> None:
+    spec = dataclasses.replace(SPEC, renditions=(vt.RenditionSpec("720p"),))
+    d = decide(snap(vt.VideoTranscodeStatus(), spec=spec, probe=ProbeResult(facts=FACTS)))
+    assert [r.name for r in d.status.plan or ()] == ["720p"]
+    asked = (vt.RenditionSpec("720p"), vt.RenditionSpec("4k"))
+    unknown = dataclasses.replace(SPEC, renditions=asked)
+    d = decide(snap(vt.VideoTranscodeStatus(), spec=unknown, probe=ProbeResult(facts=FACTS)))
+    assert d.status.phase == "Failed"
+    c = cond(d.status, "Ready")
+    assert c.reason == "InvalidSpec"
+    assert "4k" in c.message
+    small = SourceFacts(duration=5, has_video=True, has_audio=False, width=640, height=360, fps=25)
+    too_big = dataclasses.replace(SPEC, renditions=(vt.RenditionSpec("1080p"),))
+    d = decide(snap(vt.VideoTranscodeStatus(), spec=too_big, probe=ProbeResult(facts=small)))
+    assert d.status.phase == "Failed", "never upscaled, and never the whole ladder instead"
+    assert "none of 1080p fits" in (d.note or "")
+
+
+# --- admission and the cap ---------------------------------------------------------------------
+
+
+def test_every_job_and_the_ingest_are_created_when_slots_are_free() -> None:
+    s = snap(planned("Queued"), slots=3)
+    assert missing_jobs(s) == 3
+    d = decide(s)
+    created = [a for a in d.actions if isinstance(a, CreateTranscodeJob)]
+    assert [a.name for a in created] == jobs_of()
+    assert CreateIngestJob() in d.actions
+    assert d.status.ingest == vt.IngestStatus("Running", "pinning the original to IPFS")
+    assert d.status.phase == "Transcoding"
+    assert entry_phases(d) == dict.fromkeys(("480p", "720p", "1080p"), "Pending")
+    assert cond(d.status, "JobsCreated").status == "True"
+    assert d.waiting == 0
+
+
+def test_the_cap_admits_what_it_can_and_the_rest_wait_queued() -> None:
+    none = decide(snap(planned("Queued"), slots=0))
+    assert kinds(none) == []
+    assert none.status.phase == "Queued"
+    assert none.waiting == 3
+    one = decide(snap(planned("Queued"), slots=1))
+    assert [a.name for a in one.actions if isinstance(a, CreateTranscodeJob)] == jobs_of()[:1]
+    assert one.waiting == 2
+    assert one.status.phase == "Transcoding"
+    assert entry_phases(one) == {"480p": "Pending", "720p": "Queued", "1080p": "Queued"}
+    assert one.status.condition("JobsCreated") is None, "not all of them yet"
+
+
+def test_grouped_renditions_share_one_job() -> None:
+    spec = dataclasses.replace(SPEC, group_renditions=True)
+    d = decide(snap(planned("Queued"), spec=spec, slots=4))
+    created = [a for a in d.actions if isinstance(a, CreateTranscodeJob)]
+    assert len(created) == 1
+    assert created[0].renditions == PLAN
+
+
+# --- following the Jobs --------------------------------------------------------------------------
+
+
+def test_running_jobs_show_their_attempts_and_the_video_transcodes() -> None:
+    jobs = {n: job(n, attempts=2) for n in jobs_of()}
+    d = decide(snap(planned("Transcoding"), jobs=jobs))
+    assert d.status.phase == "Transcoding"
+    assert {e.attempts for e in d.status.renditions.values()} == {2}
+    assert entry_phases(d) == dict.fromkeys(("480p", "720p", "1080p"), "Running")
+    assert kinds(d) == []
+
+
+def test_a_stalled_job_gets_its_pod_replaced() -> None:
+    jobs = {n: job(n) for n in jobs_of()}
+    d = decide(snap(planned("Transcoding"), jobs=jobs, stalled=frozenset({jobs_of()[1]})))
+    assert [a for a in d.actions if isinstance(a, ReplacePods)] == [ReplacePods(jobs_of()[1])]
+
+
+def test_a_complete_job_is_only_a_claim_until_its_rows_and_objects_check_out() -> None:
+    jobs = all_jobs("succeeded")
+    first = decide(snap(planned("Transcoding"), jobs=jobs))
+    assert kinds(first) == ["ReadRecords"]
+    assert first.status.phase == "Transcoding"
+    second = decide(snap(planned("Transcoding"), jobs=jobs, records=records()))
+    assert [a for a in second.actions if isinstance(a, Verify)] == [
+        Verify(("1080p", "480p", "720p"))
+    ]
+    assert "Succeeded" not in entry_phases(second).values()
+    third = decide(snap(planned("Transcoding"), jobs=jobs, records=records(), checks=no_problems()))
+    assert entry_phases(third) == dict.fromkeys(("480p", "720p", "1080p"), "Succeeded")
+    assert third.status.phase == "Publishing"
+    assert [a for a in third.actions if isinstance(a, Publish)] == [Publish(PLAN)]
+    outputs = third.status.renditions["720p"].outputs
+    assert outputs is not None
+    assert outputs.mp4 == f"videos/{VID}/720p/video.mp4"
+    assert outputs.cids == {
+        "video.mp4": "cid-720p-mp4",
+        "hls/index.m3u8": "cid-720p-hls",
+        "hls/init.mp4": "cid-720p-init",
+    }
+    published = vt.PublishedOutputs(f"videos/{VID}/master.m3u8", "root")
+    done = decide(
+        snap(third.status, jobs=jobs, records=records(), checks=no_problems(), published=published)
+    )
+    assert done.status.phase == "Ready"
+    assert done.status.progress == 100
+    assert done.status.outputs == published
+    assert cond(done.status, "Ready").reason == "Published"
+    assert cond(done.status, "Degraded").status == "False"
+    assert events(done) == ["Ready"]
+
+
+def test_a_lost_jobrunner_report_does_not_hold_the_video_back() -> None:
+    """The jobrunner's last report (Uploading at 60%) never arrived: the Job and the rows say
+    it is done, and that is what counts."""
+    stale = vt.RenditionStatus(phase="Uploading", progress=60, job=jobs_of()[2])
+    status = planned("Transcoding", r1080p=stale)
+    d = decide(snap(status, jobs=all_jobs(), records=records(), checks=no_problems()))
+    assert entry_phases(d)["1080p"] == "Succeeded"
+    assert [a for a in d.actions if isinstance(a, Publish)] == [Publish(PLAN)]
+
+
+def test_a_report_of_success_without_evidence_is_not_believed() -> None:
+    """A rendition whose jobrunner says Uploading 100% while its Job still runs stays open."""
+    claim = vt.RenditionStatus(phase="Uploading", progress=100, job=jobs_of()[0])
+    jobs = {**all_jobs(), jobs_of()[0]: job(jobs_of()[0], "active")}
+    d = decide(snap(planned("Transcoding", r480p=claim), jobs=jobs, records=records(),
+                    checks=no_problems()))  # fmt: skip
+    assert entry_phases(d)["480p"] == "Uploading"
+    assert d.status.phase == "Transcoding"
+    assert not [a for a in d.actions if isinstance(a, Publish)]
+
+
+def test_a_complete_job_without_rows_is_made_again_then_fails_the_rendition() -> None:
+    d = decide(snap(planned("Transcoding"), jobs=all_jobs(), records=records(r720p=None), slots=1))
+    entry = d.status.renditions["720p"]
+    assert (entry.phase, entry.redos) == ("Pending", 1)
+    assert "no rows record its outputs" in (entry.message or "")
+    redo = job_of(PLAN[1], 1)
+    assert CreateTranscodeJob(redo, (PLAN[1],)) in d.actions
+    assert DeleteJob(jobs_of()[1]) not in d.actions, "deleted once it is no longer planned"
+    assert "Redo" in events(d)
+    # The next step: the first Job is not planned any more.
+    after = decide(snap(d.status, jobs={**all_jobs(), redo: job(redo)}))
+    assert DeleteJob(jobs_of()[1]) in after.actions
+    # At the limit: the rendition fails, the video is Ready without it and says so.
+    worn = dataclasses.replace(entry, redos=2, job=job_name(NAME, "transcode", ["720p"], 2))
+    status = planned("Transcoding", r720p=worn)
+    jobs = {n: job(n, "succeeded") for n in planned_jobs(NAME, PLAN, False, {"720p": 2})}
+    last = decide(snap(status, jobs=jobs, records=records(r720p=None), checks=no_problems()))
+    assert entry_phases(last)["720p"] == "Failed"
+    assert "did not check out after 3 runs" in (last.status.renditions["720p"].message or "")
+    assert [a for a in last.actions if isinstance(a, Publish)] == [Publish((PLAN[0], PLAN[2]))]
+
+
+def test_rows_recorded_by_another_run_are_not_evidence() -> None:
+    stale = record(PLAN[0], "some-other-job")
+    d = decide(snap(planned("Transcoding"), jobs=all_jobs(), records=records(r480p=stale)))
+    assert d.status.renditions["480p"].redos == 1
+    assert "recorded by some-other-job" in (d.status.renditions["480p"].message or "")
+
+
+def test_gaps_in_the_segment_rows_are_not_evidence() -> None:
+    gap = record(PLAN[0], job_of(PLAN[0]))
+    hls = gap.outputs[(videos.HLS, videos.S3)]
+    gap.outputs[(videos.HLS, videos.S3)] = dataclasses.replace(hls, segments=2, last_sequence=2)  # type: ignore[index]
+    d = decide(snap(planned("Transcoding"), jobs=all_jobs(), records=records(r480p=gap)))
+    assert "2 segment rows numbered 0 to 2, not 0 to 2" in (
+        d.status.renditions["480p"].message or ""
+    )
+
+
+def test_outputs_missing_from_storage_are_made_again() -> None:
+    checks = {**no_problems(), "1080p": ("3 of its segments are missing from S3",)}
+    d = decide(snap(planned("Transcoding"), jobs=all_jobs(), records=records(), checks=checks))
+    assert d.status.renditions["1080p"].phase == "Queued"
+    assert d.status.renditions["1080p"].redos == 1
+    assert d.status.phase == "Transcoding"
+    assert not [a for a in d.actions if isinstance(a, Publish)]
+
+
+def test_outputs_checked_in_an_earlier_step_are_checked_again_before_publishing() -> None:
+    done = vt.RenditionStatus(phase="Succeeded", progress=100)
+    status = planned("Publishing", r480p=done, r720p=done, r1080p=done)
+    d = decide(snap(status, jobs=all_jobs(), records=records()))
+    assert [a for a in d.actions if isinstance(a, Verify)] == [Verify(("1080p", "480p", "720p"))]
+    broken = {**no_problems(), "480p": ("its MP4 is missing from S3",)}
+    d = decide(snap(status, jobs=all_jobs(), records=records(), checks=broken, slots=1))
+    assert d.status.renditions["480p"].phase == "Pending"
+    assert CreateTranscodeJob(job_of(PLAN[0], 1), (PLAN[0],)) in d.actions
+    assert d.status.phase == "Transcoding", "never a complete-looking Ready"
+
+
+# --- failures ------------------------------------------------------------------------------------
+
+
+def test_a_failed_job_fails_its_renditions_with_the_pods_words() -> None:
+    jobs = {**all_jobs("active"), jobs_of()[0]: job(jobs_of()[0], "failed")}
+    first = decide(snap(planned("Transcoding"), jobs=jobs))
+    assert ExplainFailure(jobs_of()[0]) in first.actions
+    d = decide(snap(planned("Transcoding"), jobs=jobs, failures={jobs_of()[0]: "InvalidSource: x"}))
+    assert d.status.renditions["480p"].phase == "Failed"
+    assert d.status.renditions["480p"].message == "InvalidSource: x"
+    assert d.status.phase == "Transcoding"
+
+
+def test_partial_failure_is_ready_and_degraded() -> None:
+    failed = vt.RenditionStatus(phase="Failed", message="OOMKilled")
+    jobs = {**all_jobs(), jobs_of()[2]: job(jobs_of()[2], "failed")}
+    published = vt.PublishedOutputs(f"videos/{VID}/master.m3u8", "root")
+    d = decide(snap(planned("Transcoding", r1080p=failed), jobs=jobs, records=records(),
+                    checks=no_problems(), published=published))  # fmt: skip
+    assert d.status.phase == "Ready"
+    c = cond(d.status, "Degraded")
+    assert (c.status, c.reason) == ("True", "RenditionsFailed")
+    assert "1080p" in c.message
+
+
+def test_total_failure_fails_the_video() -> None:
+    failed = vt.RenditionStatus(phase="Failed", message="x")
+    status = planned("Transcoding", r480p=failed, r720p=failed, r1080p=failed)
+    d = decide(snap(status, jobs=all_jobs("failed")))
+    assert d.status.phase == "Failed"
+    assert MarkFailed("RenditionsFailed: every rendition failed: 480p, 720p, 1080p") in d.actions
+
+
+def test_decode_errors_are_a_warning_on_a_ready_video() -> None:
+    noisy = record(PLAN[0], job_of(PLAN[0]))
+    key = (videos.MP4, videos.S3)
+    noisy.outputs[key] = dataclasses.replace(noisy.outputs[key], decode_errors=7)  # type: ignore[index]
+    done = vt.RenditionStatus(phase="Succeeded", progress=100)
+    status = planned("Publishing", r480p=done, r720p=done, r1080p=done)
+    published = vt.PublishedOutputs(f"videos/{VID}/master.m3u8", "root")
+    d = decide(snap(status, jobs=all_jobs(), records=records(r480p=noisy), checks=no_problems(),
+                    published=published))  # fmt: skip
+    assert d.status.phase == "Ready"
+    c = cond(d.status, "Degraded")
+    assert (c.status, c.reason) == ("True", "DecodeErrors")
+    assert "7 decode errors" in c.message
+
+
+def test_a_failed_ingest_after_ready_degrades_without_failing() -> None:
+    done = vt.RenditionStatus(phase="Succeeded", progress=100)
+    ready = dataclasses.replace(
+        planned("Ready", r480p=done, r720p=done, r1080p=done),
+        ingest=vt.IngestStatus("Running"),
+        outputs=vt.PublishedOutputs("m", "root"),
+    )
+    ingest = job(f"{NAME}-ingest", "failed")
+    first = decide(snap(ready, ingest_job=ingest))
+    assert ExplainFailure(ingest.name) in first.actions
+    second = decide(snap(ready, ingest_job=ingest, failures={ingest.name: "ipfs down"}))
+    assert kinds(second) == ["ReadRecords"]
+    d = decide(snap(ready, ingest_job=ingest, failures={ingest.name: "ipfs down"},
+                    records=records()))  # fmt: skip
+    assert d.status.phase == "Ready"
+    assert d.status.ingest == vt.IngestStatus("Failed", "ipfs down")
+    assert cond(d.status, "Degraded").reason == "IngestFailed"
+
+
+# --- suspend -------------------------------------------------------------------------------------
+
+
+def test_suspend_before_admission_probes_nothing_and_makes_nothing() -> None:
+    spec = dataclasses.replace(SPEC, suspend=True)
+    d = decide(snap(vt.VideoTranscodeStatus(), spec=spec))
+    assert d.status.phase == "Suspended"
+    assert kinds(d) == []
+    queued = decide(snap(planned("Queued"), spec=spec, slots=3))
+    assert queued.status.phase == "Suspended"
+    assert not [a for a in queued.actions if isinstance(a, CreateTranscodeJob)]
+    assert missing_jobs(snap(planned("Queued"), spec=spec)) == 0
+
+
+def test_suspend_after_admission_suspends_the_running_jobs_and_resume_resumes_them() -> None:
+    spec = dataclasses.replace(SPEC, suspend=True)
+    jobs = {n: job(n) for n in jobs_of()}
+    d = decide(snap(planned("Transcoding"), spec=spec, jobs=jobs))
+    assert [a for a in d.actions if isinstance(a, SetSuspended)] == [
+        SetSuspended(n, True) for n in jobs_of()
+    ]
+    assert d.status.phase == "Suspended"
+    suspended = {n: job(n, suspended=True) for n in jobs_of()}
+    again = decide(snap(d.status, spec=spec, jobs=suspended))
+    assert kinds(again) == [], "nothing more to do while suspended"
+    resumed = decide(snap(d.status, jobs=suspended))
+    assert [a for a in resumed.actions if isinstance(a, SetSuspended)] == [
+        SetSuspended(n, False) for n in jobs_of()
+    ]
+    assert resumed.status.phase == "Transcoding"
+    assert "Resumed" in events(resumed)
+
+
+# --- a restart between any two writes ------------------------------------------------------
+
+
+def test_restart_after_the_probe_before_the_plan_was_written_probes_again() -> None:
+    assert decide(snap(vt.VideoTranscodeStatus(phase="Pending"))).actions == (Probe(),)
+
+
+def test_restart_after_jobs_were_created_before_the_status_said_so() -> None:
+    """The Jobs exist (the watch shows them); the status still says Queued: nothing is made
+    twice, and the status catches up."""
+    jobs = {n: job(n) for n in jobs_of()}
+    s = snap(planned("Queued"), jobs=jobs, ingest_job=job(f"{NAME}-ingest"))
+    assert missing_jobs(s) == 0
+    d = decide(dataclasses.replace(s, slots=3))
+    assert not [a for a in d.actions if isinstance(a, (CreateTranscodeJob, CreateIngestJob))]
+    assert d.status.phase == "Transcoding"
+    assert entry_phases(d) == dict.fromkeys(("480p", "720p", "1080p"), "Running")
+
+
+def test_restart_during_publish_publishes_again() -> None:
+    done = vt.RenditionStatus(phase="Succeeded", progress=100)
+    status = planned("Publishing", r480p=done, r720p=done, r1080p=done)
+    d = decide(snap(status, jobs=all_jobs(), records=records(), checks=no_problems()))
+    assert [a for a in d.actions if isinstance(a, Publish)] == [Publish(PLAN)]
+
+
+def test_restart_after_a_redo_was_decided_before_it_was_made() -> None:
+    """The status says 720p is made again (redos 1) but its Job is not there yet."""
+    redone = vt.RenditionStatus(phase="Queued", redos=1)
+    s = snap(planned("Transcoding", r720p=redone), jobs=all_jobs())
+    assert missing_jobs(s) == 1
+    d = decide(dataclasses.replace(s, slots=1, records=records()))
+    assert CreateTranscodeJob(job_of(PLAN[1], 1), (PLAN[1],)) in d.actions
+    assert DeleteJob(jobs_of()[1]) in d.actions
+
+
+def test_restart_when_the_ready_video_has_nothing_left_to_do() -> None:
+    done = vt.RenditionStatus(phase="Succeeded", progress=100)
+    ready = dataclasses.replace(
+        planned("Ready", r480p=done, r720p=done, r1080p=done),
+        ingest=vt.IngestStatus("Succeeded"),
+        outputs=vt.PublishedOutputs("m", "root"),
+    )
+    d = decide(snap(ready))
+    assert d.actions == ()
+    assert d.status == ready
+
+
+def test_a_resource_without_ipfs_publishes_no_ingest() -> None:
+    spec = dataclasses.replace(SPEC, storage_ipfs=False)
+    d = decide(snap(planned("Queued"), spec=spec, slots=3))
+    assert CreateIngestJob() not in d.actions
+    assert d.status.ingest is None
+    only_s3 = {r.name: record(r, job_of(r), ipfs=False) for r in PLAN}
+    d = decide(snap(planned("Transcoding"), spec=spec, jobs=all_jobs(), records=only_s3,
+                    checks=no_problems()))  # fmt: skip
+    assert entry_phases(d) == dict.fromkeys(("480p", "720p", "1080p"), "Succeeded")
+    assert d.status.renditions["480p"].outputs == vt.RenditionOutputs(
+        f"videos/{VID}/480p/video.mp4", f"videos/{VID}/480p/hls/index.m3u8", {}
+    )
+
+
+@pytest.mark.parametrize("phase", ["Ready", "Failed"])
+def test_a_finished_video_makes_no_job(phase: Any) -> None:
+    d = decide(snap(planned(phase), slots=3))
+    assert not [a for a in d.actions if isinstance(a, CreateTranscodeJob)]
+    assert missing_jobs(snap(planned(phase))) == 0
+
+
+def test_the_continue_action_is_an_observation() -> None:
+    d = decide(snap(vt.VideoTranscodeStatus(), probe=ProbeResult(facts=FACTS)))
+    assert d.observes == (Continue(),)
+    assert decide(snap(planned("Queued"), slots=0)).observes == ()
+    assert ReadRecords() in decide(snap(planned(), jobs=all_jobs())).observes

@@ -1,0 +1,136 @@
+"""The media policy every component shares: which demuxers and protocols a hostile upload may
+be read with, how the HLS outputs are cut, where each output lives, what FFmpeg's complaints
+mean, and the exit codes a job pod reports them with (pure definitions and functions)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+# Demuxers a source may be read with. Playlists (hls, concat) and image sequences are not here:
+# a "video" that is really a playlist could point FFmpeg at other files or hosts.
+INPUT_FORMATS = (
+    "mov,mp4,m4a,3gp,3g2,mj2",
+    "matroska,webm",
+    "avi",
+    "flv",
+    "mpegts",
+    "mpeg",
+    "ogg",
+    "asf",
+    "wav",
+    "mp3",
+    "aac",
+    "flac",
+    "m4v",
+    "h264",
+    "hevc",
+)
+SEGMENT_SECONDS = 4
+KEYFRAME_SECONDS = 2  # every segment starts on a keyframe at the same time in every rendition
+EXIT_INVALID_INPUT = 42  # the operator's podFailurePolicy fails the Job at once on this code
+EXIT_RETRYABLE = 75  # EX_TEMPFAIL: storage, network or an interruption; the Job retries
+
+# --- where outputs live (S3 keys, mirrored by the IPFS directory) ----------------------------
+MASTER_PLAYLIST = "master.m3u8"
+HLS_PLAYLIST = "hls/index.m3u8"
+INIT_NAME = "init.mp4"  # the fMP4 HLS init segment, beside the playlist
+HLS_INIT = f"hls/{INIT_NAME}"
+SEGMENT_PATTERN = "seg_%05d.m4s"  # FFmpeg's name for segment n
+
+
+def video_prefix(video_id: str) -> str:
+    return f"videos/{video_id}"
+
+
+def rendition_prefix(video_id: str, rendition: str) -> str:
+    return f"videos/{video_id}/{rendition}"
+
+
+def master_key(video_id: str) -> str:
+    return f"videos/{video_id}/{MASTER_PLAYLIST}"
+
+
+def mp4_name(kind: str) -> str:
+    """The MP4's file name in a rendition's folder: ``audio.mp4`` for sound only."""
+    return "audio.mp4" if kind == "audio" else "video.mp4"
+
+
+def segment_name(sequence: int) -> str:
+    return SEGMENT_PATTERN % sequence
+
+
+def allowed_protocols(url: str) -> str:
+    """The source's scheme and what it needs underneath; never file, concat or data."""
+    scheme = urlsplit(url).scheme
+    if scheme == "https":
+        return "https,tls,tcp"
+    if scheme == "http":
+        return "http,tcp"
+    raise ValueError(f"the source must be an http(s) URL, not {scheme or 'a path'}")
+
+
+# --- what FFmpeg's messages mean ----------------------------------------------------------------
+_INVALID_INPUT = re.compile(
+    r"Invalid data found|moov atom not found|not on (the )?(format )?whitelist|"
+    r"not in (the )?(format )?whitelist|Unknown input format|could not find codec parameters|"
+    r"Output file #\d+ does not contain any stream|Stream map .* matches no streams|"
+    r"does not contain any stream|error while decoding|partial file|corrupt|"
+    r"Invalid argument|Unsupported codec|no decoder",
+    re.IGNORECASE,
+)
+_TRANSIENT = re.compile(
+    r"Connection refused|Connection reset|Connection timed out|timed out|"
+    r"Server returned 5\d\d|Server returned 4(03|04|08|29)|Network is unreachable|"
+    r"No route to host|Temporary failure|I/O error|Broken pipe|No space left|"
+    r"Cannot allocate memory",
+    re.IGNORECASE,
+)
+# A decoder's complaint about one packet or frame: FFmpeg goes on, the output has a glitch.
+_DECODE_ERROR = re.compile(
+    r"error while decoding|concealing \d+ (DC|AC|MV) errors|Invalid NAL unit|"
+    r"corrupt (decoded )?frame|decode_slice_header error|Error splitting the input into NAL",
+    re.IGNORECASE,
+)
+
+
+def classify_failure(stderr: str) -> str:
+    """``"invalid"`` when FFmpeg's messages say the input itself is bad, else ``"transient"``.
+
+    Network and storage trouble wins: a truncated read caused by a dropped connection looks
+    like bad data too, and retrying it is what a user would want.
+    """
+    if _TRANSIENT.search(stderr):
+        return "transient"
+    if _INVALID_INPUT.search(stderr):
+        return "invalid"
+    return "transient"
+
+
+def count_decode_errors(stderr: str) -> int:
+    """Lines in which a decoder reported damage it concealed or skipped."""
+    return sum(1 for line in stderr.splitlines() if _DECODE_ERROR.search(line))
+
+
+_SIGNED_URL = re.compile(r"(https?://[^\s?]+)\?\S*?(?=:?(\s|$))")
+_CONTEXT = re.compile(r"^\[(?P<part>[\w,]+) @ 0x[0-9a-f]+\]\s*")
+_ANY_URL = re.compile(r"https?://\S+?(?=:\s|:$|\s|$)")
+
+
+def redact_urls(text: str) -> str:
+    """Drop query strings from URLs: a signed URL is a credential and must not be logged."""
+    return _SIGNED_URL.sub(r"\1", text)
+
+
+def failure_reason(stderr: str) -> str:
+    """The most telling line of FFmpeg's messages, without signed URLs or addresses."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        match = _CONTEXT.match(line)
+        if match and "whitelist" in line:
+            return f"{match.group('part')} input is not allowed ({line[match.end() :]})"
+    chosen = next((line for line in lines if _INVALID_INPUT.search(line)), None)
+    chosen = chosen or next((line for line in lines if _TRANSIENT.search(line)), None)
+    chosen = chosen or (lines[-1] if lines else "no message")
+    # The URL is the source's, at an address users cannot reach and need not know.
+    return _ANY_URL.sub("the source", _CONTEXT.sub("", chosen))[:300]

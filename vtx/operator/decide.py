@@ -1,0 +1,609 @@
+"""What the operator does with one VideoTranscode, decided from what it observed (pure).
+
+:func:`decide` takes a :class:`Snapshot` (the spec, the status, the Jobs' states, the rows and
+objects that exist, the free slots) and returns a :class:`Decision`: the status to have and the
+actions that get there. Some actions observe (probe the source, read the rows, verify the
+outputs, publish); the step carries them out and asks again with what they found, so a table
+of snapshots and decisions tests every rule without a cluster (``tests/unit/test_decide.py``).
+
+A rendition is done on evidence only: its Job is Complete, its rows record every output and
+name that Job, and the outputs check out in storage. What a jobrunner reports (phase,
+progress) is shown, never trusted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from vtx.core import media, videos
+from vtx.core import resource as vt
+from vtx.core.ladder import DEFAULT_LADDER, InvalidSource, Rendition, Rung, SourceFacts, plan_ladder
+from vtx.core.verify import record_problems
+from vtx.core.videos import RenditionRecord
+from vtx.operator.jobs import planned_jobs
+from vtx.operator.state import JobObs
+
+TERMINAL = ("Ready", "Failed")
+DONE = ("Succeeded", "Failed")
+
+# --- what the step observed ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    facts: SourceFacts | None = None
+    refused: str | None = None  # the source cannot be transcoded: why
+    unavailable: str | None = None  # it could not be read just now: why
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_output_fps: float = 60.0
+    redo_limit: int = 2  # re-runs of a rendition whose outputs did not check out
+    probe_retry_limit: int = 5  # probes in a row that may fail for a passing reason
+    probe_backoff_s: float = 10.0  # the wait after the first such failure; doubled each time
+    ladder: tuple[Rung, ...] = DEFAULT_LADDER
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    name: str
+    generation: int
+    spec: vt.VideoTranscodeSpec
+    status: vt.VideoTranscodeStatus
+    now: datetime
+    policy: Policy = Policy()
+    jobs: Mapping[str, JobObs] = field(default_factory=dict)  # transcode Jobs it owns
+    ingest_job: JobObs | None = None
+    slots: int = 0  # Jobs it may create now (free slots of the cap, earlier resources first)
+    stalled: frozenset[str] = frozenset()  # running Jobs without progress for the stall time
+    probe: ProbeResult | None = None
+    records: Mapping[str, RenditionRecord] | None = None  # None: not read in this step
+    checks: Mapping[str, tuple[str, ...]] | None = None  # rendition → problems found in storage
+    failures: Mapping[str, str] = field(default_factory=dict)  # Job → its pod's last words
+    published: vt.PublishedOutputs | None = None
+
+
+# --- what it decided ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Observe: probe the source."""
+
+
+@dataclass(frozen=True)
+class ReadRecords:
+    """Observe: read the video's transcodes and segment rows."""
+
+
+@dataclass(frozen=True)
+class Verify:
+    """Observe: check these renditions' outputs in S3 (and their rows) before trusting them."""
+
+    renditions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExplainFailure:
+    """Observe: read why a failed Job's pod failed."""
+
+    job: str
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Write the master playlist, build and check the IPFS root, mark the video completed."""
+
+    renditions: tuple[Rendition, ...]
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Decide again with the new status (after planning: admission in the same step)."""
+
+
+@dataclass(frozen=True)
+class CreateTranscodeJob:
+    name: str
+    renditions: tuple[Rendition, ...]
+
+
+@dataclass(frozen=True)
+class CreateIngestJob:
+    pass
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    name: str
+
+
+@dataclass(frozen=True)
+class SetSuspended:
+    name: str
+    suspended: bool
+
+
+@dataclass(frozen=True)
+class ReplacePods:
+    """A stalled Job: delete its pods that ran the whole stall time (the Job makes another),
+    with a Warning event when there was one."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class MarkFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Emit:
+    """A Kubernetes Event on the resource."""
+
+    kind: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+Observe = Probe | ReadRecords | Verify | ExplainFailure | Publish | Continue
+Effect = CreateTranscodeJob | CreateIngestJob | DeleteJob | SetSuspended | ReplacePods | MarkFailed
+Action = Observe | Effect | Emit
+OBSERVE = (Probe, ReadRecords, Verify, ExplainFailure, Publish, Continue)
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: vt.VideoTranscodeStatus
+    actions: tuple[Action, ...] = ()
+    note: str | None = None  # what the phase event says
+    waiting: int = 0  # Jobs it wants but has no slot for
+
+    @property
+    def observes(self) -> tuple[Observe, ...]:
+        return tuple(a for a in self.actions if isinstance(a, OBSERVE))
+
+
+def missing_jobs(s: Snapshot) -> int:
+    """Jobs the resource would create now with slots enough (what admission counts)."""
+    plan = s.status.plan
+    if plan is None or s.spec.suspend or s.status.phase in TERMINAL:
+        return 0
+    entries = s.status.renditions
+    jobs = planned_jobs(s.name, plan, s.spec.group_renditions, _redos(entries))
+    return sum(
+        1
+        for name, group in jobs.items()
+        if name not in s.jobs and any(_entry(entries, r.name).phase not in DONE for r in group)
+    )
+
+
+def _entry(entries: Mapping[str, vt.RenditionStatus], name: str) -> vt.RenditionStatus:
+    return entries.get(name) or vt.RenditionStatus()
+
+
+def _redos(entries: Mapping[str, vt.RenditionStatus]) -> dict[str, int]:
+    return {name: e.redos for name, e in entries.items()}
+
+
+class _Draft:
+    """The status being decided, and the actions that go with it."""
+
+    def __init__(self, s: Snapshot) -> None:
+        self.s = s
+        self.status = s.status
+        self.entries: dict[str, vt.RenditionStatus] = dict(s.status.renditions)
+        self.actions: list[Action] = []
+        self.verify: list[str] = []
+        self.note: str | None = None
+        self.waiting = 0
+
+    # --- building blocks -------------------------------------------------------------------
+    def act(self, action: Action) -> None:
+        if action not in self.actions:
+            self.actions.append(action)
+
+    def emit(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.act(Emit(kind, reason, message[: vt.MESSAGE_LIMIT]))
+
+    def set(self, **changes: object) -> None:
+        self.status = dataclasses.replace(self.status, **changes)  # type: ignore[arg-type]
+
+    def condition(
+        self, type: vt.ConditionType, value: vt.ConditionStatus, reason: str, message: str
+    ) -> None:
+        self.set(
+            conditions=vt.set_condition(
+                self.status.conditions, type, value, reason, message, self.s.generation, self.s.now
+            )
+        )
+
+    def entry(self, name: str) -> vt.RenditionStatus:
+        return _entry(self.entries, name)
+
+    def update(self, name: str, **changes: object) -> None:
+        self.entries[name] = dataclasses.replace(self.entry(name), **changes)  # type: ignore[arg-type]
+
+    def fail(self, reason: str, message: str, *, probed: bool | None = None) -> None:
+        self.set(phase="Failed", observed_generation=self.s.generation)
+        if probed is False:
+            self.condition("Probed", "False", reason, message)
+        self.condition("Ready", "False", reason, message)
+        self.note = f"{reason}: {message}"
+        self.act(MarkFailed(self.note))
+        self.emit("Warning", reason, message)
+
+    def result(self) -> Decision:
+        status = dataclasses.replace(self.status, renditions=dict(self.entries))
+        actions = list(self.actions)
+        if self.verify:
+            actions.append(Verify(tuple(sorted(set(self.verify)))))
+        return Decision(status, tuple(actions), self.note, self.waiting)
+
+    # --- the steps of a resource's life ---------------------------------------------------------
+    def plan(self) -> None:
+        s, probe = self.s, self.s.probe
+        if probe is None:
+            retry_at = self.status.probe_retry_at
+            if retry_at is None or vt.parse_timestamp(retry_at) <= s.now:
+                self.act(Probe())
+            return
+        if probe.refused is not None:
+            self.fail("InvalidSource", probe.refused, probed=False)
+            return
+        if probe.unavailable is not None:
+            failures = self.status.probe_failures + 1
+            self.set(probe_failures=failures)
+            if failures >= s.policy.probe_retry_limit:
+                self.fail(
+                    "SourceUnreadable",
+                    f"the source could not be read {failures} times: {probe.unavailable}",
+                    probed=False,
+                )
+                return
+            wait = s.policy.probe_backoff_s * 2 ** (failures - 1)
+            self.set(probe_retry_at=vt.timestamp(s.now + timedelta(seconds=wait)))
+            self.emit("Warning", "ProbeRetry", f"retrying in {wait:.0f}s: {probe.unavailable}")
+            return
+        assert probe.facts is not None
+        try:
+            plan = plan_ladder(probe.facts, s.policy.ladder, max_fps=s.policy.max_output_fps)
+        except InvalidSource as exc:
+            self.fail("InvalidSource", str(exc), probed=False)
+            return
+        if s.spec.renditions is not None:
+            chosen = self.select(plan, [r.name for r in s.spec.renditions])
+            if chosen is None:
+                return
+            plan = chosen
+        facts = probe.facts
+        self.set(
+            plan=tuple(plan),
+            phase="Queued",
+            progress=0,
+            renditions_ready=f"0/{len(plan)}",
+            probe_failures=0,
+            probe_retry_at=None,
+            source=vt.SourceStatus(
+                duration=facts.duration, width=facts.width or 0, height=facts.height or 0,
+                fps=facts.fps or 0.0, rotation=facts.rotation,
+                video_codec=facts.video_codec or "", audio_codec=facts.audio_codec or "",
+                has_audio=facts.has_audio,
+            ),
+        )  # fmt: skip
+        self.entries = {r.name: vt.RenditionStatus(phase="Queued") for r in plan}
+        names = ", ".join(r.name for r in plan)
+        self.condition("Probed", "True", "Probed", f"{len(plan)} renditions planned: {names}")
+        self.emit("Normal", "Probed", names)
+        self.act(Continue())
+
+    def select(self, plan: list[Rendition], wanted: list[str]) -> list[Rendition] | None:
+        """The renditions ``spec.renditions`` names, of those that fit the source."""
+        known = {r.name for r in self.s.policy.ladder} | {"audio"}
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            self.fail(
+                "InvalidSpec",
+                f"spec.renditions names {', '.join(unknown)}; the ladder has "
+                f"{', '.join(sorted(known))}",
+            )
+            return None
+        chosen = [r for r in plan if r.name in wanted]
+        if not chosen:
+            self.fail(
+                "InvalidSpec",
+                f"none of {', '.join(wanted)} fits the source (never upscaled); it can make "
+                f"{', '.join(r.name for r in plan)}",
+            )
+            return None
+        return chosen
+
+    def suspend(self) -> None:
+        for job in [*self.s.jobs.values(), *([self.s.ingest_job] if self.s.ingest_job else [])]:
+            if job.state == "active" and not job.suspended:
+                self.act(SetSuspended(job.name, True))
+        if self.status.phase != "Suspended":
+            self.set(phase="Suspended")
+            self.note = "suspended"
+            self.emit("Normal", "Suspended", "no new Jobs; running ones suspended")
+
+    def resume(self) -> None:
+        for job in [*self.s.jobs.values(), *([self.s.ingest_job] if self.s.ingest_job else [])]:
+            if job.suspended:
+                self.act(SetSuspended(job.name, False))
+        self.emit("Normal", "Resumed", "Jobs resumed")
+
+    def follow_ingest(self) -> None:
+        ingest = self.status.ingest
+        if ingest is None or ingest.phase != "Running":
+            return
+        job = self.s.ingest_job
+        if job is None:
+            outcome = vt.IngestStatus("Failed", "the ingest Job is gone before it ended")
+        elif job.state == "active":
+            return
+        elif job.state == "succeeded":
+            outcome = vt.IngestStatus("Succeeded", "the original is pinned to IPFS")
+        else:
+            why = self.s.failures.get(job.name)
+            if why is None:
+                self.act(ExplainFailure(job.name))
+                return
+            outcome = vt.IngestStatus("Failed", why)
+        if outcome.phase == "Failed" and self.status.phase == "Ready":
+            # Degraded is written anew, and it names the source's decode errors too.
+            if self.s.records is None:
+                self.act(ReadRecords())
+                return
+            self.set(ingest=outcome)
+            self.degraded(decode_errors=decode_errors(self.s.records))
+        else:
+            self.set(ingest=outcome)
+        if outcome.phase == "Failed":
+            self.emit("Warning", "IngestFailed", outcome.message)
+
+    def degraded(self, decode_errors: int) -> None:
+        """Degraded names what is missing or flawed: renditions that failed for good, an
+        original that could not be pinned, a source that decoded with errors. None of them
+        keeps the video from being Ready."""
+        assert self.status.plan is not None
+        failed = [r.name for r in self.status.plan if self.entry(r.name).phase == "Failed"]
+        parts: list[tuple[str, str]] = []
+        if failed:
+            parts.append(("RenditionsFailed", "renditions failed: " + ", ".join(failed)))
+        if self.status.ingest is not None and self.status.ingest.phase == "Failed":
+            parts.append(
+                (
+                    "IngestFailed",
+                    "the original is not pinned to IPFS: " + self.status.ingest.message,
+                )
+            )
+        if decode_errors:
+            parts.append(
+                (
+                    "DecodeErrors",
+                    f"the source had {decode_errors} decode errors: the outputs may show glitches"
+                    " where it was damaged",
+                )
+            )
+        if not parts:
+            self.condition("Degraded", "False", "AllRenditions", "every rendition is ready")
+            return
+        self.condition("Degraded", "True", parts[0][0], "; ".join(p[1] for p in parts))
+
+    def transcodes(self) -> None:
+        s = self.s
+        plan = self.status.plan
+        assert plan is not None
+        jobs = planned_jobs(s.name, plan, s.spec.group_renditions, _redos(self.entries))
+        for name in s.jobs:
+            if name not in jobs:
+                self.act(DeleteJob(name))  # made for an earlier try of its renditions
+        to_create: list[tuple[str, tuple[Rendition, ...]]] = []
+        for name, group in jobs.items():
+            open_ = [r for r in group if self.entry(r.name).phase not in DONE]
+            job = s.jobs.get(name)
+            if job is None:
+                if open_:
+                    to_create.append((name, group))
+                continue
+            for r in group:
+                if self.entry(r.name).job != name or self.entry(r.name).attempts != job.attempts:
+                    self.update(r.name, job=name, attempts=job.attempts)
+            if job.state == "active":
+                self.follow_running(job, open_)
+            elif job.state == "failed":
+                self.follow_failed(job, open_)
+            else:
+                for r in open_:
+                    redo = self.follow_succeeded(name, r)
+                    if redo is not None:
+                        to_create.append(redo)
+        self.create(to_create, len(jobs))
+        self.conclude()
+
+    def follow_running(self, job: JobObs, open_: Sequence[Rendition]) -> None:
+        for r in open_:
+            if self.entry(r.name).phase in ("Pending", "Queued", "Suspended"):
+                self.update(r.name, phase="Running")
+        if job.name in self.s.stalled:
+            self.act(ReplacePods(job.name))
+
+    def follow_failed(self, job: JobObs, open_: Sequence[Rendition]) -> None:
+        if not open_:
+            return
+        why = self.s.failures.get(job.name)
+        if why is None:
+            self.act(ExplainFailure(job.name))
+            return
+        for r in open_:
+            self.update(r.name, phase="Failed", message=why[: vt.MESSAGE_LIMIT])
+        self.emit("Warning", "RenditionFailed", f"{', '.join(r.name for r in open_)}: {why}")
+
+    def follow_succeeded(self, job: str, r: Rendition) -> tuple[str, tuple[Rendition, ...]] | None:
+        """A Complete Job's rendition: done once its rows and objects check out; made again
+        (returns the new Job) when they do not."""
+        s = self.s
+        if s.records is None:
+            self.act(ReadRecords())
+            return None
+        problems = record_problems(
+            s.records.get(r.name), job=job, rendition=r, ipfs=s.spec.storage_ipfs
+        )
+        if not problems:
+            if s.checks is None or r.name not in s.checks:
+                self.verify.append(r.name)
+                return None
+            problems = list(s.checks[r.name])
+        if problems:
+            return self.redo(r, problems)
+        record = s.records[r.name]
+        self.update(
+            r.name, phase="Succeeded", progress=100, message=None,
+            outputs=outputs_of(record, r),
+        )  # fmt: skip
+        return None
+
+    def redo(
+        self, r: Rendition, problems: Sequence[str]
+    ) -> tuple[str, tuple[Rendition, ...]] | None:
+        entry = self.entry(r.name)
+        first = problems[0]
+        if entry.redos >= self.s.policy.redo_limit:
+            message = f"its outputs did not check out after {entry.redos + 1} runs: {first}"
+            self.update(r.name, phase="Failed", message=message[: vt.MESSAGE_LIMIT], outputs=None)
+            self.emit("Warning", "OutputsIncomplete", f"{r.name}: {message}")
+            return None
+        redos = entry.redos + 1
+        self.update(
+            r.name, phase="Queued", progress=0, redos=redos, job=None, attempts=0, outputs=None,
+            message=f"made again: {first}"[: vt.MESSAGE_LIMIT],
+        )  # fmt: skip
+        self.emit("Warning", "Redo", f"{r.name} is made again ({len(problems)} problems): {first}")
+        jobs = planned_jobs(self.s.name, (r,), False, {r.name: redos})
+        return next(iter(jobs.items()))
+
+    def create(self, to_create: Sequence[tuple[str, tuple[Rendition, ...]]], planned: int) -> None:
+        s = self.s
+        allowed = to_create[: max(0, s.slots)]
+        for name, group in allowed:
+            self.act(CreateTranscodeJob(name, group))
+            for r in group:
+                if self.entry(r.name).phase not in DONE:
+                    self.update(r.name, phase="Pending", job=name, attempts=0)
+        for _name, group in to_create[len(allowed) :]:
+            for r in group:
+                if self.entry(r.name).phase not in DONE:
+                    self.update(r.name, phase="Queued")
+        self.waiting = len(to_create) - len(allowed)
+        if allowed and s.spec.storage_ipfs and s.ingest_job is None and self.status.ingest is None:
+            self.act(CreateIngestJob())
+            self.set(ingest=vt.IngestStatus("Running", "pinning the original to IPFS"))
+        jobs_created = self.status.condition("JobsCreated")
+        if (
+            allowed
+            and self.waiting == 0
+            and (jobs_created is None or jobs_created.status != "True")
+        ):
+            self.condition("JobsCreated", "True", "JobsCreated", f"{planned} transcode Jobs")
+            self.emit("Normal", "JobsCreated", f"{planned} transcode Jobs")
+
+    def conclude(self) -> None:
+        """The video's phase and progress from its renditions; publish when all are done."""
+        s = self.s
+        plan = self.status.plan
+        assert plan is not None
+        entries = [self.entry(r.name) for r in plan]
+        done = [r for r, e in zip(plan, entries, strict=True) if e.phase == "Succeeded"]
+        failed = [r for r, e in zip(plan, entries, strict=True) if e.phase == "Failed"]
+        progress = round(
+            sum(100 if e.phase == "Succeeded" else e.progress for e in entries) / len(plan)
+        )
+        self.set(progress=min(progress, 99), renditions_ready=f"{len(done)}/{len(plan)}")
+        if len(done) + len(failed) < len(plan):
+            running = bool(s.jobs) or any(isinstance(a, CreateTranscodeJob) for a in self.actions)
+            self.set(phase="Transcoding" if running else "Queued")
+            return
+        if not done:
+            message = "every rendition failed: " + ", ".join(r.name for r in failed)
+            self.fail("RenditionsFailed", message)
+            return
+        self.set(phase="Publishing")
+        if s.records is None:
+            self.act(ReadRecords())
+            return
+        # What was checked in an earlier step is checked again: storage may have changed since.
+        unchecked = [r.name for r in done if s.checks is None or r.name not in s.checks]
+        if unchecked:
+            self.verify.extend(unchecked)
+            return
+        assert s.checks is not None
+        bad = [(r, s.checks[r.name]) for r in done if s.checks[r.name]]
+        if bad:
+            redone = [job for r, problems in bad if (job := self.redo(r, problems)) is not None]
+            self.create(redone, len(planned_jobs(s.name, plan, s.spec.group_renditions)))
+            self.conclude()
+            return
+        if s.published is None:
+            self.act(Publish(tuple(done)))
+            return
+        self.ready(s.published, done)
+
+    def ready(self, published: vt.PublishedOutputs, done: Sequence[Rendition]) -> None:
+        s = self.s
+        assert s.records is not None
+        self.set(phase="Ready", progress=100, outputs=published, observed_generation=s.generation)
+        self.degraded(decode_errors=decode_errors(s.records))
+        where = f"root CID {published.cid}" if published.cid else f"master {published.master}"
+        self.condition("Ready", "True", "Published", where)
+        self.note = f"{len(done)} renditions published"
+        self.emit("Normal", "Ready", f"master {published.master}, {where}")
+
+
+def decode_errors(records: Mapping[str, RenditionRecord]) -> int:
+    """The decode errors FFmpeg reported reading the source (each Job decodes it whole)."""
+    return max((o.decode_errors for r in records.values() for o in r.outputs.values()), default=0)
+
+
+def outputs_of(record: RenditionRecord, r: Rendition) -> vt.RenditionOutputs:
+    """A verified rendition's outputs as its rows record them."""
+    mp4 = record.get(videos.MP4, videos.S3)
+    hls = record.get(videos.HLS, videos.S3)
+    if mp4 is None or hls is None or not mp4.key or not hls.key:
+        raise ValueError(f"{r.name}: its outputs are not recorded")
+    cids: dict[str, str] = {}
+    if mp4.cid:
+        cids[media.mp4_name(r.kind)] = mp4.cid
+    if hls.cid:
+        cids[media.HLS_PLAYLIST] = hls.cid
+    if hls.init_cid:
+        cids[media.HLS_INIT] = hls.init_cid
+    return vt.RenditionOutputs(mp4=mp4.key, hls=hls.key, cids=cids)
+
+
+def decide(s: Snapshot) -> Decision:
+    """What to do next with one resource, given what was observed."""
+    d = _Draft(s)
+    phase = s.status.phase
+    if phase in TERMINAL:
+        d.follow_ingest()
+        return d.result()
+    if s.status.plan is None:
+        if s.spec.suspend:
+            d.suspend()
+        else:
+            d.plan()
+        return d.result()
+    if s.spec.suspend:
+        d.suspend()
+        return d.result()
+    if phase == "Suspended":
+        d.resume()
+    d.follow_ingest()
+    d.transcodes()
+    return d.result()
