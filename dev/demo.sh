@@ -94,6 +94,8 @@ for u in "$hls" "$ipfs"; do
     -protocol_whitelist http,https,tcp,tls,crypto "$u") || fail "$u does not play"
   jq -r '"    \(.format.duration | tonumber | floor) s, video \([.streams[] | select(.codec_type == "video") | "\(.width)x\(.height)"] | unique | join(" ")), audio \([.streams[] | select(.codec_type == "audio") | .codec_name] | unique | join(" "))"' <<<"$report"
 done
+step "vtx verify $id: its rows, its objects in S3, its IPFS directory and its resource agree"
+"$REPO_DIR/.venv/bin/vtx" verify "$id" || fail "vtx verify found the video incomplete"
 echo
 kctl -n "$NS" get vt
 cat <<EOF

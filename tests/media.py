@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 
 def make_clip(
@@ -93,3 +94,9 @@ def probe(path_or_url: str) -> dict[str, object]:
     ).stdout  # fmt: skip
     report: dict[str, object] = json.loads(out)
     return report
+
+
+def streams(report: dict[str, object], kind: str | None = None) -> list[dict[str, Any]]:
+    """The streams of an ffprobe report (of one ``codec_type`` when given)."""
+    found = cast(list[dict[str, Any]], report.get("streams") or [])
+    return [s for s in found if kind is None or s.get("codec_type") == kind]

@@ -19,6 +19,7 @@ from playwright.sync_api import Locator, Page, Request, Response, Route, expect
 from tests import media
 from tests.browser.conftest import DESKTOP, MIB, PART_SIZE, Servers
 from tests.stack import stack_env
+from tests.verify import assert_complete, assert_verified
 from vtx.core.db import Database
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
@@ -252,6 +253,7 @@ def test_an_upload_is_watched_to_ready_and_plays_from_storage_and_ipfs(
     assert layout["stacked"], layout
     page.screenshot(path=artifacts / "dashboard-phone.png")
     page.set_viewport_size(DESKTOP)
+    assert_complete(video_id)
 
 
 def test_a_bad_file_shows_its_failure_reason_in_words(
@@ -289,6 +291,7 @@ def test_a_bad_file_shows_its_failure_reason_in_words(
     assert video_id
 
     assert wait_finished(page, video_id, 120) == "Failed", item.inner_text()
+    assert_verified(video_id)
     failure = item.locator(".failure")
     expect(failure).to_be_visible()
     expect(failure).to_contain_text("InvalidSource")
@@ -320,6 +323,7 @@ def test_a_video_plays_while_it_is_still_transcoding(
     # The growing playlist ends cleanly when the transcode does.
     assert wait_finished(page, video_id, LONG_TRANSCODE_S) == "Ready", item.inner_text()
     assert page.locator("#player").get_attribute("data-fatal-error") is None
+    assert_complete(video_id)
 
 
 def test_a_multipart_upload_resumes_after_a_drop_and_a_reload(
@@ -390,6 +394,7 @@ def test_a_multipart_upload_resumes_after_a_drop_and_a_reload(
     assert video["status"] != "awaiting_upload", video
     store = ObjectStore(Settings.from_env(stack_env()))
     assert store.get_bytes(video["source"]["key"]) == data, "the parts were assembled wrongly"
+    assert_verified(video_id)
 
 
 def test_live_status_comes_back_after_the_api_restarts(
@@ -413,3 +418,4 @@ def test_live_status_comes_back_after_the_api_restarts(
     video_id = item.get_attribute("data-id")
     assert video_id
     assert wait_finished(page, video_id, 120) == "Failed", item.inner_text()
+    assert_verified(video_id)

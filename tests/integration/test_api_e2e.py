@@ -19,6 +19,7 @@ import requests
 from tests import media
 from tests.services import Process, api_process, free_port, operator_process
 from tests.stack import REPO, job_namespace, stack_env
+from tests.verify import assert_complete
 
 pytestmark = pytest.mark.stack
 GIB = 1024**3
@@ -133,6 +134,7 @@ async def test_a_client_on_one_replica_sees_the_jobs_of_an_upload_through_the_ot
     for url in (view["playback"]["hls"], view["playback"]["ipfs"]):
         report = media.probe(url)
         assert abs(float(report["format"]["duration"]) - 4) <= 0.2, url  # type: ignore[index]
+    await asyncio.to_thread(assert_complete, video_id)
 
 
 class RepeatingStream:

@@ -17,6 +17,7 @@ import requests
 
 from tests import media
 from tests.stack import REPO, kubectl, namespace, stack_env, wait_until
+from tests.verify import assert_complete
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 
@@ -137,6 +138,7 @@ def test_install_upload_upgrade_uninstall(
     assert kubectl("get", "vt", resource, "-n", ns, "-o", "jsonpath={.status.phase}") == "Ready"
     again = requests.get(f"{api_url(ns)}/v1/videos/{view['id']}", timeout=10).json()
     assert again["cid"] == view["cid"]
+    assert_complete(view["id"])
 
     helm("uninstall", "vtx", "-n", ns, "--wait", "--timeout", "3m")
     left = kubectl("get", "deploy,svc,configmap,role,rolebinding,sa", "-n", ns,

@@ -20,13 +20,14 @@ from tests.integration.test_jobrunner import Video, upload_video
 from tests.services import Process, free_port
 from tests.services import operator_process as operator_process_for
 from tests.stack import apply, get, job_namespace, kubectl, wait_until
+from tests.verify import assert_complete, assert_verified
 from vtx.core import bus, events
 from vtx.core.db import Cursor, Database
 from vtx.core.hls import parse_media_playlist
 from vtx.core.ipfs import IpfsClient
 from vtx.core.objects import ObjectStore
 from vtx.core.outbox import OutboxRelay, write_event
-from vtx.core.resource import SourceRef, VideoTranscodeSpec, build_resource
+from vtx.core.resource import SourceRef, VideoTranscodeSpec, build_resource, video_id_from_name
 from vtx.operator.jobs import job_name
 
 pytestmark = pytest.mark.stack
@@ -158,6 +159,7 @@ def test_a_1080p_upload_becomes_ready_with_three_renditions(
     )
     assert renditions["720p"]["height"] == 720
     assert outputs == status["outputs"]
+    assert_complete(video.id)
 
 
 SHAPES = {
@@ -242,6 +244,7 @@ def test_the_plan_follows_the_source(
         got.append(f"{rendition}:{size}")
     assert sorted(got) == sorted(expected)
     media.probe(f"{gateway}/master.m3u8")
+    assert_complete(video.id)
 
 
 HOSTILE = {
@@ -276,6 +279,7 @@ def test_a_hostile_source_fails_as_invalid_without_jobs(
     assert state == "failed"
     assert reason.startswith("InvalidSource")
     assert phase == "Failed"
+    assert_verified(video.id)
 
 
 def start_long_transcode(
@@ -327,6 +331,7 @@ def test_the_cap_on_running_jobs_holds_and_every_resource_finishes(
     assert len(queued) >= 3, f"resources seen Queued: {sorted(queued)}"
     for n in names:
         assert get("videotranscode", n, ns)["status"]["phase"] == "Ready"
+    assert_complete(*(video_id_from_name(n) for n in names))
 
 
 def test_suspend_stops_the_jobs_and_resume_finishes(
@@ -361,6 +366,7 @@ def test_suspend_stops_the_jobs_and_resume_finishes(
     kubectl("patch", "vt", name, "-n", ns, "--type=merge", "-p", '{"spec": {"suspend": false}}')
     obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
     assert obj["status"]["phase"] == "Ready", obj["status"]
+    assert_complete(video.id)
 
 
 @pytest.mark.parametrize("policy", ["Delete", "Retain"])
@@ -391,6 +397,10 @@ def test_deletion_policy_decides_the_outputs(
         assert ipfs.is_pinned(cid)
         assert status_row == ("completed",), "the retained outputs still play"
     assert store.head(video.key) is not None, "the uploaded original stays either way"
+    if policy == "Retain":
+        assert_complete(video.id)
+    else:
+        assert_verified(video.id)
 
 
 def unique_tone() -> int:
@@ -420,6 +430,7 @@ def test_outputs_shared_by_two_videos_stay_pinned_until_both_are_deleted(
     assert any(s.get("codec_type") == "audio" for s in report["streams"])  # type: ignore[attr-defined]
     kubectl("delete", "vt", names[1], "-n", ns, "--wait=true", "--timeout=120s")
     assert not ipfs.is_pinned(cids[1]), "no video has these outputs any more"
+    assert_verified(*(v.id for v in videos))
 
 
 def test_deleting_a_resource_stops_its_jobs(
@@ -435,6 +446,7 @@ def test_deleting_a_resource_stops_its_jobs(
         lambda: kubectl("get", "jobs,pods", "-n", ns, "-l", selector, "-o", "name").strip() == "",
         timeout=120,
     )
+    assert_verified(video.id)
 
 
 def test_an_upload_event_without_a_resource_gets_one_and_is_transcoded(
@@ -467,6 +479,7 @@ def test_an_upload_event_without_a_resource_gets_one_and_is_transcoded(
     )
     obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=300)
     assert obj["status"]["phase"] == "Ready", obj["status"]
+    assert_complete(video.id)
 
 
 def operator_metrics(port: int = 19108) -> str:
@@ -515,6 +528,7 @@ def test_a_stalled_encode_gets_its_pod_replaced(
     assert stalls_counted(metrics) == stalls_before + 1, "this stall, and only it, was counted"
     assert 'vtx_resources{phase="Ready"}' in metrics
     assert "vtx_time_to_ready_seconds_count" in metrics
+    assert_complete(video.id)
 
 
 def test_an_operator_killed_mid_transcode_makes_no_duplicate_jobs(
@@ -530,6 +544,7 @@ def test_an_operator_killed_mid_transcode_makes_no_duplicate_jobs(
     jobs = kubectl("get", "jobs", "-n", ns, "-l", f"vtx.dev/video-id={video.id}", "-o", "name")
     expected = [job_name(name, "transcode", ["480p"]), job_name(name, "ingest")]
     assert sorted(jobs.split()) == sorted(f"job.batch/{j}" for j in expected)
+    assert_complete(video.id)
 
 
 def test_a_jobrunner_pod_deleted_mid_encode_is_retried_to_ready(
@@ -572,6 +587,7 @@ def test_a_jobrunner_pod_deleted_mid_encode_is_retried_to_ready(
     for fmt, _, _, segments, sequences in rows:
         assert segments == sequences, f"{fmt}: one row per segment"
         assert segments == (15 if fmt == "hls" else 0)
+    assert_complete(video.id)
 
 
 def test_a_failed_ingest_degrades_the_video_but_does_not_fail_it(
@@ -615,6 +631,7 @@ def test_a_failed_ingest_degrades_the_video_but_does_not_fail_it(
         return cur.fetchone()
 
     assert db.transaction(source_cid) == (None, None), "nothing recorded for a wrong original"
+    assert_complete(video.id)
 
 
 def ready_count(metrics_port: int) -> float:
@@ -679,5 +696,6 @@ def test_two_operators_one_acts_and_the_other_takes_over(
             jobs = kubectl("get", "jobs", "-n", ns, "-l", f"vtx.dev/video-id={video.id}",
                            "-o", "name").split()  # fmt: skip
             assert len(jobs) == 2, f"one transcode Job and one ingest Job: {jobs}"
+        assert_complete(first.id, later.id)
     finally:
         second.stop()

@@ -1,0 +1,205 @@
+"""A Ready video is complete in every store. The operator goes by evidence (the Job's state,
+the rows, the objects), so a jobrunner report that never arrives does not hold a video back,
+and an output that goes missing before publishing is made again rather than published; thirty
+uploads of mixed sources through the API all end Ready and `vtx verify --all` finds nothing."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests import media
+from tests.integration.test_api_e2e import upload
+from tests.integration.test_jobrunner import upload_video
+from tests.integration.test_operator import submit, wait_for_phase
+from tests.services import Process, api_process, free_port, operator_process
+from tests.stack import (
+    apply,
+    get,
+    job_logs,
+    job_namespace,
+    kubectl,
+    stack_env,
+    wait_for_job,
+    wait_until,
+)
+from tests.verify import assert_complete, verify
+from vtx.core.db import Database
+from vtx.core.objects import ObjectStore
+from vtx.core.settings import Settings
+from vtx.operator.jobs import job_name
+
+pytestmark = pytest.mark.stack
+RBAC = "rbac.authorization.k8s.io"
+
+
+@pytest.fixture(scope="module")
+def ns() -> Iterator[str]:
+    with job_namespace("vtx-test-integrity") as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Process]:
+    process = operator_process(
+        tmp_path_factory.mktemp("operator") / "operator.log", ns,
+        health_port=free_port(), metrics_port=free_port(), env={"VTX_MAX_RUNNING_JOBS": "4"},
+    )  # fmt: skip
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def progress_of(ns: str, name: str, rendition: str) -> int:
+    entries = get("videotranscode", name, ns).get("status", {}).get("renditions") or {}
+    return int((entries.get(rendition) or {}).get("progress") or 0)
+
+
+def test_a_lost_final_report_does_not_keep_the_video_from_ready(
+    ns: str, operator: Process, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "lost-report.mp4", seconds=60, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns)
+    # Only the jobrunner writes progress: its reports are arriving, and the encode has a long
+    # way to go (a minute of video) when they stop being accepted.
+    wait_until(f"a progress report of {name}", lambda: progress_of(ns, name, "480p") > 0, 180)
+    binding = get("rolebinding", "vtx-jobrunner", ns)
+    kubectl("delete", "rolebinding", "vtx-jobrunner", "-n", ns)
+    try:
+        obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator.log, timeout=300)
+    finally:
+        apply({k: binding[k] for k in ("apiVersion", "kind", "roleRef", "subjects")}
+              | {"metadata": {"name": "vtx-jobrunner", "namespace": ns}})  # fmt: skip
+    job = job_name(name, "transcode", ["480p"])
+    logs = job_logs(ns, job)
+    assert "resource status not patched: (403)" in logs, "the jobrunner's last reports were refused"
+    status = obj["status"]
+    assert status["phase"] == "Ready", status
+    entry = status["renditions"]["480p"]
+    assert entry["phase"] == "Succeeded"
+    assert entry["outputs"]["mp4"] == f"videos/{video.id}/480p/video.mp4"
+    assert_complete(video.id)
+
+
+def test_an_output_missing_before_publish_is_made_again(
+    ns: str, operator: Process, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "missing.mp4", seconds=12, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns)
+    wait_for_phase(ns, name, {"Transcoding"}, operator.log, timeout=120)
+    operator.kill()  # the encode goes on; nobody publishes meanwhile
+    try:
+        job = job_name(name, "transcode", ["480p"])
+        done = wait_for_job(ns, job, timeout=300)
+        assert done["status"].get("succeeded") == 1, job_logs(ns, job)
+        segment = f"videos/{video.id}/480p/hls/seg_00001.m4s"
+        assert store.head(segment) is not None
+        store.client.delete_object(Bucket=store.bucket, Key=segment)
+    finally:
+        operator.start()
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator.log, timeout=300)
+    status = obj["status"]
+    assert status["phase"] == "Ready", status
+    assert status["renditions"]["480p"]["redos"] == 1, "made again, by a Job of its own"
+    assert status["renditions"]["480p"]["job"] == job_name(name, "transcode", ["480p"], 1)
+    reasons = kubectl(
+        "get", "events", "-n", ns, f"--field-selector=involvedObject.name={name}",
+        "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    )  # fmt: skip
+    assert "Redo: 480p is made again (1 problems): 1 of its segments are missing from S3" in (
+        reasons
+    ), reasons
+    assert store.head(segment) is not None
+    assert_complete(video.id)
+
+
+# --- thirty uploads of mixed sources --------------------------------------------------------------
+
+SHAPES: dict[str, dict[str, Any] | None] = {
+    "1080p": {"width": 1920, "height": 1080},
+    "720p": {"width": 1280, "height": 720},
+    "vertical": {"width": 1080, "height": 1920},
+    "rotated": {"width": 1920, "height": 1080, "rotate": 90},
+    "audio": None,
+}
+EACH = 6
+RENDITIONS = {"1080p": 3, "720p": 2, "vertical": 3, "rotated": 3, "audio": 1}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Process]:
+    process = api_process(tmp_path_factory.mktemp("api") / "api.log", ns)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def sources(folder: Path) -> list[tuple[str, Path]]:
+    """Thirty short sources, each of its own (a tone of its own): six of every shape."""
+    made = []
+    for i, (shape, size) in enumerate((s, size) for s, size in SHAPES.items() for _ in range(EACH)):
+        tone = 200 + 37 * i
+        if size is None:
+            made.append((shape, media.make_audio_only(folder / f"a{i}.m4a", seconds=3, tone=tone)))
+        else:
+            path = folder / f"{shape}-{i}.mp4"
+            made.append((shape, media.make_clip(path, seconds=3, fps=25, tone=tone, **size)))
+    return made
+
+
+def test_thirty_mixed_uploads_are_ready_and_whole(
+    api: Process, operator: Process, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    token = stack_env()["VTX_API_TOKEN"]
+    made = sources(tmp_path_factory.mktemp("thirty"))
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        ids = list(pool.map(lambda item: upload(api, token, item[1]), made))
+    shapes = dict(zip(ids, (shape for shape, _ in made), strict=True))
+
+    def views() -> dict[str, dict[str, Any]]:
+        return {vid: requests.get(f"{api.url}/v1/videos/{vid}", timeout=10).json() for vid in ids}
+
+    def all_finished() -> dict[str, dict[str, Any]] | None:
+        got = views()
+        return got if all(v["phase"] in ("Ready", "Failed") for v in got.values()) else None
+
+    try:
+        final = wait_until("30 uploads to finish", all_finished, timeout=1200, every=5)
+    except TimeoutError as exc:
+        phases = {vid: v["phase"] for vid, v in views().items()}
+        raise TimeoutError(f"{exc}: {phases}\n{operator.tail()}") from None
+    assert {vid: v["phase"] for vid, v in final.items()} == dict.fromkeys(ids, "Ready")
+    for vid, view in final.items():
+        shape = shapes[vid]
+        # The IPFS root plays every rendition (the master lists them; each one reads).
+        kind = "audio" if shape == "audio" else "video"
+        found = media.streams(media.probe(view["playback"]["ipfs"]), kind)
+        assert len(found) == RENDITIONS[shape], f"{shape} {vid}: {len(found)} {kind} streams"
+        if shape == "audio":
+            mp4 = view["renditions"]["audio"]["mp4"]
+            assert mp4.endswith("/play/audio/audio.mp4")
+            played = media.probe(mp4)
+            assert [s["codec_type"] for s in media.streams(played)] == ["audio"]
+        if shape in ("vertical", "rotated"):
+            tall = [(s["width"], s["height"]) for s in found]
+            assert all(h > w for w, h in tall), f"{shape} stays portrait: {tall}"
+    assert_complete(*ids)
+    everything = verify("--all")
+    assert everything.returncode == 0, everything.stdout + everything.stderr
