@@ -32,7 +32,7 @@ def valid(ns: str) -> dict[str, Any]:
         video_id=VID, source=SourceRef(key=f"videos/{VID}/source/a.mp4", size=1)
     )
     obj = build_resource(spec, ns)
-    obj["spec"]["renditions"] = [{"name": "720p", "height": 720, "videoBitrate": "2800k"}]
+    obj["spec"]["renditions"] = [{"name": "720p"}, {"name": "audio"}]
     return obj
 
 
@@ -64,11 +64,22 @@ BAD: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "negative size": (lambda s: s["source"].update(size=-1), "spec.source.size"),
     "non-UUID videoId": (lambda s: s.update(videoId="not-a-uuid"), "spec.videoId"),
     "unknown deletionPolicy": (lambda s: s.update(deletionPolicy="Shred"), "spec.deletionPolicy"),
-    "bitrate without k": (
-        lambda s: s["renditions"][0].update(videoBitrate="2800"),
-        "spec.renditions[0].videoBitrate",
+    "a rendition name that is no rung": (
+        lambda s: s["renditions"][0].update(name="720p|x"),
+        "spec.renditions[0].name",
     ),
-    "empty formats": (lambda s: s.update(formats=[]), "spec.formats"),
+    "a rendition name that is a path": (
+        lambda s: s["renditions"][0].update(name="../720p"),
+        "spec.renditions[0].name",
+    ),
+    "a rendition's filter options": (
+        lambda s: s["renditions"][0].update(width="320:240[a];movie=/etc/hostname"),
+        "spec.renditions[0].width",
+    ),
+    "formats, which every video has both of": (
+        lambda s: s.update(formats=["mp4"]),
+        "spec.formats",
+    ),
 }
 
 
