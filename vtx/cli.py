@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -93,7 +94,11 @@ def _operator(args: argparse.Namespace) -> int:
             health=HealthServer(args.health_address),
         ),
     )
-    return 0
+    # kopf has stopped and cleaned up. Threads still inside a step (an S3 or IPFS call) are
+    # not waited for: the next operator takes the step up from the status.
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def _api(args: argparse.Namespace) -> int:

@@ -6,7 +6,12 @@ uploads of mixed sources through the API all end Ready and `vtx verify --all` fi
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +20,12 @@ import requests
 
 from tests import media
 from tests.integration.test_api_e2e import upload
+from tests.integration.test_core import fetch_one
 from tests.integration.test_jobrunner import upload_video
 from tests.integration.test_operator import submit, wait_for_phase
 from tests.services import Process, api_process, free_port, operator_process
 from tests.stack import (
+    STATE,
     apply,
     get,
     job_logs,
@@ -28,9 +35,11 @@ from tests.stack import (
     wait_for_job,
     wait_until,
 )
-from tests.verify import assert_complete, verify
+from tests.verify import assert_complete, assert_verified, verify
+from vtx.core import videos
 from vtx.core.db import Database
 from vtx.core.objects import ObjectStore
+from vtx.core.resource import RenditionSpec
 from vtx.core.settings import Settings
 from vtx.operator.jobs import job_name
 
@@ -126,6 +135,104 @@ def test_an_output_missing_before_publish_is_made_again(
     ), reasons
     assert store.head(segment) is not None
     assert_complete(video.id)
+
+
+def test_a_video_stored_in_s3_only_has_no_cid_and_checks_out(
+    ns: str, operator: Process, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "s3-only.mp4", seconds=4, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns, storage_ipfs=False)
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator.log, timeout=300)
+    status = obj["status"]
+    assert status["phase"] == "Ready", status
+    assert "cid" not in status["outputs"]
+    assert status["renditions"]["480p"]["outputs"]["cids"] == {}
+    assert "ingest" not in status, "nothing to pin"
+    storages = {o.storage for r in db.transaction(
+        lambda cur: videos.rendition_records(cur, video.id)
+    ).values() for o in r.outputs.values()}  # fmt: skip
+    assert storages == {"s3"}
+    jobs = kubectl("get", "jobs", "-n", ns, "-l", f"vtx.dev/video-id={video.id}", "-o", "name")
+    assert jobs.split() == [f"job.batch/{job_name(name, 'transcode', ['480p'])}"]
+    assert_complete(video.id)
+
+
+def test_a_rendition_the_ladder_does_not_have_fails_the_resource_clearly(
+    ns: str, operator: Process, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "unknown.mp4", seconds=2, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns, renditions=[RenditionSpec("360p"), RenditionSpec("480p")])
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator.log, timeout=120)
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    assert (obj["status"]["phase"], ready["reason"]) == ("Failed", "InvalidSpec")
+    assert "spec.renditions names 360p" in ready["message"]
+    jobs = kubectl("get", "jobs", "-n", ns, "-l", f"vtx.dev/video-id={video.id}", "-o", "name")
+    assert jobs.strip() == "", "no Job for a spec that names no rung"
+    row = fetch_one(db, "SELECT upload_status, failure_reason FROM videos WHERE id = %s", video.id)
+    assert row is not None
+    assert row[0] == "failed"
+    assert str(row[1]).startswith("InvalidSpec: spec.renditions names 360p")
+    assert_verified(video.id)
+
+
+def probes_of(bucket: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-f", f"ffprobe .*/{bucket}/videos/"], capture_output=True,
+                         text=True, check=False).stdout  # fmt: skip
+    return out.split()
+
+
+@contextmanager
+def frozen(part: str) -> Iterator[None]:
+    """A server of the stack stopped mid-flight (SIGSTOP): connections to it hang."""
+    pid = int((STATE / "pids" / f"{part}.pid").read_text())
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+
+
+def test_sigterm_stops_a_busy_operator_within_ten_seconds(
+    store: ObjectStore, db: Database, settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    """Busy: a dozen new resources whose probes hang (storage has stopped answering)."""
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "busy.mp4", seconds=2, width=854, height=480
+    )
+    videos_ = [upload_video(store, db, clip) for _ in range(12)]
+    with job_namespace("vtx-test-sigterm") as busy_ns:
+        process = operator_process(
+            tmp_path_factory.mktemp("busy") / "operator.log", busy_ns,
+            health_port=free_port(), metrics_port=free_port(),
+        )  # fmt: skip
+        process.start()
+        try:
+            with frozen("versitygw"):
+                for video in videos_:
+                    submit(video, busy_ns)
+                wait_until(
+                    "probes hanging on the frozen storage",
+                    lambda: len(probes_of(settings.s3_bucket)) >= 4, timeout=60,
+                )  # fmt: skip
+                assert process.proc is not None
+                started = time.monotonic()
+                process.proc.send_signal(signal.SIGTERM)
+                code = process.proc.wait(timeout=60)
+                took = time.monotonic() - started
+        finally:
+            process.stop()
+        assert took <= 10, f"the operator took {took:.1f}s to stop\n{process.tail()}"
+        assert code == 0, f"exit {code}: cut short by the last-resort kill\n{process.tail()}"
+        assert probes_of(settings.s3_bucket) == [], "no probe outlives the operator"
 
 
 # --- thirty uploads of mixed sources --------------------------------------------------------------

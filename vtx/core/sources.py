@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import threading
 
 from vtx.core.ladder import InvalidSource, SourceFacts
 from vtx.core.media import INPUT_FORMATS, allowed_protocols, classify_failure, failure_reason
@@ -17,6 +18,38 @@ class ProbeUnavailable(RuntimeError):
     """The source could not be read for a reason that may pass (network, storage)."""
 
 
+_running: set[subprocess.Popen[str]] = set()
+_running_lock = threading.Lock()
+
+
+def run_probe(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run ffprobe (killed after ``timeout_s``), known to :func:`stop_probes` meanwhile."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    with _running_lock:
+        _running.add(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def stop_probes() -> int:
+    """Kill every probe still running (the process is stopping); returns how many."""
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        proc.kill()
+    return len(procs)
+
+
 def probe_source(url: str, settings: Settings, *, timeout_s: int = 60) -> SourceFacts:
     """Probe ``url`` and check the limits; raises InvalidSource or ProbeUnavailable."""
     args = ffprobe_args(
@@ -26,7 +59,7 @@ def probe_source(url: str, settings: Settings, *, timeout_s: int = 60) -> Source
         timeout_s=settings.request_timeout_s * 3,
     )
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+        proc = run_probe(args, timeout_s)
     except subprocess.TimeoutExpired as exc:
         raise ProbeUnavailable(f"ffprobe did not finish within {timeout_s}s") from exc
     if proc.returncode != 0:

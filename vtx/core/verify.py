@@ -22,6 +22,7 @@ from vtx.core.ipfs import IpfsClient, IpfsError
 from vtx.core.ladder import InvalidPlan, Rendition, rendition_from_dict
 from vtx.core.objects import ObjectStore
 from vtx.core.probe import ffprobe_args
+from vtx.core.sources import run_probe
 from vtx.core.videos import RenditionRecord, SegmentRow
 
 MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
@@ -147,7 +148,10 @@ def probe_mp4(url: str, timeout_s: int = 60) -> Mapping[str, Any]:
         url, allowed_protocols=allowed_protocols(url), allowed_formats=MP4_DEMUXER,
         timeout_s=timeout_s,
     )  # fmt: skip
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+    try:
+        proc = run_probe(args, timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"ffprobe did not finish within {timeout_s}s"}
     if proc.returncode != 0:
         return {"error": media.failure_reason(proc.stderr)}
     report: Mapping[str, Any] = json.loads(proc.stdout)
@@ -324,11 +328,6 @@ def verify_video(
         return Report(video_id, "missing", ["no videos row"])
     report = Report(video_id, row.status)
     masters = db.transaction(lambda cur: videos.master_rows(cur, video_id), name="verify: master")
-    if row.status in (videos.AWAITING_UPLOAD, videos.UPLOADED):
-        report.note = "not finished yet"
-        if row.phase == "Ready" or masters:
-            report.problems.append(f"it is {row.status} but has a published master playlist")
-        return report
     if row.status == videos.DELETED:
         report.note = "deleted"
         return report
@@ -337,6 +336,11 @@ def verify_video(
             report.problems.append("it failed but has a published master playlist")
         if row.phase not in (None, "Failed"):
             report.problems.append(f"it failed but its phase is {row.phase}")
+        return report
+    if row.status != videos.COMPLETED:  # on its way (awaiting upload, uploaded, a row made
+        report.note = "not finished yet"  # by other means with the table's default)
+        if row.phase == "Ready" or masters:
+            report.problems.append(f"it is {row.status} but has a published master playlist")
         return report
     _verify_completed(row, masters, report, db, store, ipfs, probe)
     if status_of is not None:

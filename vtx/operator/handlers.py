@@ -22,6 +22,7 @@ from prometheus_client import start_http_server
 from vtx.core import media, videos
 from vtx.core import resource as vt
 from vtx.core.settings import Settings
+from vtx.core.sources import stop_probes
 from vtx.operator import rows
 from vtx.operator.context import Context, connect, seed
 from vtx.operator.decide import TERMINAL
@@ -41,6 +42,7 @@ from vtx.operator.state import job_obs
 log = logging.getLogger(__name__)
 INTERVAL_S = 2.0
 PEERING_LIFETIME_S = 30
+EXIT_DEADLINE_S = 8.0
 
 
 @kopf.on.startup()
@@ -55,6 +57,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # kopf's default minute: deleting many resources at once must not take hours.
     settings.background.instant_exit_timeout = 0.1
     settings.background.cancellation_polling = 2
+    # The last resort after SIGTERM: whatever hangs, the process is gone within this.
+    settings.process.ultimate_exiting_timeout = EXIT_DEADLINE_S
     namespaces: tuple[str, ...] = memo.namespaces
     if memo.peering:
         # Replicas agree through the peering object; the one of highest priority acts, the
@@ -88,8 +92,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    memo.intake.stop()
-    memo.ctx.events.close()
+    """Stop at once: steps not begun are dropped, running probes killed; a step cut short is
+    one the next operator finds its way from (the status is written before what follows it)."""
+    ctx: Context = memo.ctx
+    ctx.executor.shutdown(wait=False, cancel_futures=True)
+    killed = stop_probes()
+    if killed:
+        log.info("stopping: %d probes cut short", killed)
+    await asyncio.get_running_loop().run_in_executor(None, memo.intake.stop)
+    ctx.events.close()
     await memo.health.stop()
 
 
