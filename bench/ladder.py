@@ -91,13 +91,17 @@ def naive(url: str, ladder: list[Rendition], out: Path, cost: Cost) -> None:
         )  # fmt: skip
 
 
-def jobrunner(url: str, ladder: list[Rendition], out: Path, cost: Cost, grouped: bool) -> None:
+def jobrunner(
+    url: str, ladder: list[Rendition], out: Path, cost: Cost, grouped: bool, seconds: float
+) -> None:
     groups = [ladder] if grouped else [[r] for r in ladder]
     for group in groups:
         outputs = ffmpeg.outputs_for(group, out)
         for o in outputs:
             o.playlist.parent.mkdir(parents=True, exist_ok=True)
-        cmd = ffmpeg.build_encode_command(url, outputs, has_audio=True)
+        cmd = ffmpeg.build_encode_command(
+            url, outputs, has_audio=True, duration_s=seconds, max_pixels=7680 * 4320
+        )
         run([c for c in cmd if c not in ("-progress", "pipe:1")], cost)
 
 
@@ -155,8 +159,17 @@ def main() -> None:
             url = f"{base}/source.mp4"
             floor(url, ladder, costs["floor"])
             naive(url, ladder, work / "naive", costs["naive"])
-            jobrunner(url, ladder, work / "per", costs["per-rendition"], grouped=False)
-            jobrunner(url, ladder, work / "grouped", costs["grouped"], grouped=True)
+            jobrunner(
+                url,
+                ladder,
+                work / "per",
+                costs["per-rendition"],
+                grouped=False,
+                seconds=args.seconds,
+            )
+            jobrunner(
+                url, ladder, work / "grouped", costs["grouped"], grouped=True, seconds=args.seconds
+            )
         f = costs["floor"]
         names = ", ".join(r.name for r in ladder)
         print(f"source: {args.seconds:g} s 1080p30 H.264/AAC; ladder {names}")

@@ -80,8 +80,10 @@ def bare_ffmpeg(url: str, seconds: float, work: Path) -> float:
     outputs = ffmpeg.outputs_for(ladder, work)
     for o in outputs:
         o.playlist.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [c for c in ffmpeg.build_encode_command(url, outputs, has_audio=True)
-           if c not in ("-progress", "pipe:1")]  # fmt: skip
+    encode = ffmpeg.build_encode_command(
+        url, outputs, has_audio=True, duration_s=seconds, max_pixels=7680 * 4320
+    )
+    cmd = [c for c in encode if c not in ("-progress", "pipe:1")]
     start = time.monotonic()
     subprocess.run(cmd, check=True, capture_output=True, timeout=3600)
     return time.monotonic() - start

@@ -9,6 +9,7 @@ from vtx.core.ladder import Rendition
 from vtx.jobrunner import ffmpeg
 from vtx.jobrunner.retry import StorageUnavailable, with_retry
 
+MAX_PIXELS = 7680 * 4320
 R480 = Rendition("480p", "video", 854, 480, 30.0, 1400, 1498, 2100, 128)
 R720 = Rendition("720p", "video", 1280, 720, 30.0, 2800, 2996, 4200, 128)
 AUDIO = Rendition("audio", "audio", 0, 0, None, 0, 0, 0, 128)
@@ -69,10 +70,17 @@ def test_master_playlist_orders_variants_by_bandwidth() -> None:
 
 def test_one_decode_feeds_every_rendition_and_each_is_written_twice() -> None:
     outs = ffmpeg.outputs_for([R480, R720], Path("/scratch/w"))
-    cmd = ffmpeg.build_encode_command("https://s3.example/src?sig=1", outs, has_audio=True)
+    cmd = ffmpeg.build_encode_command(
+        "https://s3.example/src?sig=1", outs, has_audio=True, duration_s=10, max_pixels=MAX_PIXELS
+    )
     assert cmd.count("-i") == 1, "one input, decoded once"
     graph = cmd[cmd.index("-filter_complex") + 1]
-    assert graph.startswith("[0:v:0]split=2[s0][s1]")
+    # The first video stream that is not an attached picture: the one the probe looked at.
+    assert graph.startswith("[0:V:0]split=2[s0][s1]")
+    # The decode is bounded: no frame beyond the limit, no more than the probed duration.
+    assert cmd[cmd.index("-max_pixels") + 1] == str(MAX_PIXELS)
+    assert cmd[cmd.index("-t") + 1] == "15.000"
+    assert cmd.index("-max_pixels") < cmd.index("-i"), "an input option: it binds the decoder"
     assert "scale=854:480" in graph
     assert "scale=1280:720" in graph
     assert cmd.count("tee") == 2
@@ -90,7 +98,9 @@ def test_one_decode_feeds_every_rendition_and_each_is_written_twice() -> None:
 
 def test_an_audio_only_rendition_has_no_video() -> None:
     outs = ffmpeg.outputs_for([AUDIO], Path("/s"))
-    cmd = ffmpeg.build_encode_command("http://s3/src", outs, has_audio=True)
+    cmd = ffmpeg.build_encode_command(
+        "http://s3/src", outs, has_audio=True, duration_s=8, max_pixels=MAX_PIXELS
+    )
     assert "-filter_complex" not in cmd
     assert "-vn" in cmd
     assert cmd[cmd.index("-b:a") + 1] == "128k"

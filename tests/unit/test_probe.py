@@ -3,8 +3,13 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from vtx.core.ladder import plan_ladder
+import pytest
+
+from tests.unit.test_settings import BASE
+from vtx.core.ladder import InvalidSource, SourceFacts, plan_ladder
 from vtx.core.probe import facts_from_ffprobe, ffprobe_args
+from vtx.core.settings import Settings
+from vtx.core.sources import MEDIA_ENV, check_limits, sandboxed
 
 # Trimmed from real ffprobe 5.1 reports.
 PHONE: dict[str, Any] = {
@@ -103,3 +108,38 @@ def test_the_probe_reads_only_whitelisted_protocols_and_formats() -> None:
     assert args[args.index("-format_whitelist") + 1] == "mov,mp4"
     assert args[args.index("-rw_timeout") + 1] == "5000000"
     assert args.index("-protocol_whitelist") < args.index("-i"), "input options come first"
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "sar", "refused"),
+    [
+        (1920, 1080, Fraction(1), None),
+        (1920, 1080, Fraction(40), "76800x1080 as displayed"),
+        (1920, 1080, Fraction(1, 40), None),  # 48x1080 as displayed: small, within the limits
+        (7680, 4320, Fraction(2), "15360x4320 as displayed"),
+        (8192, 1080, Fraction(1), "8192x1080, larger than the limit"),
+    ],
+)
+def test_the_limits_hold_for_the_frame_as_displayed(
+    width: int, height: int, sar: Fraction, refused: str | None
+) -> None:
+    facts = SourceFacts(duration=10, has_video=True, has_audio=False, width=width,
+                        height=height, sar=sar, fps=30)  # fmt: skip
+    settings = Settings.from_env(BASE)
+    if refused is None:
+        check_limits(facts, settings)
+        for r in plan_ladder(facts):
+            assert max(r.width, r.height) <= settings.max_source_width
+    else:
+        with pytest.raises(InvalidSource, match=refused):
+            check_limits(facts, settings)
+
+
+def test_a_probe_runs_with_limits_and_without_the_callers_credentials() -> None:
+    args = sandboxed(["ffprobe", "-i", "http://s3/x"], memory_mb=512, cpu_s=30)
+    assert args[0] == "prlimit"
+    assert f"--as={512 * 1024 * 1024}" in args
+    assert "--cpu=30" in args
+    assert "--fsize=0" in args, "a probe writes no file"
+    assert args[args.index("--") + 1 :] == ["ffprobe", "-i", "http://s3/x"]
+    assert set(MEDIA_ENV) == {"PATH", "LANG"}

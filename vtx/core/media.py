@@ -76,9 +76,15 @@ _INVALID_INPUT = re.compile(
     r"not in (the )?(format )?whitelist|Unknown input format|could not find codec parameters|"
     r"Output file #\d+ does not contain any stream|Stream map .* matches no streams|"
     r"does not contain any stream|error while decoding|partial file|corrupt|"
-    r"Invalid argument|Unsupported codec|no decoder",
+    r"Invalid argument|Unsupported codec|no decoder|"
+    # The encoder refuses what the source made of the plan (a size or rate it cannot take):
+    # the same source fails the same way on every try.
+    r"Error while opening encoder|Could not open encoder|Error initializing output stream|"
+    r"exceeds specified max pixel count",
     re.IGNORECASE,
 )
+# The decoder refused a frame larger than the limit: the source grew beyond what was probed.
+_OVERSIZED_FRAME = re.compile(r"Picture size (\d+x\d+) exceeds specified max pixel count")
 _TRANSIENT = re.compile(
     r"Connection refused|Connection reset|Connection timed out|timed out|"
     r"Server returned 5\d\d|Server returned 4(03|04|08|29)|Network is unreachable|"
@@ -105,6 +111,12 @@ def classify_failure(stderr: str) -> str:
     if _INVALID_INPUT.search(stderr):
         return "invalid"
     return "transient"
+
+
+def oversized_frame(stderr: str) -> str | None:
+    """The size of a frame the decoder refused for being larger than the limit, if any."""
+    match = _OVERSIZED_FRAME.search(stderr)
+    return match.group(1) if match else None
 
 
 def count_decode_errors(stderr: str) -> int:

@@ -196,6 +196,8 @@ class Settings:
     stall_seconds: int = setting("VTX_STALL_SECONDS", _positive_int, "300")
     redo_limit: int = setting("VTX_REDO_LIMIT", _non_negative_int, "2")
     probe_retry_limit: int = setting("VTX_PROBE_RETRY_LIMIT", _positive_int, "5")
+    probe_timeout_s: int = setting("VTX_PROBE_TIMEOUT_SECONDS", _positive_int, "60")
+    probe_memory_mb: int = setting("VTX_PROBE_MEMORY_MB", _positive_int, "1024")
     metrics_address: str = setting("VTX_METRICS_ADDRESS", _host_port, "127.0.0.1:9108")
     job_image: str = setting("VTX_JOB_IMAGE", str, "localhost/vtx-job:0.1.0")
     job_image_pull_policy: str = setting(

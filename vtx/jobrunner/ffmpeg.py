@@ -23,6 +23,7 @@ from vtx.core.media import (
 )
 
 X264_PRESET = "veryfast"
+DURATION_MARGIN_S = 5.0  # read this much past the probed duration, and no more
 
 
 def input_options(url: str, *, rw_timeout_s: int) -> list[str]:
@@ -83,24 +84,35 @@ def build_encode_command(
     outputs: Sequence[Output],
     *,
     has_audio: bool,
+    duration_s: float,
+    max_pixels: int,
     rw_timeout_s: int = 30,
     threads: int = 0,
 ) -> list[str]:
-    """The FFmpeg argument list: one decode, one encode per rendition, MP4 and HLS from each."""
+    """The FFmpeg argument list: one decode, one encode per rendition, MP4 and HLS from each.
+
+    FFmpeg decodes only what the probe saw and allowed: the first video stream that is not an
+    attached picture (``0:V:0``, as the probe chose it), no frame larger than ``max_pixels``
+    (a source that grows mid-stream is refused, not decoded), and no more than the probed
+    duration with a margin.
+    """
     if not outputs:
         raise ValueError("nothing to encode")
+    if not duration_s > 0 or max_pixels <= 0:
+        raise ValueError("the probed duration and the pixel limit bound the decode")
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
     cmd += ["-progress", "pipe:1", "-stats_period", "1"]
     cmd += input_options(source_url, rw_timeout_s=rw_timeout_s)
+    cmd += ["-max_pixels", str(max_pixels), "-t", f"{duration_s + DURATION_MARGIN_S:.3f}"]
     cmd += ["-i", source_url]
     videos = [o for o in outputs if o.rendition.kind == "video"]
     if videos:
         chains = []
         if len(videos) == 1:
-            sources = ["[0:v:0]"]
+            sources = ["[0:V:0]"]
         else:
             labels = [f"[s{i}]" for i in range(len(videos))]
-            chains.append(f"[0:v:0]split={len(videos)}{''.join(labels)}")
+            chains.append(f"[0:V:0]split={len(videos)}{''.join(labels)}")
             sources = labels
         for i, (src, out) in enumerate(zip(sources, videos, strict=True)):
             r = out.rendition

@@ -21,10 +21,11 @@ from vtx.core.media import (
     classify_failure,
     count_decode_errors,
     failure_reason,
+    oversized_frame,
 )
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
-from vtx.core.sources import ProbeUnavailable, probe_source
+from vtx.core.sources import MEDIA_ENV, ProbeUnavailable, probe_source
 from vtx.jobrunner.ffmpeg import (
     build_encode_command,
     out_time_seconds,
@@ -58,10 +59,15 @@ class _Encode:
     """FFmpeg running, with its progress read on a thread."""
 
     def __init__(self, cmd: list[str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._read_to = 0
         self._log = log_path.open("w")
+        # FFmpeg gets no credential of the jobrunner's: whatever a source makes it do, it
+        # has nothing to give away.
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True
-        )
+            cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True,
+            env=MEDIA_ENV,
+        )  # fmt: skip
         self.encoded_s = 0.0
         self._reader = threading.Thread(target=self._read, name="ffmpeg-progress", daemon=True)
         self._reader.start()
@@ -72,6 +78,14 @@ class _Encode:
             seconds = out_time_seconds(report)
             if seconds is not None:
                 self.encoded_s = max(self.encoded_s, seconds)
+
+    def new_messages(self) -> str:
+        """What FFmpeg has written to its log since the last call."""
+        with self.log_path.open("rb") as f:
+            f.seek(self._read_to)
+            data = f.read()
+        self._read_to += len(data)
+        return data.decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -123,7 +137,10 @@ def run_transcode(
             )
             for out in outputs
         ]  # fmt: skip
-        cmd = build_encode_command(url, outputs, has_audio=facts.has_audio)
+        cmd = build_encode_command(
+            url, outputs, has_audio=facts.has_audio, duration_s=facts.duration,
+            max_pixels=settings.max_source_width * settings.max_source_height,
+        )  # fmt: skip
         log.info("encoding %s of %s (%.1fs)", ",".join(names), job.video_id, facts.duration)
         encode = _Encode(cmd, scratch / "ffmpeg.log")
         failure: list[BaseException] = []
@@ -145,6 +162,12 @@ def run_transcode(
                 raise Interrupted
             if failure:
                 raise failure[0]
+            grown = oversized_frame(encode.new_messages())
+            if grown is not None:
+                raise InvalidSource(
+                    f"the source grows to {grown} frames mid-stream, beyond the limit of "
+                    f"{settings.max_source_width}x{settings.max_source_height}"
+                )
             share = min(1.0, encode.encoded_s / facts.duration) if facts.duration else 0.0
             report_all("encoding", share * ENCODE_SHARE)
             stop.wait(0.5)
@@ -153,6 +176,12 @@ def run_transcode(
         if failure:
             raise failure[0]
         stderr = (scratch / "ffmpeg.log").read_text(errors="replace")
+        grown = oversized_frame(stderr)
+        if grown is not None:
+            raise InvalidSource(
+                f"the source grows to {grown} frames mid-stream, beyond the limit of "
+                f"{settings.max_source_width}x{settings.max_source_height}"
+            )
         if encode.proc.returncode != 0:
             last = failure_reason(stderr)
             if classify_failure(stderr) == "invalid":
