@@ -30,6 +30,8 @@ printf 'url=%s\n' "${VTX_DATABASE_URL/@127.0.0.1:/@postgres.$DEPS:}" | secret vt
 printf 'accessKey=%s\nsecretKey=%s\n' "$VTX_S3_ACCESS_KEY" "$VTX_S3_SECRET_KEY" | secret vtx-storage
 printf 'url=%s\n' "pulsar://pulsar.$DEPS:$PULSAR_PORT" | secret vtx-pulsar
 printf 'tokens=%s\n' "$VTX_API_TOKENS" | secret vtx-api
+printf 'token=%s\n' "$VTX_IPFS_API_TOKEN" | secret vtx-ipfs
+printf 'token=%s\n' "$VTX_IPFS_JOB_TOKEN" | secret vtx-ipfs-job
 
 # --- helm install -----------------------------------------------------------------------------
 # Same tag, new build: the images' ids go into pod annotations so that a rebuild rolls the pods.

@@ -120,6 +120,10 @@ start_kubo() {
     ipfs config --json Gateway.NoFetch true
     ipfs config --json API.HTTPHeaders.Access-Control-Allow-Origin '["*"]'
   fi
+  # The RPC answers only bearer tokens: vtx's (the whole RPC) and job pods' (add, nothing else).
+  ipfs config --json API.Authorizations "{\"vtx\": {\"AuthSecret\": \"bearer:$(secret ipfs-rpc)\",
+    \"AllowedPaths\": [\"/api/v0\"]}, \"jobrunner\": {\"AuthSecret\": \"bearer:$(secret ipfs-rpc-job)\",
+    \"AllowedPaths\": [\"/api/v0/add\"]}}"
   start_bg kubo "$KUBO_BIN/ipfs" daemon --offline
 }
 
@@ -143,7 +147,8 @@ case ${1:-} in
   wait)
     wait_for postgres 60 pg_ready
     wait_for versitygw 30 s3_ready
-    wait_for kubo 60 curl -fsS -X POST "http://127.0.0.1:$KUBO_API_PORT/api/v0/version"
+    wait_for kubo 60 curl -fsS -X POST -H "Authorization: Bearer $(secret ipfs-rpc)" \
+      "http://127.0.0.1:$KUBO_API_PORT/api/v0/version"
     # The admin API answers before the standalone has made the public/default namespace.
     wait_for pulsar 120 sh -c "curl -fsS 'http://$NODE_IP:$PULSAR_HTTP_PORT/admin/v2/namespaces/public' | grep -F public/default"
     ;;

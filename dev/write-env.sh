@@ -18,6 +18,9 @@ umask 077
   echo "export VTX_PULSAR_ADMIN_URL=\"http://$NODE_IP:$PULSAR_HTTP_PORT\""
   echo "export VTX_IPFS_API_URL=\"http://127.0.0.1:$KUBO_API_PORT\""
   echo "export VTX_IPFS_GATEWAY_URL=\"http://127.0.0.1:$KUBO_GATEWAY_PORT\""
+  # Kubo's RPC answers only these (dev/servers.sh): the whole RPC, and add alone (job pods).
+  echo "export VTX_IPFS_API_TOKEN=\"$(secret ipfs-rpc)\""
+  echo "export VTX_IPFS_JOB_TOKEN=\"$(secret ipfs-rpc-job)\""
   echo "export VTX_JOB_SECRET=\"vtx-jobrunner\""
   # A token for this stack's API; the API itself only ever sees its hash.
   token="vtx_$(secret api-token)"

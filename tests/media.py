@@ -100,3 +100,64 @@ def streams(report: dict[str, object], kind: str | None = None) -> list[dict[str
     """The streams of an ffprobe report (of one ``codec_type`` when given)."""
     found = cast(list[dict[str, Any]], report.get("streams") or [])
     return [s for s in found if kind is None or s.get("codec_type") == kind]
+
+
+def make_growing_ts(path: Path, *, big: int = 8192) -> Path:
+    """An MPEG-TS (named as the caller likes) of 2 s at 320x240 that jumps to ``big`` x
+    ``big`` frames: the probe sees the start, the decoder would meet the rest."""
+    parts = []
+    for i, (size, seconds) in enumerate((("320x240", 2), (f"{big}x{big}", 0.2))):
+        part = path.with_suffix(f".{i}.ts")
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+             f"testsrc2=size={size}:rate=25", "-t", str(seconds), "-c:v", "libx264",
+             "-preset", "ultrafast", "-f", "mpegts", str(part)],
+            check=True, timeout=300,
+        )  # fmt: skip
+        parts.append(part)
+    path.write_bytes(b"".join(p.read_bytes() for p in parts))
+    for p in parts:
+        p.unlink()
+    return path
+
+
+def make_cover_first(path: Path, *, flagged: bool) -> Path:
+    """An MP4 whose first video track is a 7680x7680 picture (flagged as an attached picture,
+    or not) beside a 640x360 clip."""
+    picture = path.with_suffix(".png")
+    clip = path.with_suffix(".clip.mp4")
+    run = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run([*run, "-f", "lavfi", "-i", "color=c=red:s=7680x7680", "-frames:v", "1",
+                    str(picture)], check=True, timeout=300)  # fmt: skip
+    make_clip(clip, seconds=3, width=640, height=360)
+    disposition = "attached_pic" if flagged else "0"
+    subprocess.run(
+        [*run, "-i", str(picture), "-i", str(clip), "-map", "0", "-map", "1", "-c:v:0", "mjpeg",
+         "-c:v:1", "copy", "-c:a", "copy", "-disposition:v:0", disposition, str(path)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    picture.unlink()
+    clip.unlink()
+    return path
+
+
+def make_stretched(path: Path, sar: str) -> Path:
+    """A 1920x1080 clip whose pixels are ``sar`` (e.g. 40:1) wide as displayed."""
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         "testsrc2=size=1920x1080:rate=25", "-t", "2", "-vf", f"setsar={sar.replace(':', '/')}",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return path
+
+
+def make_pointing_playlist(path: Path, kind: str, target: str) -> Path:
+    """An HLS playlist or a concat list (named .mp4) whose media is at ``target``."""
+    if kind == "hls":
+        path.write_text(
+            f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n{target}\n#EXT-X-ENDLIST\n"
+        )
+    else:
+        path.write_text(f"ffconcat version 1.0\nfile '{target}'\n")
+    return path

@@ -137,6 +137,7 @@ def pod_settings_env() -> dict[str, str]:
         "VTX_S3_BUCKET": env["VTX_S3_BUCKET"],
         "VTX_PULSAR_URL": f"pulsar://pulsar.{host}:6650",
         "VTX_IPFS_API_URL": f"http://ipfs.{host}:5001",
+        "VTX_IPFS_API_TOKEN": env["VTX_IPFS_JOB_TOKEN"],
     }
 
 
@@ -163,21 +164,15 @@ def install_crd() -> None:
 @contextmanager
 def job_namespace(prefix: str) -> Iterator[str]:
     """A namespace set up as vtx runs jobs in it: the CRD, the jobrunner's Secret (settings as
-    pods see them), its ServiceAccount and a Role that may patch only the resource's status."""
+    pods see them) and its ServiceAccount, which has no rights and mounts no token."""
     install_crd()
-    rbac = "rbac.authorization.k8s.io"
     with namespace(prefix) as ns:
         meta = {"name": "vtx-jobrunner", "namespace": ns}
         apply(
             {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
              "stringData": pod_settings_env()},
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-            {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": meta,
-             "rules": [{"apiGroups": ["vtx.dev"], "resources": ["videotranscodes/status"],
-                        "verbs": ["patch"]}]},
-            {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": meta,
-             "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "vtx-jobrunner"},
-             "subjects": [{"kind": "ServiceAccount", "name": "vtx-jobrunner", "namespace": ns}]},
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta,
+             "automountServiceAccountToken": False},
             # Operator replicas in this namespace agree through it on which one acts.
             {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
              "metadata": {"name": "vtx", "namespace": ns}},

@@ -74,9 +74,16 @@ def check_pulsar(settings: Settings) -> str:
 
 
 def check_ipfs(settings: Settings) -> str:
-    info = _http_json(f"{settings.ipfs_api_url}/api/v0/version", settings.request_timeout_s, "POST")
-    assert isinstance(info, dict)
-    return f"Kubo {info.get('Version')}"
+    from vtx.core.ipfs import IpfsClient
+
+    client = IpfsClient(
+        settings.ipfs_api_url, token=settings.ipfs_api_token.value,
+        timeout_s=settings.request_timeout_s,
+    )  # fmt: skip
+    try:
+        return f"Kubo {client.version()}"
+    finally:
+        client.close()
 
 
 CHECKS: dict[str, Callable[[Settings], str]] = {

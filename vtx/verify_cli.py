@@ -55,7 +55,7 @@ class Resources:
 
 def run_verify(settings: Settings, video_id: str | None, *, as_json: bool = False) -> int:
     db = Database(settings.database_url, max_connections=2, application_name="vtx-verify")
-    ipfs = IpfsClient(settings.ipfs_api_url, timeout_s=60)
+    ipfs = IpfsClient(settings.ipfs_api_url, token=settings.ipfs_api_token.value, timeout_s=60)
     store = ObjectStore(settings)
     resources = Resources(settings)
     try:

@@ -44,6 +44,6 @@ def store(settings: Settings) -> ObjectStore:
 
 @pytest.fixture(scope="session")
 def ipfs(settings: Settings) -> Iterator[IpfsClient]:
-    client = IpfsClient(settings.ipfs_api_url)
+    client = IpfsClient(settings.ipfs_api_url, token=settings.ipfs_api_token.value)
     yield client
     client.close()

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests import media
+from tests.integration.test_core import fetch_one
 from tests.stack import get, job_namespace, kubectl, stack_env
 from vtx.api.app import create_app
 from vtx.api.keys import HUB
@@ -423,8 +424,12 @@ async def test_websocket_snapshot_events_and_garbage(
         snapshot = await ws.receive_json(timeout=10)
         assert snapshot["type"] == "snapshot"
         assert [v["id"] for v in snapshot["videos"]] == [vid]
-        client.app[HUB].publish(vid, {"type": "status", "video_id": vid, "phase": "encoding"})
-        client.app[HUB].publish("someone-else", {"type": "status", "video_id": "someone-else"})
+        client.app[HUB].publish(
+            vid, "local", {"type": "status", "video_id": vid, "phase": "encoding"}
+        )
+        client.app[HUB].publish(
+            "someone-else", "local", {"type": "status", "video_id": "someone-else"}
+        )
         event = await ws.receive_json(timeout=10)
         assert (event["video_id"], event["phase"]) == (vid, "encoding")
         await ws.send_str("garbage")
@@ -465,7 +470,7 @@ async def test_a_slow_websocket_client_is_dropped_and_the_others_keep_up(
 
         reader = asyncio.create_task(read_fast())
         for i in range(total):
-            hub.publish(vid, {"type": "status", "video_id": vid, "seq": i, "pad": payload})
+            hub.publish(vid, "local", {"type": "status", "video_id": vid, "seq": i, "pad": payload})
             await asyncio.sleep(0)
         await asyncio.wait_for(reader, 60)
         assert received == total, "the fast client got every event"
@@ -478,3 +483,83 @@ async def test_a_slow_websocket_client_is_dropped_and_the_others_keep_up(
             seen += 1
         assert seen < total, "the slow client did not get every event"
         assert msg.type != aiohttp.WSMsgType.CLOSE or msg.data == 4008
+
+
+# --- tenants -------------------------------------------------------------------------------------
+
+ALICE, BOB, OPS = "vtx_token-of-alice-for-tests", "vtx_token-of-bob-for-tests", "vtx_ops-token"
+
+
+@pytest.fixture
+async def tenants(api_settings: Settings, aiohttp_client: Callable[..., Any]) -> AppClient:
+    """The API with reads closed (as the chart installs it) and three tokens: two tenants and
+    an admin."""
+    import dataclasses
+
+    from vtx.core.settings import Secret
+
+    entries = ",".join(f"{n}:{hash_token(t)}" for n, t in
+                       (("alice", ALICE), ("bob", BOB), ("ops", OPS)))  # fmt: skip
+    settings = dataclasses.replace(
+        api_settings, api_tokens=Secret(entries), api_open_reads=False, api_admins=("ops",)
+    )
+    client: AppClient = await aiohttp_client(create_app(settings))
+    return client
+
+
+async def test_a_token_sees_only_its_own_videos_and_an_admin_sees_all(
+    tenants: AppClient, clip: Path, db: Database
+) -> None:
+    client = tenants
+    created = await announce(client, ALICE, clip)
+    vid = created["id"]
+    await put_bytes(created["upload"]["url"], clip.read_bytes(), created["upload"]["headers"])
+    assert (await complete(client, ALICE, vid)).status == 202
+    assert fetch_one(db, "SELECT owner FROM videos WHERE id = %s", vid) == ("alice",)
+    paths = [
+        ("GET", f"/v1/videos/{vid}"), ("GET", f"/video/{vid}/progress"),
+        ("GET", f"/v1/videos/{vid}/upload"), ("GET", f"/v1/videos/{vid}/play/master.m3u8"),
+        ("GET", f"/v1/videos/{vid}/play/480p/hls/index.m3u8"),
+        ("GET", f"/v1/videos/{vid}/play/480p/video.mp4"),
+        ("POST", f"/v1/videos/{vid}/complete"), ("PUT", f"/v1/videos/{vid}/source"),
+        ("DELETE", f"/v1/videos/{vid}"),
+    ]  # fmt: skip
+    for method, path in paths:
+        resp = await client.request(method, path, headers=auth(BOB), allow_redirects=False)
+        body = await resp.json()
+        assert (resp.status, body["error"]["code"]) == (404, "not_found"), (method, path)
+        anonymous = await client.request(method, path, allow_redirects=False)
+        assert anonymous.status == 401, (method, path, "reads are closed")
+    listed = await (await client.get("/v1/videos?limit=100", headers=auth(BOB))).json()
+    assert vid not in [v["id"] for v in listed["videos"]]
+    mine = await (await client.get("/v1/videos?limit=100", headers=auth(ALICE))).json()
+    assert vid in [v["id"] for v in mine["videos"]]
+    for v in mine["videos"]:
+        owned = fetch_one(db, "SELECT owner FROM videos WHERE id = %s", v["id"])
+        assert owned == ("alice",), "a list holds its owner's videos only"
+    seen = await client.get(f"/v1/videos/{vid}", headers=auth(OPS))
+    assert seen.status == 200, "an admin sees every video"
+
+    # The WebSocket: Bob's subscription to Alice's video is refused, and his "all" is his own.
+    protocols = ("vtx.v1", f"bearer.{BOB}")
+    async with client.ws_connect("/ws", protocols=protocols) as ws:
+        await ws.send_json({"type": "subscribe", "videos": [vid]})
+        answer = await ws.receive_json(timeout=10)
+        assert (answer["type"], answer["error"]["code"]) == ("error", "not_found"), answer
+        await ws.send_json({"type": "subscribe", "all": True})
+        snapshot = await ws.receive_json(timeout=10)
+        while snapshot["type"] != "snapshot":
+            snapshot = await ws.receive_json(timeout=10)
+        assert vid not in [v["id"] for v in snapshot["videos"]]
+        sent = client.app[HUB].publish(vid, "alice", {"type": "status", "video_id": vid})
+        assert sent == 0, "Bob's client does not follow Alice's video"
+    async with client.ws_connect("/ws", protocols=("vtx.v1", f"bearer.{OPS}")) as ws:
+        await ws.send_json({"type": "subscribe", "all": True})
+        while (msg := await ws.receive_json(timeout=10))["type"] != "snapshot":
+            pass
+        assert client.app[HUB].publish(vid, "alice", {"type": "status", "video_id": vid}) == 1
+        while (msg := await ws.receive_json(timeout=10))["type"] != "status":
+            pass
+        assert msg["video_id"] == vid, "an admin follows every video"
+    deleted = await client.delete(f"/v1/videos/{vid}", headers=auth(ALICE))
+    assert deleted.status == 202

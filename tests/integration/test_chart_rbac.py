@@ -83,8 +83,9 @@ API_MAY_NOT = [
     ("patch", VT, "status"),
     ("update", VT, ""),
 ]
-JOBRUNNER_MAY = [("patch", VT, "status")]
+JOBRUNNER_MAY: list[Check] = []
 JOBRUNNER_MAY_NOT = [
+    ("patch", VT, "status"),
     ("get", "secrets", ""),
     ("create", "jobs.batch", ""),
     ("get", "pods", ""),

@@ -26,12 +26,13 @@ from tests.integration.test_operator import submit, wait_for_phase
 from tests.services import Process, api_process, free_port, operator_process
 from tests.stack import (
     STATE,
-    apply,
     get,
     job_logs,
     job_namespace,
     kubectl,
+    restart_missing_parts,
     stack_env,
+    stop_part,
     wait_for_job,
     wait_until,
 )
@@ -71,32 +72,33 @@ def progress_of(ns: str, name: str, rendition: str) -> int:
     return int((entries.get(rendition) or {}).get("progress") or 0)
 
 
-def test_a_lost_final_report_does_not_keep_the_video_from_ready(
+def test_lost_reports_do_not_keep_the_video_from_ready(
     ns: str, operator: Process, store: ObjectStore, db: Database,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
+    """The jobrunner's reports stop arriving mid-encode (the broker goes away), so the last
+    ones, "uploading" and "done", are never seen: the Job and the rows decide."""
     clip = media.make_clip(
         tmp_path_factory.mktemp("media") / "lost-report.mp4", seconds=60, width=854, height=480
     )
     video = upload_video(store, db, clip)
     name = submit(video, ns)
-    # Only the jobrunner writes progress: its reports are arriving, and the encode has a long
-    # way to go (a minute of video) when they stop being accepted.
+    # Only the jobrunner's reports move a rendition's progress: they are arriving, and the
+    # encode has a long way to go (a minute of video) when they stop.
     wait_until(f"a progress report of {name}", lambda: progress_of(ns, name, "480p") > 0, 180)
-    binding = get("rolebinding", "vtx-jobrunner", ns)
-    kubectl("delete", "rolebinding", "vtx-jobrunner", "-n", ns)
+    stop_part("pulsar")
     try:
         obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator.log, timeout=300)
+        last_shown = progress_of(ns, name, "480p")
     finally:
-        apply({k: binding[k] for k in ("apiVersion", "kind", "roleRef", "subjects")}
-              | {"metadata": {"name": "vtx-jobrunner", "namespace": ns}})  # fmt: skip
+        restart_missing_parts()
     job = job_name(name, "transcode", ["480p"])
-    logs = job_logs(ns, job)
-    assert "resource status not patched: (403)" in logs, "the jobrunner's last reports were refused"
+    assert "status event not sent" in job_logs(ns, job), "the last reports were lost"
     status = obj["status"]
     assert status["phase"] == "Ready", status
     entry = status["renditions"]["480p"]
     assert entry["phase"] == "Succeeded"
+    assert last_shown == 100
     assert entry["outputs"]["mp4"] == f"videos/{video.id}/480p/video.mp4"
     assert_complete(video.id)
 

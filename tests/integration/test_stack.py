@@ -133,6 +133,7 @@ def test_every_server_round_trips_from_a_pod_by_service_name() -> None:
         "VTX_S3_BUCKET": env["VTX_S3_BUCKET"],
         "VTX_PULSAR_URL": f"pulsar://pulsar.{host}:6650",
         "VTX_IPFS_API_URL": f"http://ipfs.{host}:5001",
+        "VTX_IPFS_API_TOKEN": env["VTX_IPFS_API_TOKEN"],
     }
     script = (REPO / "tests/pod/roundtrip.py").read_text()
     with namespace("vtx-test-roundtrip") as ns:

@@ -77,16 +77,17 @@ def ipfs_roundtrip(settings: Settings, payload: bytes) -> dict[str, Any]:
         + payload
         + f"\r\n--{boundary}--\r\n".encode()
     )
+    auth = {"Authorization": f"Bearer {settings.ipfs_api_token.value}"}
     added = json.loads(
         http(
             "POST",
             f"{settings.ipfs_api_url}/api/v0/add?cid-version=1&pin=true",
             body,
-            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            {"Content-Type": f"multipart/form-data; boundary={boundary}", **auth},
         )
     )
     cid = added["Hash"]
-    got = http("POST", f"{settings.ipfs_api_url}/api/v0/cat?arg={cid}")
+    got = http("POST", f"{settings.ipfs_api_url}/api/v0/cat?arg={cid}", None, auth)
     return {"cid": cid, "same_bytes": got == payload}
 
 

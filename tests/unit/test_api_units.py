@@ -218,3 +218,55 @@ def test_text_frames_use_the_length_forms_of_rfc_6455() -> None:
     assert text_frame(b"x" * 126)[:4] == b"\x81\x7e\x00\x7e"
     assert text_frame(b"x" * 65536)[:10] == b"\x81\x7f" + (65536).to_bytes(8, "big")
     assert len(text_frame(b"x" * 65536)) == 10 + 65536
+
+
+def test_every_route_declares_who_may_call_it_and_writes_need_a_token() -> None:
+    from aiohttp import web
+
+    from vtx.api.app import setup_routes
+    from vtx.api.auth import declared_access
+
+    app = web.Application()
+    setup_routes(app)
+    seen = []
+    for resource in app.router.resources():
+        info = resource.get_info()
+        path = info.get("path") or info.get("formatter") or info.get("prefix")
+        for route in resource:
+            if route.method == "HEAD":
+                continue
+            handler = route.handler
+            level = declared_access(handler)
+            seen.append((route.method, path, level))
+            if str(path).startswith("/static"):
+                continue
+            assert getattr(handler, "_vtx_access", None) is not None, (
+                f"{route.method} {path} declares no access level"
+            )
+            if route.method != "GET" or path == "/ws":
+                assert level in ("write", "admin"), f"{route.method} {path} is {level}"
+    assert ("GET", "/ws", "write") in seen
+    assert ("DELETE", "/v1/videos/{video_id}", "write") in seen
+
+
+def test_an_undeclared_handler_is_closed() -> None:
+    from vtx.api.auth import declared_access
+
+    async def forgotten() -> None:
+        pass
+
+    assert declared_access(forgotten) == "admin"
+
+
+def test_a_token_sees_its_own_videos_and_an_admin_every_one() -> None:
+    from vtx.api.caller import ANONYMOUS, Caller
+
+    alice, admin = Caller("alice"), Caller("ops", admin=True)
+    assert alice.may_see("alice", reading=True, open_reads=False)
+    assert not alice.may_see("bob", reading=True, open_reads=False)
+    assert not alice.may_see("bob", reading=False, open_reads=True), "writes are always scoped"
+    assert alice.may_see("bob", reading=True, open_reads=True), "open reads are open"
+    assert not alice.may_see(None, reading=True, open_reads=False), "made by hand: admins only"
+    assert admin.may_see("bob", reading=False, open_reads=False)
+    assert not ANONYMOUS.may_see("alice", reading=True, open_reads=False)
+    assert (alice.owner_filter, admin.owner_filter) == ("alice", None)

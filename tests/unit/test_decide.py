@@ -16,6 +16,7 @@ from vtx.core import videos
 from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
 from vtx.core.videos import OutputRecord, RenditionRecord
 from vtx.operator.decide import (
+    ClaimVideo,
     Continue,
     CreateIngestJob,
     CreateTranscodeJob,
@@ -36,6 +37,7 @@ from vtx.operator.decide import (
     missing_jobs,
 )
 from vtx.operator.jobs import job_name, planned_jobs
+from vtx.operator.reports import Report
 from vtx.operator.state import JobObs
 
 VID = "0b9f0a55-2b8c-4d8f-9a51-3a3c0c1e1a11"
@@ -71,7 +73,8 @@ def planned(phase: Any = "Transcoding", **entries: vt.RenditionStatus) -> vt.Vid
 
 def snap(status: vt.VideoTranscodeStatus, **kw: Any) -> Snapshot:
     spec = kw.pop("spec", SPEC)
-    return Snapshot(name=NAME, generation=1, spec=spec, status=status, now=NOW, **kw)
+    claim = kw.pop("claim", videos.Claim())
+    return Snapshot(name=NAME, generation=1, spec=spec, status=status, now=NOW, claim=claim, **kw)
 
 
 def job(name: str, state: Any = "active", attempts: int = 1, suspended: bool = False) -> JobObs:
@@ -545,3 +548,88 @@ def test_the_continue_action_is_an_observation() -> None:
     assert d.observes == (Continue(),)
     assert decide(snap(planned("Queued"), slots=0)).observes == ()
     assert ReadRecords() in decide(snap(planned(), jobs=all_jobs())).observes
+
+
+# --- a resource works on its own video only ----------------------------------------------------
+
+
+def test_the_video_is_claimed_before_anything_else() -> None:
+    d = decide(snap(vt.VideoTranscodeStatus(), claim=None))
+    assert d.actions == (ClaimVideo(),)
+    running = decide(snap(planned("Transcoding"), claim=None, jobs=all_jobs("active")))
+    assert running.actions == (ClaimVideo(),), "after a restart too"
+
+
+@pytest.mark.parametrize(
+    "why",
+    [
+        f"video {VID} belongs to resource other/v-{VID}",
+        f"videos/{VID}/source/x.mp4 is not the upload of video {VID}",
+        f"video {VID} was deleted",
+    ],
+)
+def test_a_video_that_is_not_the_resources_is_refused_without_a_word_to_its_row(
+    why: str,
+) -> None:
+    d = decide(snap(vt.VideoTranscodeStatus(), claim=videos.Claim(refused=why), slots=3))
+    assert d.status.phase == "Failed"
+    assert cond(d.status, "Ready").reason == "InvalidSpec"
+    assert cond(d.status, "Ready").message == why
+    assert not [a for a in d.actions if isinstance(a, (MarkFailed, CreateTranscodeJob, Probe))]
+
+
+def test_a_resource_not_named_after_its_video_is_refused() -> None:
+    other = dataclasses.replace(SPEC, video_id="11111111-2222-4333-8444-555555555555")
+    d = decide(snap(vt.VideoTranscodeStatus(), spec=other))
+    assert d.status.phase == "Failed"
+    assert "is named v-11111111-2222-4333-8444-555555555555" in cond(d.status, "Ready").message
+    assert not [a for a in d.actions if isinstance(a, (MarkFailed, ClaimVideo, Probe))]
+
+
+def test_a_running_rendition_shows_what_its_jobrunner_reported() -> None:
+    jobs = {n: job(n) for n in jobs_of()}
+    reports = {
+        "480p": Report("uploading", 95, None),
+        "720p": Report("encoding", 40, None),
+        "1080p": Report("retrying", 10, "retrying: S3 away"),
+    }
+    d = decide(snap(planned("Transcoding"), jobs=jobs, reports=reports))
+    shown = {n: (e.phase, e.progress, e.message) for n, e in d.status.renditions.items()}
+    assert shown == {
+        "480p": ("Uploading", 95, None),
+        "720p": ("Running", 40, None),
+        "1080p": ("Running", 10, "retrying: S3 away"),
+    }
+    assert d.status.progress == 48
+    assert d.status.phase == "Transcoding"
+    claimed_done = {"480p": Report("done", 100, "outputs recorded")}
+    d = decide(snap(planned("Transcoding"), jobs=jobs, reports=claimed_done))
+    assert d.status.renditions["480p"].phase == "Uploading", "done is a report, not a verdict"
+
+
+def test_the_report_book_keeps_only_the_videos_it_watches() -> None:
+    from vtx.core.events import StatusUpdate
+    from vtx.operator.reports import ReportBook
+
+    book = ReportBook()
+    book.record(StatusUpdate(video_id=VID, rendition="480p", phase="encoding", progress=12.7))
+    assert len(book) == 0, "a video no resource here works on"
+    book.watch(VID)
+    book.record(StatusUpdate(video_id=VID, rendition="480p", phase="encoding", progress=12.7))
+    book.record(StatusUpdate(video_id=VID, rendition=None, phase="Transcoding", progress=5))
+    assert book.of(VID) == {"480p": Report("encoding", 12)}
+    book.forget(VID)
+    assert len(book) == 0
+    book.record(StatusUpdate(video_id=VID, rendition="480p", phase="encoding", progress=50))
+    assert len(book) == 0
+
+
+def test_a_source_outside_the_videos_folder_is_refused_before_anything_is_asked() -> None:
+    foreign = dataclasses.replace(
+        SPEC, source=vt.SourceRef(key="videos/11111111-2222-4333-8444-555555555555/source/a.mp4",
+                                  size=1),
+    )  # fmt: skip
+    d = decide(snap(vt.VideoTranscodeStatus(), spec=foreign, claim=None))
+    assert d.status.phase == "Failed"
+    assert "the source key must be under" in cond(d.status, "Ready").message
+    assert not [a for a in d.actions if isinstance(a, (ClaimVideo, MarkFailed, Probe))]

@@ -17,14 +17,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vtx.api import uploads, views, ws
-from vtx.api.auth import access, auth_middleware
+from vtx.api.auth import access, auth_middleware, caller_of
 from vtx.api.errors import Handler, error_middleware
-from vtx.api.hub import StatusHub, TopicReader, status_message
+from vtx.api.hub import OwnerBook, StatusHub, status_message
 from vtx.api.keys import HUB, READER, READY, REQUEST_ID, SERVICES, SETTINGS
 from vtx.api.metrics import LATENCY, REQUESTS, STATUS_EVENTS, WS_DROPPED
 from vtx.api.openapi import openapi_document
 from vtx.api.services import Services
-from vtx.core import bus, events
+from vtx.core import bus, events, videos
 from vtx.core import resource as vt
 from vtx.core.outbox import OutboxRelay
 from vtx.core.settings import Settings
@@ -64,7 +64,7 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             "%s %s %d", request.method, request.path, status,
             extra={"request_id": request_id, "method": request.method, "path": request.path,
                    "route": name, "status": status, "duration_ms": round(elapsed * 1000, 1),
-                   "remote": request.remote},
+                   "remote": request.remote, "token": caller_of(request).name},
         )  # fmt: skip
 
 
@@ -102,7 +102,7 @@ async def healthz(_: web.Request) -> web.Response:
     return views.json_response({"status": "ok"})
 
 
-def _checks(services: Services, reader: TopicReader) -> dict[str, str]:
+def _checks(services: Services, reader: bus.StatusReader) -> dict[str, str]:
     """Each server the API needs: "ok" or why not."""
     settings = services.settings
     results: dict[str, str] = {}
@@ -193,13 +193,29 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     hub = StatusHub(settings.ws_queue)
     app[HUB] = hub
 
+    async def owner_of(video_id: str) -> str | None:
+        row = await services.sql(lambda cur: videos.get_video(cur, video_id), "owner")
+        return None if row is None else row.owner
+
+    owners = OwnerBook(owner_of)
+
     def deliver(event: events.StatusUpdate) -> None:
         STATUS_EVENTS.inc()
-        before = hub.dropped
-        hub.publish(event.video_id, status_message(event))
-        WS_DROPPED.inc(hub.dropped - before)
+        message = status_message(event)
 
-    reader = TopicReader(services.pulsar, bus.topic(settings, events.STATUS_UPDATES), loop, deliver)
+        def publish(owner: str | None) -> None:
+            before = hub.dropped
+            hub.publish(event.video_id, owner, message)
+            WS_DROPPED.inc(hub.dropped - before)
+
+        owners.then(event.video_id, publish)
+
+    def on_reader_thread(event: events.StatusUpdate) -> None:
+        loop.call_soon_threadsafe(deliver, event)
+
+    reader = bus.StatusReader(
+        services.pulsar, bus.topic(settings, events.STATUS_UPDATES), on_reader_thread
+    )
     app[READER] = reader
     reader.start()
     relay = OutboxRelay(services.db, services.pulsar, settings)

@@ -1,7 +1,14 @@
-"""Bearer tokens on every write, on the WebSocket and (unless reads are open) on reads.
+"""Bearer tokens on every write, on the WebSocket and (unless reads are open) on reads, and
+whose videos a token may see.
 
 Each handler declares its access with :func:`access`; the middleware enforces it before the
-handler runs, so a forgotten check is an open endpoint only where it was declared open.
+handler runs. A handler that declares nothing is closed (an admin token only), so a forgotten
+declaration never opens an endpoint.
+
+A token's name is its owner: the videos it announces are its own, and it sees, plays, deletes
+and follows only those (404 for the others: whether another's video exists is not said). A
+token named in ``VTX_API_ADMINS`` sees every video. With open reads, reads need no token and
+are not scoped.
 """
 
 from __future__ import annotations
@@ -12,11 +19,12 @@ from typing import Literal, TypeVar
 
 from aiohttp import web
 
+from vtx.api.caller import ANONYMOUS, Caller
 from vtx.api.errors import ApiError, Handler
-from vtx.api.keys import SERVICES, TOKEN_NAME
+from vtx.api.keys import CALLER, SERVICES
 from vtx.core.tokens import check_token
 
-Access = Literal["open", "read", "write"]
+Access = Literal["open", "read", "write", "admin"]
 F = TypeVar("F", bound=Callable[..., object])
 WS_PROTOCOL = "vtx.v1"
 # Browsers cannot set headers on a WebSocket: the token rides as a subprotocol
@@ -49,17 +57,34 @@ def presented_token(request: web.Request) -> str | None:
     return None
 
 
+def declared_access(handler: object) -> Access:
+    """What a handler declared; closed (admin) when it declared nothing."""
+    level: Access = getattr(handler, "_vtx_access", "admin")
+    return level
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    level: Access = getattr(request.match_info.handler, "_vtx_access", "open")
+    level = declared_access(request.match_info.handler)
     services = request.app[SERVICES]
-    if level == "open" or (level == "read" and services.settings.api_open_reads):
+    settings = services.settings
+    presented = presented_token(request)
+    if level == "open" or (level == "read" and settings.api_open_reads and presented is None):
+        request[CALLER] = ANONYMOUS
         return await handler(request)
-    verdict = check_token(presented_token(request), services.tokens, datetime.now(UTC))
+    verdict = check_token(presented, services.tokens, datetime.now(UTC))
     if verdict.name is None:
         raise ApiError(
             401, f"token_{verdict.reason}", _MESSAGES[verdict.reason],
             headers={"WWW-Authenticate": 'Bearer realm="vtx"'},
         )  # fmt: skip
-    request[TOKEN_NAME] = verdict.name
+    caller = Caller(verdict.name, verdict.name in settings.api_admins)
+    if level == "admin" and not caller.admin:
+        raise ApiError(403, "forbidden", "this endpoint needs an admin's API token")
+    request[CALLER] = caller
     return await handler(request)
+
+
+def caller_of(request: web.Request) -> Caller:
+    caller = request.get(CALLER)
+    return caller if isinstance(caller, Caller) else ANONYMOUS

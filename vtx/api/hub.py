@@ -13,15 +13,15 @@ import contextlib
 import json
 import logging
 import struct
-import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pulsar
 from aiohttp import WSCloseCode, web
 
+from vtx.api.caller import ANONYMOUS, Caller
 from vtx.core import events
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,16 @@ class Client:
     ws: web.WebSocketResponse
     queue: asyncio.Queue[str | None]
     transport: asyncio.Transport | None = None
-    everything: bool = False
-    videos: set[str] = field(default_factory=set)
+    caller: Caller = ANONYMOUS
+    everything: bool = False  # every video the caller may see
+    videos: set[str] = field(default_factory=set)  # videos it asked for (checked when asked)
     dropped: bool = False
     sending: bool = False  # the pump is inside a send
 
-    def follows(self, video_id: str) -> bool:
-        return self.everything or video_id in self.videos
+    def follows(self, video_id: str, owner: str | None) -> bool:
+        if video_id in self.videos:
+            return True
+        return self.everything and (self.caller.admin or owner == self.caller.name)
 
 
 class StatusHub:
@@ -66,8 +69,13 @@ class StatusHub:
         self.delivered = 0
         self.dropped = 0
 
-    def add(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None = None) -> Client:
-        client = Client(ws, asyncio.Queue(self._queue_size), transport)
+    def add(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None = None,
+        caller: Caller = ANONYMOUS,
+    ) -> Client:
+        client = Client(ws, asyncio.Queue(self._queue_size), transport, caller)
         self.clients.add(client)
         return client
 
@@ -98,8 +106,9 @@ class StatusHub:
             if client.transport is not None:
                 client.transport.abort()
 
-    def publish(self, video_id: str, payload: dict[str, Any]) -> int:
-        """Send one event to every client following ``video_id``; returns how many.
+    def publish(self, video_id: str, owner: str | None, payload: dict[str, Any]) -> int:
+        """Send one event to every client following ``video_id`` (``owner``'s); returns how
+        many.
 
         The event is serialised and framed once. A client that is keeping up (nothing queued,
         little unsent in its socket) gets the frame written to its connection at once; the
@@ -109,7 +118,7 @@ class StatusHub:
         frame = text_frame(text.encode())
         sent = 0
         for client in list(self.clients):
-            if not client.follows(video_id):
+            if not client.follows(video_id, owner):
                 continue
             sent += 1
             t = client.transport
@@ -147,6 +156,46 @@ class StatusHub:
         self.clients.clear()
 
 
+class OwnerBook:
+    """Whose each video is, for the hub to tell which clients may see its events: read from
+    SQL once per video, kept for the last ``capacity`` videos. Events of a video whose owner
+    is being read wait for it, in order."""
+
+    def __init__(
+        self, lookup: Callable[[str], Awaitable[str | None]], capacity: int = 100_000
+    ) -> None:
+        self._lookup = lookup
+        self._capacity = capacity
+        self._owners: OrderedDict[str, str | None] = OrderedDict()
+        self._waiting: dict[str, list[Callable[[str | None], None]]] = {}
+
+    def then(self, video_id: str, act: Callable[[str | None], None]) -> None:
+        """Call ``act(owner)``: now when the owner is known, else once it has been read."""
+        if video_id in self._owners:
+            self._owners.move_to_end(video_id)
+            act(self._owners[video_id])
+            return
+        waiting = self._waiting.get(video_id)
+        if waiting is not None:
+            waiting.append(act)
+            return
+        self._waiting[video_id] = [act]
+        asyncio.get_running_loop().create_task(self._read(video_id))
+
+    async def _read(self, video_id: str) -> None:
+        try:
+            owner = await self._lookup(video_id)
+        except Exception:  # noqa: BLE001 - unknown: an admin's client still gets the events
+            log.warning("owner of %s unknown; its events reach admins only", video_id)
+            owner = None
+        else:
+            self._owners[video_id] = owner
+            if len(self._owners) > self._capacity:
+                self._owners.popitem(last=False)
+        for act in self._waiting.pop(video_id, []):
+            act(owner)
+
+
 def status_message(event: events.StatusUpdate) -> dict[str, Any]:
     """What clients get for one status event."""
     return {
@@ -159,72 +208,6 @@ def status_message(event: events.StatusUpdate) -> dict[str, Any]:
         "time": event.time,
         "id": event.id,
     }
-
-
-class TopicReader:
-    """Reads video-status-updates from the newest message on, on a thread, and hands each event
-    to ``deliver`` on the event loop. Reconnects with backoff while the broker is away."""
-
-    def __init__(
-        self,
-        client: pulsar.Client,
-        topic_url: str,
-        loop: asyncio.AbstractEventLoop,
-        deliver: Callable[[events.StatusUpdate], None],
-    ) -> None:
-        self._client = client
-        self._topic = topic_url
-        self._loop = loop
-        self._deliver = deliver
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="status-reader", daemon=True)
-        self.connected = threading.Event()
-        self.received = 0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        backoff = 0.5
-        seen = events.SeenEvents()
-        while not self._stop.is_set():
-            try:
-                reader = self._client.create_reader(self._topic, pulsar.MessageId.latest)
-            except Exception as exc:  # noqa: BLE001 - the broker may be away: try again
-                log.warning("status reader cannot connect yet (%s); retrying", exc)
-                self._stop.wait(backoff)
-                backoff = min(10.0, backoff * 2)
-                continue
-            self.connected.set()
-            backoff = 0.5
-            try:
-                self._read(reader, seen)
-            except Exception:
-                log.exception("status reader failed; reconnecting")
-            finally:
-                self.connected.clear()
-                with contextlib.suppress(Exception):
-                    reader.close()
-
-    def _read(self, reader: Any, seen: events.SeenEvents) -> None:
-        while not self._stop.is_set():
-            try:
-                msg = reader.read_next(timeout_millis=500)
-            except pulsar.Timeout:
-                continue
-            try:
-                event = events.decode(msg.data())
-            except events.MalformedEvent as exc:
-                log.error("ignoring a malformed status message: %s", exc)
-                continue
-            if not isinstance(event, events.StatusUpdate) or not seen.first_time(event.id):
-                continue
-            self.received += 1
-            self._loop.call_soon_threadsafe(self._deliver, event)
 
 
 def heartbeat_message() -> dict[str, Any]:

@@ -6,14 +6,16 @@ from typing import Any
 
 from aiohttp import web
 
-from vtx.api.hub import StatusHub, TopicReader
+from vtx.api.caller import Caller
+from vtx.api.hub import StatusHub
 from vtx.api.services import Services
+from vtx.core.bus import StatusReader
 from vtx.core.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
-READER = web.AppKey("reader", TopicReader)
+READER = web.AppKey("reader", StatusReader)
 READY = web.AppKey("ready", dict[str, Any])
 SERVICES = web.AppKey("services", Services)
 HUB = web.AppKey("hub", StatusHub)
 REQUEST_ID = web.RequestKey("request_id", str)
-TOKEN_NAME = web.RequestKey("token_name", str)
+CALLER = web.RequestKey("caller", Caller)

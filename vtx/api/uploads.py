@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from vtx.api.auth import access
+from vtx.api.auth import access, caller_of
 from vtx.api.errors import ApiError
 from vtx.api.keys import SERVICES
 from vtx.api.metrics import COMPLETED, UPLOADS
@@ -32,7 +32,7 @@ from vtx.api.validation import (
     part_size_for,
     safe_file_name,
 )
-from vtx.api.views import json_response, video_id_param, video_view
+from vtx.api.views import json_response, video_id_param, video_of, video_view
 from vtx.core import events, videos
 from vtx.core import resource as vt
 from vtx.core.db import Cursor
@@ -156,13 +156,6 @@ def _s3_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-async def _video(services: Services, video_id: str) -> videos.VideoRow:
-    row = await services.sql(lambda cur: videos.get_video(cur, video_id), "get video")
-    if row is None:
-        raise ApiError(404, "not_found", f"no video {video_id}")
-    return row
-
-
 @access("write")
 async def create_upload(request: web.Request) -> web.Response:
     """POST /v1/videos (and the original POST /upload/video)."""
@@ -182,7 +175,7 @@ async def create_upload(request: web.Request) -> web.Response:
         return videos.insert_video(
             cur, video_id=video_id, title=req.title, description=req.description,
             file_name=req.file_name, key=key, content_type=req.content_type, size=req.size,
-            upload_id=upload_id, part_size=part_size,
+            upload_id=upload_id, part_size=part_size, owner=caller_of(request).name,
         )  # fmt: skip
 
     try:
@@ -216,7 +209,7 @@ def _abort_quietly(services: Services, key: str, upload_id: str) -> None:
 async def upload_state(request: web.Request) -> web.Response:
     """GET /v1/videos/{id}/upload: what has arrived, and fresh URLs for what has not."""
     services = request.app[SERVICES]
-    row = await _video(services, video_id_param(request))
+    row = await video_of(request, video_id_param(request), reading=False, deleted=True)
     upload = await services.run(describe_upload, services, row)
     return json_response({"id": row.id, "status": row.status, "size": row.size, "upload": upload})
 
@@ -292,20 +285,10 @@ def _check_object(services: Services, row: videos.VideoRow) -> None:
 
 
 async def finish_upload(services: Services, row: videos.VideoRow) -> videos.VideoRow:
-    """The bytes are there: create the resource, mark the row, queue the transcode."""
+    """The bytes are there: mark the row and queue the transcode (one transaction), then
+    create the resource. The row comes first: the operator lets a resource work only on an
+    upload that is complete."""
     bucket = services.store.bucket
-    spec = vt.VideoTranscodeSpec(
-        video_id=row.id,
-        source=vt.SourceRef(key=row.key, size=row.size, bucket=bucket,
-                            content_type=row.content_type),
-    )  # fmt: skip
-    try:
-        await services.run(services.create_resource, spec)
-    except Exception as exc:  # noqa: BLE001 - the queue event makes the operator create it
-        log.warning(
-            "could not create the VideoTranscode for %s (%s); the operator will create it from"
-            " the queue", row.id, str(exc).splitlines()[0][:200] if str(exc) else type(exc),
-        )  # fmt: skip
     event = events.TranscodeRequested(
         video_id=row.id, bucket=bucket, key=row.key, size=row.size,
         content_type=row.content_type, namespace=services.settings.namespace,
@@ -318,6 +301,18 @@ async def finish_upload(services: Services, row: videos.VideoRow) -> videos.Vide
 
     done = await services.sql(mark, "mark uploaded")
     assert done is not None
+    spec = vt.VideoTranscodeSpec(
+        video_id=row.id,
+        source=vt.SourceRef(key=row.key, size=row.size, bucket=bucket,
+                            content_type=row.content_type),
+    )  # fmt: skip
+    try:
+        await services.run(services.create_resource, spec)
+    except Exception as exc:  # noqa: BLE001 - the queue event makes the operator create it
+        log.warning(
+            "could not create the VideoTranscode for %s (%s); the operator will create it from"
+            " the queue", row.id, str(exc).splitlines()[0][:200] if str(exc) else type(exc),
+        )  # fmt: skip
     COMPLETED.inc()
     return done
 
@@ -333,7 +328,7 @@ async def complete_upload(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     video_id = video_id_param(request)
     claims = parse_parts(await read_json(request))
-    row = await _video(services, video_id)
+    row = await video_of(request, video_id, reading=False, deleted=True)
     _refuse_deleted(row)
     if row.status == videos.AWAITING_UPLOAD:
         if row.upload_id is not None:
@@ -348,7 +343,7 @@ async def put_source(request: web.Request) -> web.Response:
     """PUT /v1/videos/{id}/source: the bytes through the API, streamed to S3 part by part."""
     services = request.app[SERVICES]
     store = services.store
-    row = await _video(services, video_id_param(request))
+    row = await video_of(request, video_id_param(request), reading=False, deleted=True)
     _refuse_deleted(row)
     if row.status != videos.AWAITING_UPLOAD:
         raise ApiError(409, "already_uploaded", f"video {row.id} has its bytes already")

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from vtx.api.auth import access
+from vtx.api.auth import access, caller_of
 from vtx.api.errors import ApiError
 from vtx.api.keys import SERVICES
 from vtx.api.playback import UnexpectedPlaylist, has_segments, sign_media_playlist
@@ -119,11 +119,27 @@ def progress_view(row: videos.VideoRow) -> dict[str, Any]:
     }
 
 
-async def _visible(services: Services, video_id: str) -> videos.VideoRow:
+async def video_of(
+    request: web.Request, video_id: str, *, reading: bool, deleted: bool = False
+) -> videos.VideoRow:
+    """The video, if the caller may see it: 404 alike for a video that is not there and for
+    one that is someone else's (whether it exists is not said)."""
+    services = request.app[SERVICES]
     row = await services.sql(lambda cur: videos.get_video(cur, video_id), "get video")
-    if row is None or row.status == videos.DELETED:
+    caller = caller_of(request)
+    if (
+        row is None
+        or (row.status == videos.DELETED and not deleted)
+        or not caller.may_see(
+            row.owner, reading=reading, open_reads=services.settings.api_open_reads
+        )
+    ):
         raise ApiError(404, "not_found", f"no video {video_id}")
     return row
+
+
+async def _visible(request: web.Request) -> videos.VideoRow:
+    return await video_of(request, video_id_param(request), reading=True)
 
 
 def _cursor(raw: str) -> tuple[datetime, str]:
@@ -150,8 +166,10 @@ async def list_videos(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_field", "limit must be from 1 to 100", field="limit")
     limit = int(raw_limit)
     before = _cursor(request.query["cursor"]) if request.query.get("cursor") else None
+    owner = caller_of(request).owner_filter
     rows = await services.sql(
-        lambda cur: videos.list_videos(cur, limit=limit + 1, before=before), "list videos"
+        lambda cur: videos.list_videos(cur, limit=limit + 1, before=before, owner=owner),
+        "list videos",
     )
     page = rows[:limit]
     return json_response(
@@ -165,15 +183,14 @@ async def list_videos(request: web.Request) -> web.Response:
 @access("read")
 async def get_video(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    row = await _visible(services, video_id_param(request))
+    row = await _visible(request)
     return json_response(video_view(row, services.settings, request))
 
 
 @access("read")
 async def get_progress(request: web.Request) -> web.Response:
     """GET /video/{id}/progress, the original polling endpoint."""
-    services = request.app[SERVICES]
-    row = await _visible(services, video_id_param(request))
+    row = await _visible(request)
     return json_response(progress_view(row))
 
 
@@ -182,9 +199,7 @@ async def delete_video(request: web.Request) -> web.Response:
     """DELETE /v1/videos/{id}: deletes the resource; its deletionPolicy decides the outputs."""
     services = request.app[SERVICES]
     video_id = video_id_param(request)
-    row = await services.sql(lambda cur: videos.get_video(cur, video_id), "get video")
-    if row is None:
-        raise ApiError(404, "not_found", f"no video {video_id}")
+    await video_of(request, video_id, reading=False, deleted=True)
     existed = await services.run(services.delete_resource, video_id)
     await services.sql(lambda cur: videos.mark_deleted(cur, video_id), "mark deleted")
     return json_response(
@@ -227,7 +242,7 @@ def _master_text(services: Services, row: videos.VideoRow) -> str | None:
 @access("read")
 async def play_master(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    row = await _visible(services, video_id_param(request))
+    row = await _visible(request)
     text = await services.run(_master_text, services, row)
     if text is None:
         raise ApiError(404, "not_ready", "no rendition has playable segments yet")
@@ -244,7 +259,7 @@ def _rendition_param(request: web.Request) -> str:
 @access("read")
 async def play_media(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    row = await _visible(services, video_id_param(request))
+    row = await _visible(request)
     folder = f"videos/{row.id}/{_rendition_param(request)}/hls/"
     text = await services.run(_get_text, services, folder + "index.m3u8")
     if text is None:
@@ -265,7 +280,7 @@ async def play_media(request: web.Request) -> web.Response:
 async def play_mp4(request: web.Request) -> web.Response:
     """…/play/<rendition>/video.mp4, or audio.mp4 for sound only (as the video lists it)."""
     services = request.app[SERVICES]
-    row = await _visible(services, video_id_param(request))
+    row = await _visible(request)
     name = _rendition_param(request)
     kind = str((row.renditions.get(name) or {}).get("kind") or "video")
     if request.match_info["file"] != mp4_name(kind):

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from vtx.api.auth import WS_PROTOCOL, access
+from vtx.api.auth import WS_PROTOCOL, access, caller_of
 from vtx.api.errors import ApiError
 from vtx.api.hub import Client, heartbeat_message
 from vtx.api.keys import HUB, SERVICES
@@ -78,7 +78,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "not_websocket", "GET /ws upgrades to a WebSocket")
     await ws.prepare(request)
-    client = hub.add(ws, request.transport)
+    client = hub.add(ws, request.transport, caller_of(request))
     WS_CLIENTS.inc()
     pump = asyncio.create_task(hub.pump(client))
     beat = asyncio.create_task(_heartbeats(hub, client, services.settings.ws_heartbeat_seconds))
@@ -130,15 +130,27 @@ async def _handle(request: web.Request, client: Client, msg: dict[str, Any]) -> 
         else:
             client.videos.difference_update(msg["videos"])
         return
+    caller = client.caller
     if msg["all"]:
         client.everything = True
+        owner = caller.owner_filter
         rows = await services.sql(
-            lambda cur: videos.list_videos(cur, limit=SNAPSHOT_ALL), "snapshot"
+            lambda cur: videos.list_videos(cur, limit=SNAPSHOT_ALL, owner=owner), "snapshot"
         )
     else:
         ids: list[str] = msg["videos"]
-        client.videos.update(ids)
-        rows = await services.sql(lambda cur: videos.get_videos(cur, ids), "snapshot")
+        found = await services.sql(lambda cur: videos.get_videos(cur, ids), "snapshot")
+        # Another's video is as unknown as a video that is not there.
+        rows = [
+            r for r in found
+            if r.status != videos.DELETED
+            and caller.may_see(r.owner, reading=True,
+                               open_reads=services.settings.api_open_reads)
+        ]  # fmt: skip
+        client.videos.update(r.id for r in rows)
+        unknown = sorted(set(ids) - {r.id for r in rows})
+        if unknown:
+            hub.send(client, _error("not_found", f"no videos {', '.join(unknown[:10])}"))
     views = [video_view(r, services.settings, request) for r in rows]
     hub.send(client, json.dumps({"type": "snapshot", "videos": views}, default=str))
 

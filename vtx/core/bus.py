@@ -3,7 +3,10 @@ high-rate status events that need no transaction) and a consumer with explicit a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pulsar
@@ -91,3 +94,68 @@ class EventConsumer:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+class StatusReader:
+    """Reads video-status-updates from the newest message on, on a thread of its own, and
+    hands each new event (de-duplicated by id) to ``deliver`` on that thread. Reconnects with
+    backoff while the broker is away."""
+
+    def __init__(
+        self,
+        client: pulsar.Client,
+        topic_url: str,
+        deliver: Callable[[events.StatusUpdate], None],
+    ) -> None:
+        self._client = client
+        self._topic = topic_url
+        self._deliver = deliver
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-reader", daemon=True)
+        self.connected = threading.Event()
+        self.received = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        backoff = 0.5
+        seen = events.SeenEvents()
+        while not self._stop.is_set():
+            try:
+                reader = self._client.create_reader(self._topic, pulsar.MessageId.latest)
+            except Exception as exc:  # noqa: BLE001 - the broker may be away: try again
+                log.warning("status reader cannot connect yet (%s); retrying", exc)
+                self._stop.wait(backoff)
+                backoff = min(10.0, backoff * 2)
+                continue
+            self.connected.set()
+            backoff = 0.5
+            try:
+                self._read(reader, seen)
+            except Exception:
+                log.exception("status reader failed; reconnecting")
+            finally:
+                self.connected.clear()
+                with contextlib.suppress(Exception):
+                    reader.close()
+
+    def _read(self, reader: Any, seen: events.SeenEvents) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = reader.read_next(timeout_millis=500)
+            except pulsar.Timeout:
+                continue
+            try:
+                event = events.decode(msg.data())
+            except events.MalformedEvent as exc:
+                log.error("ignoring a malformed status message: %s", exc)
+                continue
+            if not isinstance(event, events.StatusUpdate) or not seen.first_time(event.id):
+                continue
+            self.received += 1
+            self._deliver(event)

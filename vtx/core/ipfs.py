@@ -58,10 +58,14 @@ def _multipart(
 
 
 class IpfsClient:
-    def __init__(self, api_url: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, api_url: str, *, timeout_s: float = 30.0, token: str = "") -> None:
+        """``token``: a bearer token of Kubo's ``API.Authorizations`` (each token may call only
+        the RPC paths its entry allows; job pods get one that may only add)."""
         self.api_url = api_url.rstrip("/")
         self.timeout_s = timeout_s
         self._http = requests.Session()
+        if token:
+            self._http.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self._http.close()

@@ -44,8 +44,6 @@ class TranscodeArgs:
     source_key: str
     renditions: tuple[Rendition, ...]
     job: str  # the Job's name: the rows it records say which Job made them
-    resource: str | None = None  # the VideoTranscode whose status it reports progress to
-    namespace: str = "default"
     scratch: str = SCRATCH
     ipfs: bool = True  # add the outputs to IPFS (spec.storage.ipfs)
 
@@ -56,9 +54,7 @@ class TranscodeArgs:
 
     def argv(self) -> list[str]:
         args = ["transcode", "--video-id", self.video_id, "--source-key", self.source_key]
-        args += ["--job", self.job, "--namespace", self.namespace, "--scratch", self.scratch]
-        if self.resource:
-            args += ["--resource", self.resource]
+        args += ["--job", self.job, "--scratch", self.scratch]
         if not self.ipfs:
             args += ["--no-ipfs"]
         for r in self.renditions:
@@ -72,8 +68,6 @@ class TranscodeArgs:
             source_key=ns.source_key,
             renditions=tuple(ns.rendition),
             job=ns.job,
-            resource=ns.resource,
-            namespace=ns.namespace,
             scratch=ns.scratch,
             ipfs=not ns.no_ipfs,
         )
@@ -87,8 +81,6 @@ def add_transcode_arguments(parser: argparse.ArgumentParser) -> None:
         help="one planned rendition as JSON; repeat for a grouped job",
     )  # fmt: skip
     parser.add_argument("--job", required=True, help="name of the Job this pod belongs to")
-    parser.add_argument("--resource", help="VideoTranscode whose status to report progress to")
-    parser.add_argument("--namespace", default="default")
     parser.add_argument("--scratch", default=SCRATCH, help="local working folder")
     parser.add_argument("--no-ipfs", action="store_true", help="store the outputs in S3 only")
 

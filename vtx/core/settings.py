@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -148,6 +149,15 @@ def _name(raw: str) -> str:
     return raw
 
 
+def _names(raw: str) -> tuple[str, ...]:
+    """Comma-separated token names."""
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for n in names:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", n):
+            raise ValueError(f"{n!r} is not a token name (letters, digits, '.', '_', '-')")
+    return names
+
+
 def setting(
     env: str,
     parse: Callable[[str], Any],
@@ -183,6 +193,7 @@ class Settings:
     pulsar_namespace: str = setting("VTX_PULSAR_NAMESPACE", _name, "default")
     ipfs_api_url: str = setting("VTX_IPFS_API_URL", _url(("http", "https")))
     ipfs_gateway_url: str = setting("VTX_IPFS_GATEWAY_URL", _url(("http", "https")), "")
+    ipfs_api_token: Secret = setting("VTX_IPFS_API_TOKEN", str, "", secret=True)
     namespace: str = setting("VTX_NAMESPACE", _name, "default")
     request_timeout_s: int = setting("VTX_REQUEST_TIMEOUT_SECONDS", _positive_int, "10")
     max_source_seconds: int = setting("VTX_MAX_SOURCE_SECONDS", _positive_int, "14400")
@@ -222,6 +233,7 @@ class Settings:
     api_public_url: str = setting("VTX_API_PUBLIC_URL", _url(("http", "https")), "")
     api_tokens: Secret = setting("VTX_API_TOKENS", _token_list, "", secret=True)
     api_open_reads: bool = setting("VTX_API_OPEN_READS", _bool, "true")
+    api_admins: tuple[str, ...] = setting("VTX_API_ADMINS", _names, "", empty=())
     cors_origins: tuple[str, ...] = setting("VTX_CORS_ORIGINS", _origins, "", empty=())
     max_upload_bytes: int = setting("VTX_MAX_UPLOAD_BYTES", _positive_int, str(10 * GIB))
     multipart_threshold: int = setting("VTX_MULTIPART_THRESHOLD", _positive_int, str(64 * MIB))

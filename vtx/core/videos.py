@@ -51,7 +51,7 @@ def allowed_from(target: str) -> tuple[str, ...]:
 _COLUMNS = (
     "id::TEXT, title, description, file_name, file_path, content_type, file_size, upload_status,"
     " failure_reason, upload_id, part_size, phase, progress, renditions, outputs, ipfs_cid,"
-    " checksum, created_at, updated_at, source_duration"
+    " checksum, created_at, updated_at, source_duration, owner"
 )
 
 
@@ -77,6 +77,7 @@ class VideoRow:
     created_at: datetime
     updated_at: datetime
     source_duration: float | None = None  # seconds, as the probe read the source
+    owner: str | None = None  # the API token (by name) that announced it; None: made by hand
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def _row(r: Sequence[Any]) -> VideoRow:
         upload_id=r[9], part_size=None if r[10] is None else int(r[10]), phase=r[11],
         progress=int(r[12] or 0), renditions=_json(r[13]), outputs=_json(r[14]),
         source_cid=r[15], checksum=r[16], created_at=r[17], updated_at=r[18],
-        source_duration=None if r[19] is None else float(r[19]),
+        source_duration=None if r[19] is None else float(r[19]), owner=r[20],
     )  # fmt: skip
 
 
@@ -109,14 +110,15 @@ def insert_video(
     size: int,
     upload_id: str | None,
     part_size: int | None,
+    owner: str | None,
 ) -> VideoRow:
     cur.execute(
         "INSERT INTO videos (id, file_id, title, description, file_name, file_path, content_type,"
-        " file_size, upload_status, upload_id, part_size)"
-        " VALUES (%s, gen_random_uuid(), %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " file_size, upload_status, upload_id, part_size, owner)"
+        " VALUES (%s, gen_random_uuid(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         f" RETURNING {_COLUMNS}",
         (video_id, title, description, file_name, key, content_type, size, AWAITING_UPLOAD,
-         upload_id, part_size),
+         upload_id, part_size, owner),
     )  # fmt: skip
     row = cur.fetchone()
     assert row is not None
@@ -138,11 +140,19 @@ def get_videos(cur: Cursor, video_ids: list[str]) -> list[VideoRow]:
 
 
 def list_videos(
-    cur: Cursor, *, limit: int, before: tuple[datetime, str] | None = None
+    cur: Cursor,
+    *,
+    limit: int,
+    before: tuple[datetime, str] | None = None,
+    owner: str | None = None,
 ) -> list[VideoRow]:
-    """Newest first, not deleted; ``before`` is the (created_at, id) the previous page ended at."""
+    """Newest first, not deleted, of ``owner`` when given (else everyone's); ``before`` is the
+    (created_at, id) the previous page ended at."""
     where = "upload_status <> %s"
     params: list[Any] = [DELETED]
+    if owner is not None:
+        where += " AND owner = %s"
+        params.append(owner)
     if before is not None:
         where += " AND (created_at, id) < (%s, %s::UUID)"
         params += [before[0], before[1]]
@@ -159,13 +169,23 @@ def all_video_ids(cur: Cursor) -> list[str]:
 
 
 def _move(
-    cur: Cursor, video_id: str, target: str, sets: str = "", params: tuple[Any, ...] = ()
+    cur: Cursor,
+    video_id: str,
+    target: str,
+    sets: str = "",
+    params: tuple[Any, ...] = (),
+    *,
+    resource: str | None = None,
 ) -> bool:
+    """Move the video to ``target`` if its status allows (and, given ``resource``, only if
+    that resource owns it)."""
+    owner = "" if resource is None else " AND resource = %s"
     cur.execute(
         f"UPDATE videos SET upload_status = %s{sets}, updated_at = now()"
-        " WHERE id = %s AND upload_status = ANY(%s)",
-        (target, *params, video_id, list(allowed_from(target))),
-    )
+        f" WHERE id = %s AND upload_status = ANY(%s){owner}",
+        (target, *params, video_id, list(allowed_from(target)),
+         *(() if resource is None else (resource,))),
+    )  # fmt: skip
     return bool(cur.rowcount == 1)
 
 
@@ -174,8 +194,8 @@ def mark_uploaded(cur: Cursor, video_id: str) -> bool:
     return _move(cur, video_id, UPLOADED, ", phase = COALESCE(phase, 'Pending')")
 
 
-def mark_failed(cur: Cursor, video_id: str, reason: str) -> bool:
-    return _move(cur, video_id, FAILED, ", failure_reason = %s", (reason,))
+def mark_failed(cur: Cursor, video_id: str, reason: str, *, resource: str | None = None) -> bool:
+    return _move(cur, video_id, FAILED, ", failure_reason = %s", (reason,), resource=resource)
 
 
 def mark_deleted(cur: Cursor, video_id: str) -> bool:
@@ -191,17 +211,80 @@ def write_progress(
     renditions: Mapping[str, Any],
     outputs: Mapping[str, Any],
     source_duration: float | None,
+    resource: str,
 ) -> bool:
-    """The transcode as the operator last saw it (for reads from SQL alone); a deleted video's
-    row keeps what it had."""
+    """The transcode as its resource last saw it (for reads from SQL alone); only the resource
+    that owns the video writes it, and a deleted video's row keeps what it had."""
     cur.execute(
         "UPDATE videos SET phase = %s, progress = %s, renditions = %s::JSONB,"
         " outputs = %s::JSONB, source_duration = COALESCE(%s, source_duration),"
-        " updated_at = now() WHERE id = %s AND upload_status <> %s",
+        " updated_at = now() WHERE id = %s AND upload_status <> %s AND resource = %s",
         (phase, progress, json.dumps(renditions, sort_keys=True),
-         json.dumps(outputs, sort_keys=True), source_duration, video_id, DELETED),
+         json.dumps(outputs, sort_keys=True), source_duration, video_id, DELETED, resource),
     )  # fmt: skip
     return bool(cur.rowcount == 1)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to a resource asking to work on a video: None refused, or why not."""
+
+    refused: str | None = None
+    created: bool = False  # the resource was made by hand (kubectl): the row is made for it
+
+
+def claim_video(
+    cur: Cursor,
+    video_id: str,
+    resource: str,
+    *,
+    source_key: str,
+    size: int,
+    content_type: str | None,
+) -> Claim:
+    """Let ``resource`` (``<namespace>/<name>``) work on the video, if it may: the video's
+    upload is complete, its source is the one the resource names, and no other live resource
+    has claimed it. A resource made with kubectl for a video with no row gets one."""
+    cur.execute(
+        "SELECT upload_status, file_path, resource FROM videos WHERE id = %s FOR UPDATE",
+        (video_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        cur.execute(
+            "INSERT INTO videos (id, file_id, file_name, file_path, content_type, file_size,"
+            " upload_status, phase, resource) VALUES (%s, gen_random_uuid(), %s, %s, %s, %s,"
+            " %s, 'Pending', %s)",
+            (video_id, source_key.rsplit("/", 1)[-1], source_key, content_type or "", size,
+             UPLOADED, resource),
+        )  # fmt: skip
+        return Claim(created=True)
+    status, key, owner = row
+    if status == DELETED:
+        return Claim(f"video {video_id} was deleted")
+    if status == AWAITING_UPLOAD:
+        return Claim(f"the upload of video {video_id} is not complete")
+    if key != source_key:
+        return Claim(f"{source_key[:200]} is not the upload of video {video_id}")
+    if owner not in (None, resource):
+        return Claim(f"video {video_id} belongs to resource {owner}")
+    if owner is None:
+        cur.execute("UPDATE videos SET resource = %s WHERE id = %s", (resource, video_id))
+    return Claim()
+
+
+def release_video(cur: Cursor, video_id: str, resource: str) -> bool:
+    """The resource is going: another may claim the video. False when it was not the owner."""
+    cur.execute(
+        "UPDATE videos SET resource = NULL WHERE id = %s AND resource = %s", (video_id, resource)
+    )
+    return bool(cur.rowcount == 1)
+
+
+def owner_of(cur: Cursor, video_id: str) -> str | None:
+    cur.execute("SELECT resource FROM videos WHERE id = %s", (video_id,))
+    row = cur.fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
 def record_original(cur: Cursor, video_id: str, cid: str, checksum: str) -> None:
@@ -374,10 +457,12 @@ def segment_rows(cur: Cursor, video_id: str, rendition: str, storage: str = S3) 
     return [SegmentRow(int(r[0]), r[1] or "", r[2], int(r[3] or 0), float(r[4])) for r in cur]
 
 
-def complete_video(cur: Cursor, video_id: str, master_key: str, root_cid: str | None) -> bool:
+def complete_video(
+    cur: Cursor, video_id: str, master_key: str, root_cid: str | None, *, resource: str
+) -> bool:
     """The video is published: completed, with its master playlist's rows. False (and nothing
-    written) when the video was deleted meanwhile."""
-    if not _move(cur, video_id, COMPLETED):
+    written) when the video was deleted meanwhile or ``resource`` does not own it."""
+    if not _move(cur, video_id, COMPLETED, resource=resource):
         return False
     storages = [(S3, root_cid)] + ([(IPFS, root_cid)] if root_cid else [])
     for storage, cid in storages:

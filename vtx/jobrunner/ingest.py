@@ -50,7 +50,11 @@ def run_ingest(video_id: str, source_key: str, settings: Settings, size: int | N
     (the size announced at upload) is given, an original of another size is not recorded: it
     is not the file that was uploaded."""
     store = ObjectStore(settings)
-    ipfs = IpfsClient(settings.ipfs_api_url, timeout_s=max(120, settings.request_timeout_s))
+    ipfs = IpfsClient(
+        settings.ipfs_api_url,
+        token=settings.ipfs_api_token.value,
+        timeout_s=max(120, settings.request_timeout_s),
+    )
     db = Database(settings.database_url, max_connections=1)
     try:
         cid, checksum, got = with_retry(

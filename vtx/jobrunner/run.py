@@ -107,12 +107,14 @@ def run_transcode(
 ) -> int:
     """Encode ``job``'s renditions in ``scratch`` (removed at the end, whatever happens)."""
     names = [r.name for r in job.renditions]
-    reporter = Reporter(
-        settings, job.video_id, names, resource=job.resource, namespace=job.namespace
-    )
+    reporter = Reporter(settings, job.video_id, names)
     store = ObjectStore(settings)
     ipfs = (
-        IpfsClient(settings.ipfs_api_url, timeout_s=max(60, settings.request_timeout_s))
+        IpfsClient(
+            settings.ipfs_api_url,
+            token=settings.ipfs_api_token.value,
+            timeout_s=max(60, settings.request_timeout_s),
+        )
         if job.ipfs
         else None
     )

@@ -22,6 +22,7 @@ from vtx.operator.decide import Snapshot, missing_jobs
 from vtx.operator.events import StatusEvents
 from vtx.operator.index import ClusterView
 from vtx.operator.metrics import PhaseBook
+from vtx.operator.reports import ReportBook
 from vtx.operator.state import Waiting, job_observations
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class Context:
     phases: PhaseBook = field(default_factory=PhaseBook)
     stalls: StallWatch = field(default_factory=lambda: StallWatch())
     synced: dict[tuple[str, str], Any] = field(default_factory=dict)  # last row written
+    claimed: set[str] = field(default_factory=set)  # resources known to own their video
+    reports: ReportBook = field(default_factory=ReportBook)  # the jobrunners' progress
 
     def plain(self, obj: Any) -> Any:
         """A client model as the API's JSON (camelCase dicts)."""
@@ -89,7 +92,7 @@ def connect(cfg: Settings) -> Context:
     return Context(
         settings=cfg,
         store=ObjectStore(cfg),
-        ipfs=IpfsClient(cfg.ipfs_api_url, timeout_s=120),
+        ipfs=IpfsClient(cfg.ipfs_api_url, token=cfg.ipfs_api_token.value, timeout_s=120),
         db=Database(cfg.database_url, max_connections=8, application_name="vtx-operator"),
         batch=client.BatchV1Api(),
         custom=client.CustomObjectsApi(),

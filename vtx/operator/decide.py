@@ -21,10 +21,12 @@ from typing import Literal
 
 from vtx.core import media, videos
 from vtx.core import resource as vt
+from vtx.core.jobargs import source_key_of
 from vtx.core.ladder import DEFAULT_LADDER, InvalidSource, Rendition, Rung, SourceFacts, plan_ladder
 from vtx.core.verify import record_problems
 from vtx.core.videos import RenditionRecord
 from vtx.operator.jobs import planned_jobs
+from vtx.operator.reports import Report
 from vtx.operator.state import JobObs
 
 TERMINAL = ("Ready", "Failed")
@@ -66,9 +68,17 @@ class Snapshot:
     checks: Mapping[str, tuple[str, ...]] | None = None  # rendition → problems found in storage
     failures: Mapping[str, str] = field(default_factory=dict)  # Job → its pod's last words
     published: vt.PublishedOutputs | None = None
+    claim: videos.Claim | None = None  # whether this resource may work on the video
+    reports: Mapping[str, Report] = field(default_factory=dict)  # rendition → its jobrunner's
 
 
 # --- what it decided ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimVideo:
+    """Observe: may this resource work on its video (the row agrees, no other resource owns
+    it)? A resource made by hand gets the video's row made for it."""
 
 
 @dataclass(frozen=True)
@@ -151,10 +161,10 @@ class Emit:
     message: str
 
 
-Observe = Probe | ReadRecords | Verify | ExplainFailure | Publish | Continue
+Observe = ClaimVideo | Probe | ReadRecords | Verify | ExplainFailure | Publish | Continue
 Effect = CreateTranscodeJob | CreateIngestJob | DeleteJob | SetSuspended | ReplacePods | MarkFailed
 Action = Observe | Effect | Emit
-OBSERVE = (Probe, ReadRecords, Verify, ExplainFailure, Publish, Continue)
+OBSERVE = (ClaimVideo, Probe, ReadRecords, Verify, ExplainFailure, Publish, Continue)
 
 
 @dataclass(frozen=True)
@@ -229,14 +239,40 @@ class _Draft:
     def update(self, name: str, **changes: object) -> None:
         self.entries[name] = dataclasses.replace(self.entry(name), **changes)  # type: ignore[arg-type]
 
-    def fail(self, reason: str, message: str, *, probed: bool | None = None) -> None:
+    def fail(
+        self, reason: str, message: str, *, probed: bool | None = None, ours: bool = True
+    ) -> None:
+        """Failed for good; the video's row says so only when the video is this resource's."""
         self.set(phase="Failed", observed_generation=self.s.generation)
         if probed is False:
             self.condition("Probed", "False", reason, message)
         self.condition("Ready", "False", reason, message)
         self.note = f"{reason}: {message}"
-        self.act(MarkFailed(self.note))
+        if ours:
+            self.act(MarkFailed(self.note))
         self.emit("Warning", reason, message)
+
+    def claimed(self) -> bool:
+        """Whether the resource may work on its video; asks, or fails it, when not known."""
+        s = self.s
+        if vt.NAME_PREFIX + s.spec.video_id != s.name:
+            self.fail(
+                "InvalidSpec", f"a resource for video {s.spec.video_id} is named "
+                f"{vt.NAME_PREFIX}{s.spec.video_id}, not {s.name}", ours=False,
+            )  # fmt: skip
+            return False
+        try:
+            source_key_of(s.spec.video_id, s.spec.source.key)
+        except ValueError as exc:
+            self.fail("InvalidSpec", str(exc), ours=False)
+            return False
+        if s.claim is None:
+            self.act(ClaimVideo())
+            return False
+        if s.claim.refused is not None:
+            self.fail("InvalidSpec", s.claim.refused, ours=False)
+            return False
+        return True
 
     def result(self) -> Decision:
         status = dataclasses.replace(self.status, renditions=dict(self.entries))
@@ -428,9 +464,18 @@ class _Draft:
         self.conclude()
 
     def follow_running(self, job: JobObs, open_: Sequence[Rendition]) -> None:
+        """A running Job's renditions show what their jobrunner last reported (if anything
+        arrived): shown, not trusted."""
         for r in open_:
-            if self.entry(r.name).phase in ("Pending", "Queued", "Suspended"):
-                self.update(r.name, phase="Running")
+            report = self.s.reports.get(r.name)
+            entry = self.entry(r.name)
+            if report is None:
+                if entry.phase in ("Pending", "Queued", "Suspended"):
+                    self.update(r.name, phase="Running")
+                continue
+            shown = (report.shown_phase, report.progress, report.message)
+            if (entry.phase, entry.progress, entry.message) != shown:
+                self.update(r.name, phase=shown[0], progress=shown[1], message=shown[2])
         if job.name in self.s.stalled:
             self.act(ReplacePods(job.name))
 
@@ -592,6 +637,8 @@ def decide(s: Snapshot) -> Decision:
     phase = s.status.phase
     if phase in TERMINAL:
         d.follow_ingest()
+        return d.result()
+    if not d.claimed():
         return d.result()
     if s.status.plan is None:
         if s.spec.suspend:

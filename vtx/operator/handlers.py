@@ -19,8 +19,9 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from vtx.core import media, videos
+from vtx.core import bus, events, media, videos
 from vtx.core import resource as vt
+from vtx.core.db import Cursor
 from vtx.core.settings import Settings
 from vtx.core.sources import stop_probes
 from vtx.operator import rows
@@ -36,7 +37,7 @@ from vtx.operator.metrics import (
     RECONCILE_ERRORS,
     TIME_TO_READY,
 )
-from vtx.operator.reconcile import Step, owns_video, reconcile_step
+from vtx.operator.reconcile import Step, named_after, reconcile_step
 from vtx.operator.state import job_obs
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.ctx = ctx
     host, _sep, port = cfg.metrics_address.rpartition(":")
     start_http_server(int(port), addr=host)
-    memo.intake = Intake(cfg, ctx.custom, cfg.namespace)
+    memo.intake = Intake(cfg, ctx.custom, ctx.db, cfg.namespace)
     memo.intake.start()
+    # What the jobrunners say of their renditions (they hold no Kubernetes credentials).
+    memo.reports_client = bus.pulsar_client(cfg)
+    memo.reader = bus.StatusReader(
+        memo.reports_client, bus.topic(cfg, events.STATUS_UPDATES), ctx.reports.record
+    )
+    memo.reader.start()
     # Ready once the queue subscription exists: an upload completed from then on is not missed.
     if not await loop.run_in_executor(None, memo.intake.subscribed.wait, 30):
         log.warning("the queue intake has not subscribed yet (is Pulsar up?); it keeps trying")
@@ -100,6 +107,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if killed:
         log.info("stopping: %d probes cut short", killed)
     await asyncio.get_running_loop().run_in_executor(None, memo.intake.stop)
+    await asyncio.get_running_loop().run_in_executor(None, memo.reader.stop)
+    memo.reports_client.close()
     ctx.events.close()
     await memo.health.stop()
 
@@ -176,7 +185,11 @@ def _after_step(ctx: Context, step: Step, spec: dict[str, Any]) -> None:
     if phase in TERMINAL or phase == "Suspended":
         ctx.view.forget(*key)
     video_id = str(spec.get("videoId") or "")
-    if not owns_video(step.name, video_id):
+    if phase in TERMINAL:
+        ctx.reports.forget(video_id)
+    elif named_after(step.name, video_id):
+        ctx.reports.watch(video_id)
+    if not named_after(step.name, video_id):
         return
     try:
         typed = vt.VideoTranscodeStatus.from_dict(after)
@@ -185,7 +198,7 @@ def _after_step(ctx: Context, step: Step, spec: dict[str, Any]) -> None:
     if after != before or key not in ctx.synced:
         row = rows.row_state(typed)
         if ctx.synced.get(key) != row:
-            rows.write_row(ctx.db, video_id, row)
+            rows.write_row(ctx.db, video_id, row, f"{step.namespace}/{step.name}")
             ctx.synced[key] = row
     if phase != before.get("phase") and phase is not None:
         if phase == "Ready":
@@ -245,17 +258,33 @@ def cleanup(
     ctx.phases.set(key, None)
     ctx.view.forget(*key)
     ctx.synced.pop(key, None)
-    if spec.get("deletionPolicy") != "Delete":
-        return
     video_id = str(spec.get("videoId") or "")
-    if not owns_video(str(meta.get("name")), video_id):
-        kopf.warn(body, reason="OutputsKept", message="not named after its video: nothing removed")
+    ref = f"{key[0]}/{key[1]}"
+    ctx.claimed.discard(ref)
+    ctx.reports.forget(video_id)
+    if not named_after(key[1], video_id):
+        return  # it never worked on a video
+    owner = ctx.db.transaction(lambda cur: videos.owner_of(cur, video_id), name="owner")
+    if owner != ref:
+        if spec.get("deletionPolicy") == "Delete":
+            why = f"video {video_id} is not this resource's (its owner: {owner})"
+            kopf.warn(body, reason="OutputsKept", message=why)
         return
+    if spec.get("deletionPolicy") != "Delete":
+        ctx.db.transaction(lambda cur: videos.release_video(cur, video_id, ref), name="release")
+        return
+    # The root CID as the rows name it (read before they go), not as a status says.
+    masters = ctx.db.transaction(lambda cur: videos.master_rows(cur, video_id), name="master")
+    cid = masters.get(videos.IPFS, (None, None))[1]
     # Everything under the video's folder but the uploaded original.
     folder = f"{media.video_prefix(video_id)}/"
     removed = ctx.store.delete_prefix(folder, keep=f"{folder}source/")
-    ctx.db.transaction(lambda cur: videos.forget_outputs(cur, video_id), name="forget outputs")
-    cid = (status.get("outputs") or {}).get("cid")
+
+    def forget(cur: Cursor) -> None:
+        videos.forget_outputs(cur, video_id)
+        videos.release_video(cur, video_id, ref)
+
+    ctx.db.transaction(forget, name="forget outputs")
     if not cid:
         kopf.info(body, reason="OutputsDeleted", message=f"{removed} objects removed")
         return

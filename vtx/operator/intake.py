@@ -13,8 +13,10 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from vtx.core import bus, events
+from vtx.core import bus, events, videos
 from vtx.core import resource as vt
+from vtx.core.db import Database
+from vtx.core.jobargs import source_key_of
 from vtx.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,11 @@ def resource_for(event: events.TranscodeRequested, namespace: str) -> dict[str, 
 class Intake:
     """Consumes video-transcode-queue on a thread; creates missing resources."""
 
-    def __init__(self, settings: Settings, custom: Any, namespace: str) -> None:
+    def __init__(self, settings: Settings, custom: Any, db: Database, namespace: str) -> None:
         self._settings = settings
         self._custom = custom
+        self._db = db
+        self.refused = 0
         self._namespace = namespace
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
@@ -54,11 +58,32 @@ class Intake:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def check(self, event: events.TranscodeRequested) -> str | None:
+        """Why the event is not one vtx sent for a complete upload, or None."""
+        try:
+            source_key_of(event.video_id, event.key)
+        except ValueError as exc:
+            return str(exc)
+        row = self._db.transaction(lambda cur: videos.get_video(cur, event.video_id), name="row")
+        if row is None:
+            return "no such video"
+        if row.status != videos.UPLOADED:
+            return f"the video is {row.status}, not waiting for its transcode"
+        if (row.key, row.size) != (event.key, event.size):
+            return "the event's source is not the video's upload"
+        return None
+
     def ours(self, event: events.TranscodeRequested) -> bool:
         return event.namespace in (None, self._namespace)
 
     def handle(self, event: events.TranscodeRequested) -> bool:
-        """Create the resource; True when it was missing."""
+        """Create the resource; True when it was missing. An event that does not match an
+        upload that is complete (anyone who can reach the broker can send one) is refused."""
+        refused = self.check(event)
+        if refused is not None:
+            log.warning("intake: refused an event for video %s: %s", event.video_id, refused)
+            self.refused += 1
+            return False
         body = resource_for(event, self._namespace)
         try:
             self._custom.create_namespaced_custom_object(

@@ -92,7 +92,8 @@ def _pod_spec(settings: Settings, args: list[str], labels: Mapping[str, str]) ->
         "spec": {
             "restartPolicy": "Never",
             "serviceAccountName": settings.job_service_account,
-            "automountServiceAccountToken": True,
+            # Job pods talk to no Kubernetes API: no token to steal.
+            "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "securityContext": {
                 "runAsNonRoot": True,
@@ -207,7 +208,7 @@ def build_transcode_job(
     }
     args = TranscodeArgs(
         video_id=video_id, source_key=source_key, renditions=tuple(renditions), job=name,
-        resource=resource, namespace=namespace, scratch=SCRATCH, ipfs=ipfs,
+        scratch=SCRATCH, ipfs=ipfs,
     ).argv()  # fmt: skip
     pod = _pod_spec(settings, args, labels)
     deadline = active_deadline_seconds(duration_s, settings, len(renditions))

@@ -27,6 +27,7 @@ def publish_video(
     store: ObjectStore,
     ipfs: IpfsClient | None,
     db: Database,
+    resource: str,
 ) -> PublishedOutputs:
     """Write the master playlist, build and check the IPFS directory (when ``ipfs``), mark the
     video completed and pin its root. Safe to run again."""
@@ -48,9 +49,10 @@ def publish_video(
         if problems:
             raise PublishError(f"the IPFS directory {root} is not whole: {'; '.join(problems)}")
     if not db.transaction(
-        lambda cur: videos.complete_video(cur, video_id, master_key, root), name="complete video"
+        lambda cur: videos.complete_video(cur, video_id, master_key, root, resource=resource),
+        name="complete video",
     ):
-        raise PublishError("the video was deleted while it was being published")
+        raise PublishError("the video was deleted (or taken by another resource) meanwhile")
     if ipfs is not None and root is not None:
         # Pinned after the row names it: a deletion of a video with the same outputs, which
         # unpins only a root no row names, cannot take this pin away unseen (handlers.cleanup).

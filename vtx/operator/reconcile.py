@@ -26,6 +26,7 @@ from vtx.core.sources import ProbeUnavailable, probe_source
 from vtx.core.verify import check_rendition, record_problems
 from vtx.operator.context import Context, create_job, delete_stuck_pods
 from vtx.operator.decide import (
+    ClaimVideo,
     Continue,
     CreateIngestJob,
     CreateTranscodeJob,
@@ -65,6 +66,7 @@ class Observed:
     checked: bool = False
     failures: dict[str, str] = field(default_factory=dict)
     published: vt.PublishedOutputs | None = None
+    claim: videos.Claim | None = None
 
 
 @dataclass
@@ -84,6 +86,11 @@ class Step:
     @property
     def generation(self) -> int:
         return int(self.meta.get("generation") or 1)
+
+    @property
+    def ref(self) -> str:
+        """``<namespace>/<name>``: how the video's row names the resource that owns it."""
+        return f"{self.namespace}/{self.name}"
 
     def owner(self) -> dict[str, Any]:
         return {
@@ -155,13 +162,12 @@ def _refuse(step: Step, exc: ValueError) -> None:
     step.note = f"{reason}: {message}"
     kopf.warn(step.body, reason=reason, message=message)
     video_id = str((step.body.get("spec") or {}).get("videoId") or "")
-    if owns_video(step.name, video_id):
-        step.ctx.db.transaction(lambda cur: videos.mark_failed(cur, video_id, step.note or reason))
+    if named_after(step.name, video_id):
+        _mark_failed(step.ctx, video_id, step.note or reason, step.ref)
 
 
-def owns_video(name: str, video_id: str) -> bool:
-    """A resource named after its video (``v-<videoId>``), as vtx makes them: only such a
-    resource may write the video's row or remove its outputs."""
+def named_after(name: str, video_id: str) -> bool:
+    """A resource named after its video (``v-<videoId>``), as vtx makes them."""
     try:
         return vt.resource_name(video_id) == name
     except ValueError:
@@ -173,6 +179,7 @@ def gather(
 ) -> Snapshot:
     ctx = step.ctx
     jobs, ingest = job_observations(ctx.view.jobs_of(step.namespace, step.name))
+    reports = ctx.reports.of(spec.video_id)
     stalled = set()
     now = time.monotonic()
     for name, job in jobs.items():
@@ -180,7 +187,10 @@ def gather(
         if job.state != "active" or job.suspended:
             ctx.stalls.forget(key)
             continue
-        progress = sum(e.progress for e in status.renditions.values() if e.job == name)
+        progress = sum(
+            reports[r].progress for r, e in status.renditions.items()
+            if e.job == name and r in reports
+        )  # fmt: skip
         if ctx.stalls.stalled(key, progress, now, ctx.settings.stall_seconds):
             stalled.add(name)
     return Snapshot(
@@ -198,6 +208,8 @@ def gather(
         checks=observed.checks if observed.checked else None,
         failures=observed.failures,
         published=observed.published,
+        claim=videos.Claim() if step.ref in ctx.claimed else observed.claim,
+        reports=reports,
     )
 
 
@@ -252,15 +264,18 @@ def apply(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision) -> None:
                     f"{ctx.settings.stall_seconds}s; its pod is replaced",
                 )  # fmt: skip
             ctx.stalls.restart((ns, action.name), time.monotonic())
-        elif isinstance(action, MarkFailed) and owns_video(step.name, spec.video_id):
-            _mark_failed(ctx, spec.video_id, action.reason)
+        elif isinstance(action, MarkFailed):
+            _mark_failed(ctx, spec.video_id, action.reason, step.ref)
         elif isinstance(action, Emit):
             post = kopf.warn if action.kind == "Warning" else kopf.info
             post(step.body, reason=action.reason, message=action.message)
 
 
-def _mark_failed(ctx: Context, video_id: str, reason: str) -> None:
-    ctx.db.transaction(lambda cur: videos.mark_failed(cur, video_id, reason), name="mark failed")
+def _mark_failed(ctx: Context, video_id: str, reason: str, resource: str) -> None:
+    ctx.db.transaction(
+        lambda cur: videos.mark_failed(cur, video_id, reason, resource=resource),
+        name="mark failed",
+    )
 
 
 def _delete_job(ctx: Context, namespace: str, name: str) -> None:
@@ -277,7 +292,20 @@ def observe(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision, seen: O
     ctx = step.ctx
     status = decision.status
     for action in decision.observes:
-        if isinstance(action, Probe):
+        if isinstance(action, ClaimVideo):
+            seen.claim = ctx.db.transaction(
+                lambda cur: videos.claim_video(
+                    cur, spec.video_id, step.ref, source_key=spec.source.key,
+                    size=spec.source.size, content_type=spec.source.content_type,
+                ),
+                name="claim video",
+            )  # fmt: skip
+            if seen.claim.refused is None:
+                ctx.claimed.add(step.ref)
+            if seen.claim.created:
+                kopf.info(step.body, reason="VideoRecorded",
+                          message=f"video {spec.video_id} had no row: one was made")  # fmt: skip
+        elif isinstance(action, Probe):
             seen.probe = _probe(ctx, spec)
         elif isinstance(action, ReadRecords):
             seen.records = ctx.db.transaction(
@@ -292,7 +320,7 @@ def observe(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision, seen: O
         elif isinstance(action, Publish):
             seen.published = publish_video(
                 spec.video_id, action.renditions, store=ctx.store,
-                ipfs=ctx.ipfs if spec.storage_ipfs else None, db=ctx.db,
+                ipfs=ctx.ipfs if spec.storage_ipfs else None, db=ctx.db, resource=step.ref,
             )  # fmt: skip
         else:
             assert isinstance(action, Continue)

@@ -42,11 +42,12 @@ def row_state(status: vt.VideoTranscodeStatus) -> RowState:
     )
 
 
-def write_row(db: Database, video_id: str, row: RowState) -> None:
+def write_row(db: Database, video_id: str, row: RowState, resource: str) -> None:
+    """The row of a video ``resource`` owns (a row it does not own is left as it is)."""
     db.transaction(
         lambda cur: videos.write_progress(
             cur, video_id, phase=row.phase, progress=row.progress, renditions=row.renditions,
-            outputs=row.outputs, source_duration=row.source_duration,
+            outputs=row.outputs, source_duration=row.source_duration, resource=resource,
         ),
         name="video progress",
     )  # fmt: skip

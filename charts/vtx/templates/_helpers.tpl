@@ -84,8 +84,10 @@ true
 {{- define "vtx.jobSecretEnv" -}}
 {{- $s := .Values.secrets -}}
 {{- $refs := list -}}
-{{- range $var, $ref := dict "VTX_DATABASE_URL" $s.databaseUrl "VTX_S3_ACCESS_KEY" $s.s3AccessKey "VTX_S3_SECRET_KEY" $s.s3SecretKey "VTX_PULSAR_URL" $s.pulsarUrl -}}
+{{- range $var, $ref := dict "VTX_DATABASE_URL" $s.databaseUrl "VTX_S3_ACCESS_KEY" $s.s3AccessKey "VTX_S3_SECRET_KEY" $s.s3SecretKey "VTX_PULSAR_URL" $s.pulsarUrl "VTX_IPFS_API_TOKEN" $s.jobIpfsApiToken -}}
+{{- if $ref.name -}}
 {{- $refs = append $refs (printf "%s=%s/%s" $var $ref.name $ref.key) -}}
+{{- end -}}
 {{- end -}}
 {{- join "," $refs -}}
 {{- end -}}
@@ -105,6 +107,9 @@ true
 {{ include "vtx.secretEnv" (dict "name" "VTX_S3_ACCESS_KEY" "ref" .Values.secrets.s3AccessKey) }}
 {{ include "vtx.secretEnv" (dict "name" "VTX_S3_SECRET_KEY" "ref" .Values.secrets.s3SecretKey) }}
 {{ include "vtx.secretEnv" (dict "name" "VTX_PULSAR_URL" "ref" .Values.secrets.pulsarUrl) }}
+{{- if .Values.secrets.ipfsApiToken.name }}
+{{ include "vtx.secretEnv" (dict "name" "VTX_IPFS_API_TOKEN" "ref" .Values.secrets.ipfsApiToken) }}
+{{- end }}
 {{- end -}}
 
 {{/* Pod security context of every vtx pod: the images' non-root user. */}}

@@ -1,0 +1,69 @@
+"""What the jobrunners say of their renditions, as read from ``video-status-updates``: the
+latest phase, progress and message of each rendition of the videos this operator is working on.
+Shown in the resource's status and used to see a stall; never evidence of anything done."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from vtx.core import events
+
+# A jobrunner's phases and the rendition phase the status shows for each.
+SHOWN_PHASE = {
+    "starting": "Running",
+    "encoding": "Running",
+    "retrying": "Running",  # this attempt failed; the Job makes another
+    "interrupted": "Running",
+    "failed": "Running",  # invalid input: its Job fails at once, and the operator says Failed
+    "uploading": "Uploading",
+    "done": "Uploading",  # recorded: Succeeded once the outputs check out
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    phase: str  # as the jobrunner said it (starting, encoding, uploading, done, ...)
+    progress: int
+    message: str | None = None
+
+    @property
+    def shown_phase(self) -> str:
+        return SHOWN_PHASE.get(self.phase, "Running")
+
+
+class ReportBook:
+    """Thread-safe; it keeps reports only of the videos it was told to watch, and forgets a
+    video's when told, so it holds no more than the videos in progress."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watching: set[str] = set()
+        self._reports: dict[str, dict[str, Report]] = {}
+
+    def watch(self, video_id: str) -> None:
+        with self._lock:
+            self._watching.add(video_id)
+
+    def forget(self, video_id: str) -> None:
+        with self._lock:
+            self._watching.discard(video_id)
+            self._reports.pop(video_id, None)
+
+    def record(self, event: events.StatusUpdate) -> None:
+        if event.rendition is None:
+            return  # the operator's own phase events
+        with self._lock:
+            if event.video_id not in self._watching:
+                return
+            self._reports.setdefault(event.video_id, {})[event.rendition] = Report(
+                event.phase, int(max(0.0, min(100.0, event.progress))), event.message
+            )
+
+    def of(self, video_id: str) -> dict[str, Report]:
+        with self._lock:
+            return dict(self._reports.get(video_id) or {})
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(r) for r in self._reports.values())
