@@ -75,7 +75,7 @@ curl -fsS "${auth[@]}" -X POST -H 'Content-Type: application/json' -d '{}' "$API
 deadline=$((SECONDS + ${VTX_DEMO_TIMEOUT:-900}))
 last=""
 while :; do
-  video=$(curl -fsS "$API/v1/videos/$id") || fail "reading the video failed"
+  video=$(curl -fsS "${auth[@]}" "$API/v1/videos/$id") || fail "reading the video failed"
   phase=$(jq -r '.phase // "Pending"' <<<"$video")
   line="$phase $(jq -r '.progress' <<<"$video")% $(jq -r '[.renditions | to_entries[] | "\(.key) \(.value.progress)%"] | join(", ")' <<<"$video")"
   [ "$line" != "$last" ] && log "  $line"
@@ -92,8 +92,10 @@ hls=$(jq -r .playback.hls <<<"$video")
 ipfs=$(jq -r .playback.ipfs <<<"$video")
 step "what ffprobe reads from each playback URL:"
 for u in "$hls" "$ipfs"; do
+  # Reads are closed (the chart's default): the API's playlists want the token too.
   report=$(ffprobe -v error -print_format json -show_format -show_streams \
-    -protocol_whitelist http,https,tcp,tls,crypto "$u") || fail "$u does not play"
+    -protocol_whitelist http,https,tcp,tls,crypto \
+    -headers "Authorization: Bearer $VTX_API_TOKEN"$'\r\n' "$u") || fail "$u does not play"
   jq -r '"    \(.format.duration | tonumber | floor) s, video \([.streams[] | select(.codec_type == "video") | "\(.width)x\(.height)"] | unique | join(" ")), audio \([.streams[] | select(.codec_type == "audio") | .codec_name] | unique | join(" "))"' <<<"$report"
 done
 step "vtx verify $id: its rows, its objects in S3, its IPFS directory and its resource agree"

@@ -83,13 +83,15 @@ def make_truncated_mp4(path: Path, source: Path) -> Path:
     return path
 
 
-def probe(path_or_url: str) -> dict[str, object]:
-    """ffprobe's JSON report of a file or URL (any protocol ffprobe may use in tests)."""
+def probe(path_or_url: str, token: str | None = None) -> dict[str, object]:
+    """ffprobe's JSON report of a file or URL (any protocol ffprobe may use in tests); with
+    ``token``, every HTTP request of it carries the API token (playlists of closed reads)."""
     import json
 
+    auth = ["-headers", f"Authorization: Bearer {token}\r\n"] if token else []
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-         "-protocol_whitelist", "file,http,https,tcp,tls,crypto", path_or_url],
+         "-protocol_whitelist", "file,http,https,tcp,tls,crypto", *auth, path_or_url],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
     report: dict[str, object] = json.loads(out)

@@ -102,7 +102,9 @@ def upload_and_wait(api: str, clip: Path) -> dict[str, Any]:
     assert done.status_code == 202, done.text
 
     def finished() -> dict[str, Any] | None:
-        view: dict[str, Any] = requests.get(f"{api}/v1/videos/{video_id}", timeout=10).json()
+        view: dict[str, Any] = requests.get(
+            f"{api}/v1/videos/{video_id}", headers=headers, timeout=10
+        ).json()
         return view if view["phase"] in ("Ready", "Failed") else None
 
     return wait_until(f"video {video_id} to be Ready", finished, timeout=600, every=2)
@@ -119,7 +121,7 @@ def test_install_upload_upgrade_uninstall(
     assert view["phase"] == "Ready", view
     assert "480p" in view["renditions"]
     for url in (view["playback"]["hls"], view["playback"]["ipfs"]):
-        report = media.probe(url)
+        report = media.probe(url, token=stack_env()["VTX_API_TOKEN"])
         assert abs(float(report["format"]["duration"]) - 4) <= 0.2, url  # type: ignore[index]
     resource = f"v-{view['id']}"
     row = kubectl("get", "vt", resource, "-n", ns, "--no-headers").split()
@@ -136,7 +138,10 @@ def test_install_upload_upgrade_uninstall(
     assert '"VTX_MAX_RUNNING_JOBS": "3"' in json.dumps(json.loads(config)["items"])
     # ...and keeps the resources and what they made.
     assert kubectl("get", "vt", resource, "-n", ns, "-o", "jsonpath={.status.phase}") == "Ready"
-    again = requests.get(f"{api_url(ns)}/v1/videos/{view['id']}", timeout=10).json()
+    headers = {"Authorization": f"Bearer {stack_env()['VTX_API_TOKEN']}"}
+    again = requests.get(
+        f"{api_url(ns)}/v1/videos/{view['id']}", headers=headers, timeout=10
+    ).json()
     assert again["cid"] == view["cid"]
     assert_complete(view["id"])
 

@@ -188,7 +188,7 @@ async def create_upload(request: web.Request) -> web.Response:
     assert upload is not None
     UPLOADS.labels(kind="multipart" if upload_id else "single").inc()
     body = {
-        **video_view(row, services.settings, request),
+        **video_view(row, services, request),
         # The original answer's fields, for clients written against it.
         "video_id": row.id,
         "presigned_url": upload.get("url"),
@@ -335,7 +335,7 @@ async def complete_upload(request: web.Request) -> web.Response:
             await services.run(_check_parts, services, row, claims)
         await services.run(_check_object, services, row)
         row = await finish_upload(services, row)
-    return json_response(video_view(row, services.settings, request), status=202)
+    return json_response(video_view(row, services, request), status=202)
 
 
 @access("write")
@@ -392,4 +392,4 @@ async def put_source(request: web.Request) -> web.Response:
         raise
     UPLOADS.labels(kind="stream").inc()
     row = await finish_upload(services, row)
-    return json_response(video_view(row, services.settings, request), status=202)
+    return json_response(video_view(row, services, request), status=202)

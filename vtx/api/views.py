@@ -61,12 +61,18 @@ def _rendition_order(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
     return int(item[1].get("height") or 0), item[0]
 
 
-def video_view(row: videos.VideoRow, settings: Settings, request: web.Request) -> dict[str, Any]:
-    """One video as clients see it."""
+def video_view(row: videos.VideoRow, services: Services, request: web.Request) -> dict[str, Any]:
+    """One video as clients see it. A finished rendition's ``mp4`` is a signed URL of the file
+    (valid VTX_PLAYBACK_URL_SECONDS): a link a browser follows without a token."""
+    settings = services.settings
     play = f"{base_url(settings, request)}/v1/videos/{row.id}/play"
     renditions = {}
     for name, r in sorted(row.renditions.items(), key=_rendition_order):
         phase = r.get("phase") or "Pending"
+        mp4 = None
+        if phase == "Succeeded" and RENDITION_NAME.fullmatch(name):
+            key = f"{rendition_prefix(row.id, name)}/{mp4_name(str(r.get('kind')))}"
+            mp4 = services.store.presign_get(key, expires_s=settings.playback_url_seconds)
         renditions[name] = {
             "phase": phase,
             "progress": int(r.get("progress") or 0),
@@ -74,9 +80,7 @@ def video_view(row: videos.VideoRow, settings: Settings, request: web.Request) -
             "kind": r.get("kind"),
             "width": r.get("width"),
             "height": r.get("height"),
-            "mp4": f"{play}/{name}/{mp4_name(str(r.get('kind')))}"
-            if phase == "Succeeded"
-            else None,
+            "mp4": mp4,
         }
     cid = row.outputs.get("cid")
     started = any(r["phase"] in STARTED for r in renditions.values())
@@ -174,7 +178,7 @@ async def list_videos(request: web.Request) -> web.Response:
     page = rows[:limit]
     return json_response(
         {
-            "videos": [video_view(r, services.settings, request) for r in page],
+            "videos": [video_view(r, services, request) for r in page],
             "next_cursor": _make_cursor(page[-1]) if len(rows) > limit else None,
         }
     )
@@ -184,7 +188,7 @@ async def list_videos(request: web.Request) -> web.Response:
 async def get_video(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     row = await _visible(request)
-    return json_response(video_view(row, services.settings, request))
+    return json_response(video_view(row, services, request))
 
 
 @access("read")

@@ -151,7 +151,7 @@ async def _handle(request: web.Request, client: Client, msg: dict[str, Any]) -> 
         unknown = sorted(set(ids) - {r.id for r in rows})
         if unknown:
             hub.send(client, _error("not_found", f"no videos {', '.join(unknown[:10])}"))
-    views = [video_view(r, services.settings, request) for r in rows]
+    views = [video_view(r, services, request) for r in rows]
     hub.send(client, json.dumps({"type": "snapshot", "videos": views}, default=str))
 
 
