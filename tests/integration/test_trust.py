@@ -118,7 +118,7 @@ FORGED_FOR_THE_SCHEMA: dict[str, tuple[dict[str, Any], str]] = {
 FORGED_FOR_THE_OPERATOR: dict[str, tuple[dict[str, Any], str]] = {
     "an odd width": ({"width": 855}, "width and height must be even"),
     "a sound-only kind under a video name": ({"kind": "audio"}, "does not fit its name"),
-    "a size beyond any limit": ({"width": 8190, "height": 8192}, "height must be"),
+    "a video rendition with no bitrate": ({"videoKbps": 0}, "video_bitrate_k must be"),
 }
 
 

@@ -176,3 +176,15 @@ def test_failure_reasons_are_telling_and_carry_no_signed_url() -> None:
     reason = media.failure_reason(f"{url}: Invalid data found when processing input\n")
     assert reason == "the source: Invalid data found when processing input"
     assert "Signature" not in media.redact_urls(f"opening {url} failed")
+
+
+def test_only_the_encoded_streams_oversized_frames_refuse_the_source() -> None:
+    grown = (
+        "[h264 @ 0x55d0] [IMGUTILS @ 0x7fc3] Picture size 8192x8192 exceeds specified max"
+        " pixel count 33177600, see the documentation if you wish to increase it\n"
+    )
+    cover = grown.replace("h264", "mjpeg").replace("8192x8192", "7680x7680")
+    assert media.oversized_frame(grown, "h264") == "8192x8192"
+    assert media.oversized_frame(cover, "h264") is None, "a cover picture is never encoded"
+    assert media.oversized_frame(cover + grown, "h264") == "8192x8192"
+    assert media.oversized_frame("Error while decoding stream #0:0\n", "h264") is None

@@ -65,6 +65,8 @@ def declared_access(handler: object) -> Access:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.match_info.http_exception is not None:
+        return await handler(request)  # no route: the 404 or 405 says so, to anyone
     level = declared_access(request.match_info.handler)
     services = request.app[SERVICES]
     settings = services.settings

@@ -83,8 +83,12 @@ _INVALID_INPUT = re.compile(
     r"exceeds specified max pixel count",
     re.IGNORECASE,
 )
-# The decoder refused a frame larger than the limit: the source grew beyond what was probed.
-_OVERSIZED_FRAME = re.compile(r"Picture size (\d+x\d+) exceeds specified max pixel count")
+# A decoder refused a frame larger than the limit; its context (``[h264 @ 0x...]``) says which.
+_OVERSIZED_FRAME = re.compile(
+    r"^\[(?P<codec>[\w-]+) @ 0x[0-9a-f]+\].*Picture size (?P<size>\d+x\d+) exceeds specified"
+    r" max pixel count",
+    re.MULTILINE,
+)
 _TRANSIENT = re.compile(
     r"Connection refused|Connection reset|Connection timed out|timed out|"
     r"Server returned 5\d\d|Server returned 4(03|04|08|29)|Network is unreachable|"
@@ -113,10 +117,15 @@ def classify_failure(stderr: str) -> str:
     return "transient"
 
 
-def oversized_frame(stderr: str) -> str | None:
-    """The size of a frame the decoder refused for being larger than the limit, if any."""
-    match = _OVERSIZED_FRAME.search(stderr)
-    return match.group(1) if match else None
+def oversized_frame(stderr: str, codec: str | None) -> str | None:
+    """The size of a frame the decoder of ``codec`` (the video stream FFmpeg encodes from)
+    refused for being larger than the limit, if any. Other streams' decoders are left out: a
+    cover picture too large to decode is refused while FFmpeg reads the file's streams, and
+    is never encoded."""
+    for match in _OVERSIZED_FRAME.finditer(stderr):
+        if codec is None or match.group("codec") == codec:
+            return match.group("size")
+    return None
 
 
 def count_decode_errors(stderr: str) -> int:

@@ -164,7 +164,7 @@ def run_transcode(
                 raise Interrupted
             if failure:
                 raise failure[0]
-            grown = oversized_frame(encode.new_messages())
+            grown = oversized_frame(encode.new_messages(), facts.video_codec)
             if grown is not None:
                 raise InvalidSource(
                     f"the source grows to {grown} frames mid-stream, beyond the limit of "
@@ -178,7 +178,7 @@ def run_transcode(
         if failure:
             raise failure[0]
         stderr = (scratch / "ffmpeg.log").read_text(errors="replace")
-        grown = oversized_frame(stderr)
+        grown = oversized_frame(stderr, facts.video_codec)
         if grown is not None:
             raise InvalidSource(
                 f"the source grows to {grown} frames mid-stream, beyond the limit of "
