@@ -173,12 +173,14 @@ for part in "${parts[@]}"; do
     helm) go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN" ;;
     versitygw) go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN" ;;
     kubo) build_kubo ;;
+    kube-router) go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_BIN" ;;
     pulsar) fetch_pulsar ;;
     all)
       install_apt; build_kubernetes
       go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN"
       go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN"
       go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN"
+      go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_BIN"
       build_kubo; fetch_pulsar ;;
     *) die "unknown part: $part" ;;
   esac

@@ -20,6 +20,7 @@ COREDNS_BIN="$VTX_CACHE/coredns-$COREDNS_VERSION/bin"
 HELM_BIN="$VTX_CACHE/helm-$HELM_VERSION/bin"
 VERSITYGW_BIN="$VTX_CACHE/versitygw-$VERSITYGW_VERSION/bin"
 KUBO_BIN="$VTX_CACHE/kubo-$KUBO_VERSION/bin"
+KUBE_ROUTER_BIN="$VTX_CACHE/kube-router-$KUBE_ROUTER_VERSION/bin"
 PULSAR_HOME="$VTX_CACHE/pulsar-$PULSAR_VERSION"
 PG_BIN="/usr/lib/postgresql/15/bin"
 STACK_PATH="$K8S_BIN:$COREDNS_BIN:$HELM_BIN:$VERSITYGW_BIN:$KUBO_BIN:$PG_BIN"
@@ -114,7 +115,7 @@ wait_for() {
 kctl() { "$K8S_BIN/kubectl" --kubeconfig "$VTX_STATE/kubeconfig" "$@"; }
 
 # The stack's processes, in start order; `down` stops them in reverse.
-PARTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns postgres pulsar versitygw kubo)
+PARTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy kube-router coredns postgres pulsar versitygw kubo)
 CONTAINERD_RUN=/run/vtx/containerd
 CONTAINERD_SOCK=$CONTAINERD_RUN/containerd.sock
 
@@ -150,6 +151,8 @@ sweep_kernel_state() {
     ip link del "$BRIDGE" 2>/dev/null || true
   fi
   [ -x "$K8S_BIN/kube-proxy" ] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  # kube-router's NetworkPolicy rules and the ipsets they match on.
+  [ -x "$KUBE_ROUTER_BIN/kube-router" ] && "$KUBE_ROUTER_BIN/kube-router" --cleanup-config >/dev/null 2>&1 || true
   local t c
   for t in filter nat mangle; do
     # Jumps from the built-in chains first, then flush and delete the chains themselves.

@@ -35,18 +35,20 @@ if [ ! -s sa.key ]; then
   ossl rsa -in sa.key -pubout -out sa.pub
 fi
 
-# Static token identities: token,user,uid,"groups".
-if [ ! -s tokens.csv ]; then
-  tok() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-  {
-    echo "$(tok),vtx-admin,vtx-admin,\"system:masters\""
-    echo "$(tok),system:node:$NODE_NAME,node-$NODE_NAME,\"system:nodes\""
-    echo "$(tok),system:kube-scheduler,kube-scheduler"
-    echo "$(tok),system:kube-controller-manager,kube-controller-manager"
-    echo "$(tok),system:kube-proxy,kube-proxy"
-    echo "$(tok),vtx:coredns,coredns"
-  } >tokens.csv
-fi
+# Static token identities: token,user,uid,"groups" (one added to an older stack's file too).
+tok() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+identity() { # USER UID [GROUPS]
+  grep -q "^[^,]*,$1," tokens.csv 2>/dev/null && return 0
+  echo "$(tok),$1,$2${3:+,\"$3\"}" >>tokens.csv
+}
+touch tokens.csv
+identity vtx-admin vtx-admin system:masters
+identity "system:node:$NODE_NAME" "node-$NODE_NAME" system:nodes
+identity system:kube-scheduler kube-scheduler
+identity system:kube-controller-manager kube-controller-manager
+identity system:kube-proxy kube-proxy
+identity vtx:coredns coredns
+identity vtx:kube-router kube-router
 
 # kubeconfig FILE USER: a kubeconfig for the token of USER.
 kubeconfig() {
@@ -76,4 +78,5 @@ kubeconfig scheduler.kubeconfig system:kube-scheduler
 kubeconfig controller-manager.kubeconfig system:kube-controller-manager
 kubeconfig kube-proxy.kubeconfig system:kube-proxy
 kubeconfig coredns.kubeconfig vtx:coredns
+kubeconfig kube-router.kubeconfig vtx:kube-router
 cp admin.kubeconfig "$VTX_STATE/kubeconfig"

@@ -10,6 +10,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from tests.integration.test_integrity import frozen
 from tests.integration.test_jobrunner import Video, upload_video
 from tests.integration.test_operator import submit, wait_for_phase
 from tests.services import Process, free_port, operator_process
-from tests.stack import apply, get, job_namespace, kubectl, stack_env, wait_until
+from tests.stack import REPO, apply, get, job_namespace, kubectl, stack_env, wait_until
 from tests.verify import assert_complete, assert_verified
 from vtx.core import events
 from vtx.core.db import Cursor, Database
@@ -414,3 +415,134 @@ def test_a_probe_that_hangs_fails_the_video_after_its_retries(
         assert obj["status"]["probeFailures"] == 2
         assert jobs_of(hang_ns, video.id) == []
     assert_verified(video.id)
+
+
+# --- a job pod's reach --------------------------------------------------------------------------
+
+LINK_LOCAL = "169.254.77.77"  # in the range clouds serve instance metadata from
+REACH = r"""
+import json, os, ssl, urllib.request
+def attempt(url, method="GET", headers=None, data=None):
+    req = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
+    try:
+        with urllib.request.urlopen(req, timeout=5, context=ssl._create_unverified_context()) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception as e:
+        return type(e).__name__
+token = os.environ.get("VTX_IPFS_API_TOKEN", "")
+print(json.dumps({
+    "metadata": attempt("http://LINK_LOCAL/latest/meta-data/"),
+    "kubo_config": attempt(os.environ["VTX_IPFS_API_URL"] + "/api/v0/config/show", "POST",
+                           {"Authorization": "Bearer " + token}),
+    "kubo_add": attempt(os.environ["VTX_IPFS_API_URL"] + "/api/v0/add", "POST",
+                        {"Authorization": "Bearer " + token,
+                         "Content-Type": "multipart/form-data; boundary=x"},
+                        b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\""
+                        b"\r\n\r\nhi\r\n--x--\r\n"),
+    "api_server": attempt("https://kubernetes.default.svc/apis/vtx.dev/v1alpha1"),
+    "token_mounted": os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+    "s3": attempt(os.environ["VTX_S3_ENDPOINT"] + "/"),
+}))
+""".replace("LINK_LOCAL", LINK_LOCAL)
+
+
+@contextmanager
+def link_local_server() -> Iterator[None]:
+    """An HTTP server at a link-local address on the stack's bridge, where a cloud's metadata
+    service would answer: what a job pod must not reach."""
+    from tests.stack import STATE
+
+    bridge = "vtx0"
+    subprocess.run(["ip", "addr", "add", f"{LINK_LOCAL}/32", "dev", bridge], check=True)
+    server = subprocess.Popen(
+        ["python3", "-m", "http.server", "80", "--bind", LINK_LOCAL],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=STATE,
+    )  # fmt: skip
+    try:
+        wait_until("the link-local stand-in to answer", lambda: subprocess.run(
+            ["curl", "-fsS", "-o", "/dev/null", f"http://{LINK_LOCAL}/"], check=False,
+        ).returncode == 0, timeout=10)  # fmt: skip
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        subprocess.run(["ip", "addr", "del", f"{LINK_LOCAL}/32", "dev", bridge], check=False)
+
+
+def reach_from_a_job_pod(ns: str, name: str) -> dict[str, Any]:
+    """What a pod made like a transcode Job's (its labels, account, image and settings)
+    can reach."""
+    from vtx.core.settings import Settings as S
+    from vtx.operator.jobs import _pod_spec
+
+    settings = S.from_env({**stack_env(), "VTX_JOB_SECRET": "vtx-jobrunner"})
+    pod = _pod_spec(settings, ["--version"], {"app.kubernetes.io/name": "vtx-jobrunner"})
+    container = pod["spec"]["containers"][0]
+    container["command"] = ["python3", "-c", REACH]
+    container.pop("args")
+    apply({"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": name, "namespace": ns},
+           "spec": {"backoffLimit": 0, "template": pod}})  # fmt: skip
+    from tests.stack import job_logs, wait_for_job
+
+    done = wait_for_job(ns, name, timeout=120)
+    logs = job_logs(ns, name)
+    assert done["status"].get("succeeded") == 1, logs
+    found: dict[str, Any] = json.loads(logs.strip().splitlines()[-1])
+    return found
+
+
+def test_a_job_pod_reaches_its_servers_and_nothing_else(ns: str) -> None:
+    rendered = subprocess.run(
+        ["helm", "template", "vtx", str(REPO / "charts/vtx"), "--namespace", ns,
+         "-f", str(REPO / "charts/vtx/values-local.yaml"),
+         "--show-only", "templates/jobrunner-networkpolicy.yaml"],
+        capture_output=True, text=True, check=True, env={**os.environ, **stack_env()},
+    ).stdout  # fmt: skip
+    with link_local_server():
+        open_reach = reach_from_a_job_pod(ns, "reach-without-policy")
+        kubectl("apply", "-n", ns, "-f", "-", input=rendered)
+        try:
+            wait_until(
+                "the policy to be enforced",
+                lambda: (
+                    "KUBE-NWPLCY"
+                    in subprocess.run(
+                        ["iptables", "-S"], capture_output=True, text=True, check=False
+                    ).stdout
+                ),
+                60,
+            )
+            reach = reach_from_a_job_pod(ns, "reach-with-policy")
+        finally:
+            kubectl("delete", "networkpolicy", "vtx-jobrunner", "-n", ns, "--ignore-not-found")
+    # Without the policy the stand-in answers: the policy is what keeps it out.
+    assert open_reach["metadata"] == 200, open_reach
+    assert reach["metadata"] in ("URLError", "TimeoutError", "timeout"), reach
+    assert reach["api_server"] in ("URLError", "TimeoutError", "timeout"), reach
+    assert reach["s3"] not in ("URLError", "TimeoutError", "timeout"), "its servers stay reachable"
+    for got in (open_reach, reach):
+        assert got["token_mounted"] is False
+        assert got["kubo_config"] == 403, "Kubo's RPC: the job pods' token may only add"
+        assert got["kubo_add"] == 200
+    account = f"system:serviceaccount:{ns}:vtx-jobrunner"
+    can = kubectl("auth", "can-i", "patch", "videotranscodes.vtx.dev", "--subresource=status",
+                  "-n", ns, f"--as={account}", check=False)  # fmt: skip
+    assert can.strip() == "no"
+    # A real attempt, with a token of the job pods' account (pods get none mounted).
+    token = kubectl("create", "token", "vtx-jobrunner", "-n", ns).strip()
+    env = stack_env()
+    server = subprocess.run(
+        ["kubectl", "--kubeconfig", env["KUBECONFIG"], "config", "view", "--minify", "-o",
+         "jsonpath={.clusters[0].cluster.server}"], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    patched = subprocess.run(
+        ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH",
+         "-H", f"Authorization: Bearer {token}",
+         "-H", "Content-Type: application/merge-patch+json", "-d", '{"status": {"phase": "Ready"}}',
+         f"{server}/apis/vtx.dev/v1alpha1/namespaces/{ns}/videotranscodes/v-x/status"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    assert patched == "403", patched
