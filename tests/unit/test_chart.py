@@ -577,3 +577,34 @@ def test_grafana_dashboard_uses_only_known_metrics(defaults: list[Doc]) -> None:
     for topic in ("upload", "queue", "jobs", "time to ready", "encode speed", "latency",
                   "websocket", "reconcile"):  # fmt: skip
         assert topic in titles, f"no panel titled for {topic}"
+
+
+def test_optional_tokens_reach_the_components_that_use_them(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, "-f", values_file(tmp_path, {"secrets": {
+        "ipfsApiToken": {"name": "vtx-ipfs", "key": "token"},
+        "jobIpfsApiToken": {"name": "vtx-ipfs-job", "key": "token"},
+        "pulsarToken": {"name": "vtx-pulsar-token", "key": "token"},
+    }}))  # fmt: skip
+    for component in ("vtx-api", "vtx-operator"):
+        spec = find(docs, "Deployment", component)["spec"]["template"]["spec"]
+        refs = {
+            v["name"]: v["valueFrom"]["secretKeyRef"]
+            for v in spec["containers"][0]["env"] if "valueFrom" in v
+        }  # fmt: skip
+        assert refs["VTX_IPFS_API_TOKEN"] == {"name": "vtx-ipfs", "key": "token"}
+        assert refs["VTX_PULSAR_TOKEN"] == {"name": "vtx-pulsar-token", "key": "token"}
+    job_refs = settings_env(docs)["VTX_JOB_SECRET_ENV"].split(",")
+    assert "VTX_IPFS_API_TOKEN=vtx-ipfs-job/token" in job_refs, "job pods get the add-only token"
+    assert "VTX_PULSAR_TOKEN=vtx-pulsar-token/token" in job_refs
+
+
+def test_the_job_pods_network_policy(helm: Path) -> None:
+    local = render(helm, "-f", str(CHART / "values-local.yaml"))
+    policy = find(local, "NetworkPolicy", "vtx-jobrunner")["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "vtx-jobrunner"}}
+    assert policy["ingress"] == [], "nothing connects to a job pod"
+    dns, servers = policy["egress"]
+    assert dns["to"] == [{"ipBlock": {"cidr": "10.244.0.1/32"}}]
+    assert {p["port"] for p in servers["ports"]} == {5432, 7070, 6650, 5001}, "not 6443"
+    default = find(render(helm), "NetworkPolicy", "vtx-jobrunner")["spec"]
+    assert default["egress"][1]["to"][0]["ipBlock"]["except"] == ["169.254.0.0/16"]

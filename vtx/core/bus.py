@@ -18,9 +18,12 @@ log = logging.getLogger(__name__)
 
 
 def pulsar_client(settings: Settings) -> pulsar.Client:
-    """A client that gives up on a call after the request timeout rather than 30 s."""
+    """A client that gives up on a call after the request timeout rather than 30 s, and
+    authenticates with ``VTX_PULSAR_TOKEN`` when the broker asks for tokens."""
+    token = settings.pulsar_token.value
     return pulsar.Client(
         settings.pulsar_url,
+        authentication=pulsar.AuthenticationToken(token) if token else None,
         operation_timeout_seconds=settings.request_timeout_s,
         connection_timeout_ms=settings.request_timeout_s * 1000,
         logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),

@@ -189,6 +189,7 @@ class Settings:
     )
     pulsar_url: str = setting("VTX_PULSAR_URL", _url(("pulsar", "pulsar+ssl")))
     pulsar_admin_url: str = setting("VTX_PULSAR_ADMIN_URL", _url(("http", "https")), "")
+    pulsar_token: Secret = setting("VTX_PULSAR_TOKEN", str, "", secret=True)
     pulsar_tenant: str = setting("VTX_PULSAR_TENANT", _name, "public")
     pulsar_namespace: str = setting("VTX_PULSAR_NAMESPACE", _name, "default")
     ipfs_api_url: str = setting("VTX_IPFS_API_URL", _url(("http", "https")))

@@ -84,7 +84,7 @@ true
 {{- define "vtx.jobSecretEnv" -}}
 {{- $s := .Values.secrets -}}
 {{- $refs := list -}}
-{{- range $var, $ref := dict "VTX_DATABASE_URL" $s.databaseUrl "VTX_S3_ACCESS_KEY" $s.s3AccessKey "VTX_S3_SECRET_KEY" $s.s3SecretKey "VTX_PULSAR_URL" $s.pulsarUrl "VTX_IPFS_API_TOKEN" $s.jobIpfsApiToken -}}
+{{- range $var, $ref := dict "VTX_DATABASE_URL" $s.databaseUrl "VTX_S3_ACCESS_KEY" $s.s3AccessKey "VTX_S3_SECRET_KEY" $s.s3SecretKey "VTX_PULSAR_URL" $s.pulsarUrl "VTX_IPFS_API_TOKEN" $s.jobIpfsApiToken "VTX_PULSAR_TOKEN" $s.pulsarToken -}}
 {{- if $ref.name -}}
 {{- $refs = append $refs (printf "%s=%s/%s" $var $ref.name $ref.key) -}}
 {{- end -}}
@@ -109,6 +109,9 @@ true
 {{ include "vtx.secretEnv" (dict "name" "VTX_PULSAR_URL" "ref" .Values.secrets.pulsarUrl) }}
 {{- if .Values.secrets.ipfsApiToken.name }}
 {{ include "vtx.secretEnv" (dict "name" "VTX_IPFS_API_TOKEN" "ref" .Values.secrets.ipfsApiToken) }}
+{{- end }}
+{{- if .Values.secrets.pulsarToken.name }}
+{{ include "vtx.secretEnv" (dict "name" "VTX_PULSAR_TOKEN" "ref" .Values.secrets.pulsarToken) }}
 {{- end }}
 {{- end -}}
 
