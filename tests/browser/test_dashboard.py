@@ -133,14 +133,16 @@ def failed_video_with_an_unbroken_reason() -> str:
     video_id = str(uuid.uuid4())
     formats = ",".join(["mov", "mp4", "m4a", "3gp", "matroska", "webm", "mpegts", "avi"] * 6)
     reason = f"InvalidSource: hls input is not allowed (Format not on whitelist '{formats}')"
+    # The page's token's own: a token lists its own videos.
+    owner = stack_env()["VTX_API_TOKENS"].split(":", 1)[0]
     db = Database(Settings.from_env(stack_env()).database_url, max_connections=1)
     try:
         db.transaction(
             lambda cur: cur.execute(
                 "INSERT INTO videos (id, title, file_name, content_type, file_size, upload_status,"
-                " phase, failure_reason) VALUES (%s, %s, 'refused.mp4', 'video/mp4', 1, 'failed',"
-                " 'Failed', %s)",
-                (video_id, unique("Refused"), reason),
+                " phase, failure_reason, owner) VALUES (%s, %s, 'refused.mp4', 'video/mp4', 1,"
+                " 'failed', 'Failed', %s, %s)",
+                (video_id, unique("Refused"), reason, owner),
             )
         )
     finally:
