@@ -224,7 +224,7 @@ def test_every_route_declares_who_may_call_it_and_writes_need_a_token() -> None:
     from aiohttp import web
 
     from vtx.api.app import setup_routes
-    from vtx.api.auth import declared_access
+    from vtx.api.auth import declared_access, route_access
 
     app = web.Application()
     setup_routes(app)
@@ -236,9 +236,10 @@ def test_every_route_declares_who_may_call_it_and_writes_need_a_token() -> None:
             if route.method == "HEAD":
                 continue
             handler = route.handler
-            level = declared_access(handler)
+            level = route_access(route)
             seen.append((route.method, path, level))
             if str(path).startswith("/static"):
+                assert level == "open", "the dashboard's files are public"
                 continue
             assert getattr(handler, "_vtx_access", None) is not None, (
                 f"{route.method} {path} declares no access level"
@@ -246,6 +247,7 @@ def test_every_route_declares_who_may_call_it_and_writes_need_a_token() -> None:
             if route.method != "GET" or path == "/ws":
                 assert level in ("write", "admin"), f"{route.method} {path} is {level}"
     assert ("GET", "/ws", "write") in seen
+    assert declared_access(setup_routes) == "admin"
     assert ("DELETE", "/v1/videos/{video_id}", "write") in seen
 
 

@@ -63,11 +63,18 @@ def declared_access(handler: object) -> Access:
     return level
 
 
+def route_access(route: web.AbstractRoute) -> Access:
+    """The dashboard's static files are public; every other route says what it needs."""
+    if isinstance(route.resource, web.StaticResource):
+        return "open"
+    return declared_access(route.handler)
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.http_exception is not None:
         return await handler(request)  # no route: the 404 or 405 says so, to anyone
-    level = declared_access(request.match_info.handler)
+    level = route_access(request.match_info.route)
     services = request.app[SERVICES]
     settings = services.settings
     presented = presented_token(request)
