@@ -45,6 +45,8 @@ def secrets(ns: str) -> None:
                         "secretKey": env["VTX_S3_SECRET_KEY"]},
         "vtx-pulsar": {"url": f"pulsar://pulsar.{DEPS}:6650"},
         "vtx-api": {"tokens": env["VTX_API_TOKENS"]},
+        "vtx-ipfs": {"token": env["VTX_IPFS_API_TOKEN"]},
+        "vtx-ipfs-job": {"token": env["VTX_IPFS_JOB_TOKEN"]},
     }  # fmt: skip
     docs = [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": n, "namespace": ns},
