@@ -251,12 +251,9 @@ def check_status(listener: StatusListener, video: Video, renditions: list[Rendit
         gaps = [b - a for a, b in itertools.pairwise(encoding)]
         assert gaps, f"{r.name}: too few encoding events to see a rate"
         assert max(gaps) <= 2.0, f"{r.name}: an encoding event at least every second: {gaps}"
-        entry = resource["status"]["renditions"][r.name]
-        # The jobrunner reports; Succeeded is the operator's to say, from the evidence.
-        assert entry["phase"] == "Uploading"
-        assert entry["progress"] == 100
-        assert entry["message"] == "outputs recorded"
-        assert "outputs" not in entry
+        assert seen[-1][1].message == "outputs recorded"
+    # Job pods write nothing to the cluster: the operator shows their reports in the status.
+    assert "status" not in resource, resource.get("status")
 
 
 @pytest.fixture(scope="module")
@@ -431,8 +428,5 @@ def test_hostile_input_fails_at_once_with_the_invalid_input_code(
     assert "invalid input" in logs
     assert "root:x:0:0" not in logs, "no local file was read"
     assert "X-Amz-Signature" not in logs, "signed URLs are credentials: never logged"
-    entry = get("videotranscode", video.resource, job_ns)["status"]["renditions"]["480p"]
-    assert entry["phase"] == "Running", "Failed is the operator's to say, from the Job"
-    assert entry["message"].startswith("InvalidSource: ")
-    assert "X-Amz-Signature" not in entry["message"]
+    assert "status" not in get("videotranscode", video.resource, job_ns), "no pod writes it"
     assert store.head(f"videos/{video.id}/480p/video.mp4") is None
