@@ -24,7 +24,8 @@ class Resources:
     """The VideoTranscodes of the cluster by video id, read once (when it can be reached)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._by_video: dict[str, Mapping[str, Any]] | None = None
+        # video id → {"<namespace>/<name>": status} of every resource naming it
+        self._by_video: dict[str, dict[str, Mapping[str, Any]]] | None = None
         try:
             from kubernetes import client
 
@@ -41,12 +42,16 @@ class Resources:
         self._by_video = {}
         for item in items:
             video_id = (item.get("spec") or {}).get("videoId")
-            name = item["metadata"]["name"]
-            if video_id and name == f"{vt.NAME_PREFIX}{video_id}":
-                self._by_video[str(video_id)] = item.get("status") or {}
+            meta = item["metadata"]
+            if video_id:
+                ref = f"{meta['namespace']}/{meta['name']}"
+                self._by_video.setdefault(str(video_id), {})[ref] = item.get("status") or {}
 
-    def status_of(self, video_id: str) -> Mapping[str, Any] | None:
-        return None if self._by_video is None else self._by_video.get(video_id)
+    def status_of(self, video_id: str, owner: str | None) -> Mapping[str, Any] | None:
+        """The status of the resource that owns the video (others naming it were refused)."""
+        if self._by_video is None or owner is None:
+            return None
+        return self._by_video.get(video_id, {}).get(owner)
 
     @property
     def readable(self) -> bool:

@@ -93,7 +93,7 @@ def test_lost_reports_do_not_keep_the_video_from_ready(
     finally:
         restart_missing_parts()
     job = job_name(name, "transcode", ["480p"])
-    assert "status event not sent" in job_logs(ns, job), "the last reports were lost"
+    assert "status events were not sent" in job_logs(ns, job), "the last reports were lost"
     status = obj["status"]
     assert status["phase"] == "Ready", status
     entry = status["renditions"]["480p"]

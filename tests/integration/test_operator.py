@@ -459,7 +459,7 @@ def test_an_upload_event_without_a_resource_gets_one_and_is_transcoded(
     video = upload_video(store, db, clip)
     event = events.TranscodeRequested(
         video_id=video.id, bucket=settings.s3_bucket, key=video.key, size=clip.stat().st_size,
-        content_type="video/mp4",
+        content_type="video/mp4", namespace=ns,
     )  # fmt: skip
     db.transaction(lambda cur: write_event(cur, events.TRANSCODE_QUEUE, event))
     client = bus.pulsar_client(settings)

@@ -318,11 +318,11 @@ def verify_video(
     store: ObjectStore,
     ipfs: IpfsClient,
     *,
-    status_of: Callable[[str], Mapping[str, Any] | None] | None = None,
+    status_of: Callable[[str, str | None], Mapping[str, Any] | None] | None = None,
     probe: Callable[[str], Mapping[str, Any]] = probe_mp4,
 ) -> Report:
-    """Every check of one video. ``status_of`` reads its VideoTranscode's status (None when
-    there is none) if the cluster can be asked."""
+    """Every check of one video. ``status_of(video_id, owner)`` reads the status of the
+    VideoTranscode that owns it (None when there is none) if the cluster can be asked."""
     row = db.transaction(lambda cur: videos.get_video(cur, video_id), name="verify: video")
     if row is None:
         return Report(video_id, "missing", ["no videos row"])
@@ -344,7 +344,7 @@ def verify_video(
         return report
     _verify_completed(row, masters, report, db, store, ipfs, probe)
     if status_of is not None:
-        status = status_of(video_id)
+        status = status_of(video_id, row.resource)
         if status is not None:
             _compare_status(row, status, report)
     return report

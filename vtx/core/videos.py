@@ -51,7 +51,7 @@ def allowed_from(target: str) -> tuple[str, ...]:
 _COLUMNS = (
     "id::TEXT, title, description, file_name, file_path, content_type, file_size, upload_status,"
     " failure_reason, upload_id, part_size, phase, progress, renditions, outputs, ipfs_cid,"
-    " checksum, created_at, updated_at, source_duration, owner"
+    " checksum, created_at, updated_at, source_duration, owner, resource"
 )
 
 
@@ -78,6 +78,7 @@ class VideoRow:
     updated_at: datetime
     source_duration: float | None = None  # seconds, as the probe read the source
     owner: str | None = None  # the API token (by name) that announced it; None: made by hand
+    resource: str | None = None  # <namespace>/<name> of the VideoTranscode working on it
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def _row(r: Sequence[Any]) -> VideoRow:
         upload_id=r[9], part_size=None if r[10] is None else int(r[10]), phase=r[11],
         progress=int(r[12] or 0), renditions=_json(r[13]), outputs=_json(r[14]),
         source_cid=r[15], checksum=r[16], created_at=r[17], updated_at=r[18],
-        source_duration=None if r[19] is None else float(r[19]), owner=r[20],
+        source_duration=None if r[19] is None else float(r[19]), owner=r[20], resource=r[21],
     )  # fmt: skip
 
 

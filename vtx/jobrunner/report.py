@@ -46,6 +46,7 @@ class Reporter:
         self._producer: Any = None
         self._client: Any = None
         self.events_sent = 0
+        self.events_lost = 0  # sends the broker never confirmed
         try:
             self._client = bus.pulsar_client(settings)
             self._producer = self._client.create_producer(
@@ -84,10 +85,19 @@ class Reporter:
             message=state.message,
         )
         try:
-            self._producer.send_async(events.encode(event), None, partition_key=self._video_id)
+            self._producer.send_async(
+                events.encode(event), self._confirmed, partition_key=self._video_id
+            )
             self.events_sent += 1
         except Exception as exc:  # noqa: BLE001
+            self.events_lost += 1
             log.warning("status event not sent: %s", exc)
+
+    def _confirmed(self, result: Any, _message_id: Any) -> None:
+        import pulsar
+
+        if result != pulsar.Result.Ok:
+            self.events_lost += 1
 
     def close(self) -> None:
         if self._producer is not None:
@@ -98,3 +108,6 @@ class Reporter:
                 log.warning("closing the status producer: %s", exc)
         if self._client is not None:
             self._client.close()
+        if self.events_lost:
+            log.warning("%d of %d status events were not sent", self.events_lost,
+                        self.events_sent)  # fmt: skip
