@@ -97,11 +97,6 @@ start_bg kubelet "$K8S_BIN/kubelet" --config "$VTX_STATE/kubelet/config.yaml" \
   --kubeconfig "$PKI/kubelet.kubeconfig" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
   --root-dir "$VTX_STATE/kubelet/root" --cert-dir "$VTX_STATE/kubelet/pki"
 start_bg kube-proxy "$K8S_BIN/kube-proxy" --config "$VTX_STATE/kube-proxy/config.yaml"
-# NetworkPolicies enforced with iptables and ipsets (its firewall only: the CNI bridge routes,
-# kube-proxy proxies). No health or metrics port: nothing of it listens.
-start_bg kube-router "$KUBE_ROUTER_BIN/kube-router" --kubeconfig "$PKI/kube-router.kubeconfig" \
-  --run-firewall=true --run-router=false --run-service-proxy=false --run-loadbalancer=false \
-  --hostname-override "$NODE_NAME" --health-port 0 --metrics-port 0 --iptables-sync-period 1m
 start_bg coredns "$COREDNS_BIN/coredns" -conf "$VTX_STATE/coredns/Corefile"
 
 # --- servers pods use ------------------------------------------------------------------------
@@ -110,6 +105,12 @@ start_bg coredns "$COREDNS_BIN/coredns" -conf "$VTX_STATE/coredns/Corefile"
 # The node's Ready condition may be a stale one from before a restart: ask the kubelet first.
 wait_for kubelet 60 curl -fsS http://127.0.0.1:10248/healthz
 wait_for kubelet 60 sh -c "'$K8S_BIN/kubectl' --kubeconfig '$VTX_STATE/kubeconfig' get node '$NODE_NAME' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+# NetworkPolicies enforced with iptables and ipsets (its firewall only: the CNI bridge routes,
+# kube-proxy proxies). No health or metrics port: nothing of it listens. It finds its node at
+# start, so it starts once the kubelet has registered the node.
+start_bg kube-router "$KUBE_ROUTER_BIN/kube-router" --kubeconfig "$PKI/kube-router.kubeconfig" \
+  --run-firewall=true --run-router=false --run-service-proxy=false --run-loadbalancer=false \
+  --hostname-override "$NODE_NAME" --health-port 0 --metrics-port 0 --iptables-sync-period 1m
 wait_for coredns 30 curl -fsS http://127.0.0.1:18181/ready
 wait_for kube-proxy 30 curl -fsS http://127.0.0.1:10256/healthz
 wait_for kube-router 60 iptables -S KUBE-ROUTER-FORWARD
