@@ -21,9 +21,9 @@ from kubernetes.client.exceptions import ApiException
 
 from vtx.core import resource as vt
 from vtx.core import videos
-from vtx.core.ladder import InvalidSource, Rendition
+from vtx.core.ladder import InvalidSource
 from vtx.core.sources import ProbeUnavailable, probe_source
-from vtx.core.verify import check_rendition, record_problems
+from vtx.core.verify import check_rendition, record_problems, segments_of
 from vtx.operator.context import Context, create_job, delete_stuck_pods
 from vtx.operator.decide import (
     ClaimVideo,
@@ -313,8 +313,7 @@ def observe(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision, seen: O
             )
         elif isinstance(action, Verify):
             seen.checked = True
-            for name in action.renditions:
-                seen.checks[name] = _verify(step, spec, status, name, seen)
+            seen.checks.update(_verify(step, spec, status, action.renditions, seen))
         elif isinstance(action, ExplainFailure):
             seen.failures[action.job] = _why_failed(ctx, step.namespace, action.job)
         elif isinstance(action, Publish):
@@ -340,26 +339,29 @@ def _verify(
     step: Step,
     spec: vt.VideoTranscodeSpec,
     status: vt.VideoTranscodeStatus,
-    name: str,
+    names: tuple[str, ...],
     seen: Observed,
-) -> tuple[str, ...]:
-    """A rendition's rows and its objects in S3, checked afresh."""
+) -> dict[str, tuple[str, ...]]:
+    """Renditions' rows and their objects in S3, checked afresh (the rows read once)."""
     ctx = step.ctx
     assert status.plan is not None
-    rendition: Rendition = next(r for r in status.plan if r.name == name)
+    renditions = [r for r in status.plan if r.name in names]
     records = ctx.db.transaction(
         lambda cur: videos.rendition_records(cur, spec.video_id), name="read rows"
     )
     seen.records = records
-    record = records.get(name)
-    problems = record_problems(record, job=None, rendition=rendition, ipfs=spec.storage_ipfs)
-    if record is None or problems:
-        return tuple(problems)
-    segments = ctx.db.transaction(
-        lambda cur: videos.segment_rows(cur, spec.video_id, name), name="read segments"
-    )
+    segments = segments_of(ctx.db, spec.video_id, renditions)
     duration = status.source.duration if status.source else None
-    return tuple(check_rendition(ctx.store, spec.video_id, rendition, record, segments, duration))
+    checks: dict[str, tuple[str, ...]] = {}
+    for r in renditions:
+        record = records.get(r.name)
+        problems = record_problems(record, job=None, rendition=r, ipfs=spec.storage_ipfs)
+        if record is not None and not problems:
+            problems = check_rendition(
+                ctx.store, spec.video_id, r, record, segments[r.name], duration
+            )
+        checks[r.name] = tuple(problems)
+    return checks
 
 
 def _why_failed(ctx: Context, namespace: str, job: str) -> str:
