@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.stack import REPO, stack_env, wait_until
@@ -90,6 +92,16 @@ class Process:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmHWM in /proc/<pid>/status")
+
+
+@contextmanager
+def started(process: Process) -> Iterator[Process]:
+    """The process running for the block, stopped after it whatever happens."""
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def operator_process(

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests import media
-from tests.services import Process, api_process, free_port, operator_process
+from tests.services import Process, api_process, free_port, operator_process, started
 from tests.stack import REPO, job_namespace, stack_env
 from tests.verify import assert_complete
 
@@ -56,11 +56,8 @@ def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Proc
         tmp_path_factory.mktemp("operator") / "operator.log", ns,
         health_port=free_port(), metrics_port=free_port(),
     )  # fmt: skip
-    process.start()
-    try:
+    with started(process):
         yield process
-    finally:
-        process.stop()
 
 
 def upload(api: Process, token: str, path: Path) -> str:

@@ -23,7 +23,7 @@ from tests.integration.test_api_e2e import upload
 from tests.integration.test_core import fetch_one
 from tests.integration.test_jobrunner import upload_video
 from tests.integration.test_operator import submit, wait_for_phase
-from tests.services import Process, api_process, free_port, operator_process
+from tests.services import Process, api_process, free_port, operator_process, started
 from tests.stack import (
     STATE,
     get,
@@ -60,11 +60,8 @@ def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Proc
         tmp_path_factory.mktemp("operator") / "operator.log", ns,
         health_port=free_port(), metrics_port=free_port(), env={"VTX_MAX_RUNNING_JOBS": "4"},
     )  # fmt: skip
-    process.start()
-    try:
+    with started(process):
         yield process
-    finally:
-        process.stop()
 
 
 def progress_of(ns: str, name: str, rendition: str) -> int:
@@ -226,10 +223,10 @@ def test_sigterm_stops_a_busy_operator_within_ten_seconds(
                     lambda: len(probes_of(settings.s3_bucket)) >= 4, timeout=60,
                 )  # fmt: skip
                 assert process.proc is not None
-                started = time.monotonic()
+                began = time.monotonic()
                 process.proc.send_signal(signal.SIGTERM)
                 code = process.proc.wait(timeout=60)
-                took = time.monotonic() - started
+                took = time.monotonic() - began
         finally:
             process.stop()
         assert took <= 10, f"the operator took {took:.1f}s to stop\n{process.tail()}"
@@ -253,11 +250,8 @@ RENDITIONS = {"1080p": 3, "720p": 2, "vertical": 3, "rotated": 3, "audio": 1}
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Process]:
     process = api_process(tmp_path_factory.mktemp("api") / "api.log", ns)
-    process.start()
-    try:
+    with started(process):
         yield process
-    finally:
-        process.stop()
 
 
 def sources(folder: Path) -> list[tuple[str, Path]]:

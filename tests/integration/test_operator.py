@@ -17,7 +17,7 @@ import pytest
 from tests import media
 from tests.integration.test_core import fetch_one
 from tests.integration.test_jobrunner import Video, upload_video
-from tests.services import Process, free_port
+from tests.services import Process, free_port, started
 from tests.services import operator_process as operator_process_for
 from tests.stack import apply, get, job_namespace, kubectl, wait_until
 from tests.verify import assert_complete, assert_verified
@@ -42,11 +42,8 @@ def ns() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def operator_process(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Process]:
     process = operator_process_for(tmp_path_factory.mktemp("operator") / "operator.log", ns)
-    process.start()
-    try:
+    with started(process):
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

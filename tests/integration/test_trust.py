@@ -21,7 +21,7 @@ from tests.integration.test_core import fetch_one
 from tests.integration.test_integrity import frozen
 from tests.integration.test_jobrunner import Video, upload_video
 from tests.integration.test_operator import submit, wait_for_phase
-from tests.services import Process, free_port, operator_process
+from tests.services import Process, free_port, operator_process, started
 from tests.stack import REPO, apply, get, job_namespace, kubectl, stack_env, wait_until
 from tests.verify import assert_complete, assert_verified
 from vtx.core import events
@@ -55,11 +55,8 @@ def operator(tmp_path_factory: pytest.TempPathFactory, ns: str, other_ns: str) -
         health_port=free_port(), metrics_port=free_port(),
         env={"VTX_MAX_RUNNING_JOBS": "4"}, extra_args=("--namespace", other_ns),
     )  # fmt: skip
-    process.start()
-    try:
+    with started(process):
         yield process
-    finally:
-        process.stop()
 
 
 def failed_with(ns: str, name: str, log: Path, reason: str, words: str) -> dict[str, Any]:
