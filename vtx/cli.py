@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from vtx import __version__
+from vtx.core import failpoints
 from vtx.core.jobargs import add_ingest_arguments, add_transcode_arguments
 from vtx.core.settings import Settings, SettingsError
 
@@ -191,8 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        failpoints.arm()
         code: int = args.run(args)
-    except SettingsError as exc:
+    except (SettingsError, failpoints.FailpointError) as exc:
         print(f"vtx: configuration error: {exc}", file=sys.stderr)
         return 2
     return code

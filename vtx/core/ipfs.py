@@ -220,3 +220,8 @@ class IpfsClient:
                 return False
             raise
         return True
+
+    def recursive_pins(self) -> set[str]:
+        """Every CID pinned recursively (what ``pin add`` and ``add`` with a pin leave)."""
+        keys = self._call("pin/ls", params={"type": "recursive"}).json().get("Keys") or {}
+        return set(keys)

@@ -65,50 +65,50 @@ class OutboxRelay:
         return self._producers[topic]
 
     def relay_once(self) -> int:
-        """Publish one batch; returns how many events were published."""
+        """Publish one batch; returns how many events were published. The batch's rows stay
+        locked until they are marked sent, so that relays running side by side (API replicas,
+        the operator) each send other rows rather than the same ones."""
 
-        def pending(cur: Cursor) -> list[tuple[str, str, str | None, Any]]:
+        def work(cur: Cursor) -> tuple[int, str | None]:
             cur.execute(
                 "SELECT id::TEXT, topic, key, payload FROM outbox WHERE sent_at IS NULL"
-                " ORDER BY created_at, id LIMIT %s",
+                " ORDER BY created_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (self._batch,),
             )
-            return list(cur.fetchall())
+            sent: list[str] = []
+            for event_id, topic, key, payload in cur.fetchall():
+                body = payload if isinstance(payload, str) else json.dumps(payload)
+                try:
+                    self._producer(topic).send(
+                        body.encode(), partition_key=key or event_id,
+                        properties={"event_id": event_id},
+                    )  # fmt: skip
+                except Exception as exc:  # noqa: BLE001 - a broker failure leaves the row
+                    error = f"{type(exc).__name__}: {exc}"[:500]
+                    self._producers.pop(topic, None)
+                    cur.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = %s",
+                        (error, event_id),
+                    )
+                    self._mark_sent(cur, sent)
+                    return len(sent), error
+                sent.append(event_id)
+            self._mark_sent(cur, sent)
+            return len(sent), None
 
-        rows = self._db.transaction(pending, name="outbox pending")
-        sent: list[str] = []
-        error: str | None = None
-        for event_id, topic, key, payload in rows:
-            body = payload if isinstance(payload, str) else json.dumps(payload)
-            try:
-                self._producer(topic).send(
-                    body.encode(), partition_key=key or event_id, properties={"event_id": event_id}
-                )
-            except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row for later
-                error = f"{type(exc).__name__}: {exc}"[:500]
-                self._producers.pop(topic, None)
-                failed = event_id
-                break
-            sent.append(event_id)
-        if sent:
-            self._db.transaction(
-                lambda cur: cur.execute(
-                    "UPDATE outbox SET sent_at = now(), attempts = attempts + 1"
-                    " WHERE id = ANY(%s::UUID[])",
-                    (sent,),
-                ),
-                name="outbox mark sent",
-            )
+        count, error = self._db.transaction(work, name="outbox relay")
         if error is not None:
-            self._db.transaction(
-                lambda cur: cur.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = %s",
-                    (error, failed),
-                ),
-                name="outbox record failure",
-            )
             raise PublishError(error)
-        return len(sent)
+        return count
+
+    @staticmethod
+    def _mark_sent(cur: Cursor, sent: list[str]) -> None:
+        if sent:
+            cur.execute(
+                "UPDATE outbox SET sent_at = now(), attempts = attempts + 1"
+                " WHERE id = ANY(%s::UUID[])",
+                (sent,),
+            )
 
     def run(
         self, stop: threading.Event, *, idle_s: float = 0.5, max_backoff_s: float = 10.0

@@ -213,17 +213,26 @@ def write_progress(
     outputs: Mapping[str, Any],
     source_duration: float | None,
     resource: str,
-) -> bool:
+) -> Written | None:
     """The transcode as its resource last saw it (for reads from SQL alone); only the resource
-    that owns the video writes it, and a deleted video's row keeps what it had."""
+    that owns the video writes it, and a deleted video's row keeps what it had. None when
+    nothing was written; else the phase the row had before."""
     cur.execute(
-        "UPDATE videos SET phase = %s, progress = %s, renditions = %s::JSONB,"
-        " outputs = %s::JSONB, source_duration = COALESCE(%s, source_duration),"
-        " updated_at = now() WHERE id = %s AND upload_status <> %s AND resource = %s",
-        (phase, progress, json.dumps(renditions, sort_keys=True),
-         json.dumps(outputs, sort_keys=True), source_duration, video_id, DELETED, resource),
+        "WITH before AS (SELECT id, phase FROM videos WHERE id = %s FOR UPDATE)"
+        " UPDATE videos v SET phase = %s, progress = %s, renditions = %s::JSONB,"
+        " outputs = %s::JSONB, source_duration = COALESCE(%s, v.source_duration),"
+        " updated_at = now() FROM before WHERE v.id = before.id AND v.upload_status <> %s"
+        " AND v.resource = %s RETURNING before.phase",
+        (video_id, phase, progress, json.dumps(renditions, sort_keys=True),
+         json.dumps(outputs, sort_keys=True), source_duration, DELETED, resource),
     )  # fmt: skip
-    return bool(cur.rowcount == 1)
+    row = cur.fetchone()
+    return None if row is None else Written(previous_phase=row[0])
+
+
+@dataclass(frozen=True)
+class Written:
+    previous_phase: str | None
 
 
 @dataclass(frozen=True)

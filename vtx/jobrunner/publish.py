@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from vtx.core import media, videos
+from vtx.core import failpoints, media, videos
 from vtx.core.db import Cursor, Database
 from vtx.core.hls import Segment, parse_media_playlist, render_media_playlist
 from vtx.core.ipfs import IpfsClient
@@ -144,6 +144,7 @@ class RenditionPublisher:
     def finish(self, decode_errors: int = 0) -> None:
         """After FFmpeg succeeded: the last segments, the final playlist, the MP4, and then the
         rows of every output in one transaction."""
+        failpoints.hit("jobrunner.last-segment")
         self.publish_ready()
         if not self.published:
             raise RuntimeError(f"{self.name}: FFmpeg finished without writing a segment")

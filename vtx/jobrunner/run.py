@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from vtx.core import failpoints
 from vtx.core.db import Database
 from vtx.core.ipfs import IpfsClient
 from vtx.core.jobargs import TranscodeArgs
@@ -196,6 +197,8 @@ def run_transcode(
         report_all("uploading", ENCODE_SHARE)
         for p in publishers:
             p.finish(decode_errors)
+        failpoints.hit("jobrunner.recorded")
+        for p in publishers:
             reporter.update(p.name, "done", 100.0, "outputs recorded")
         return 0
     except InvalidSource as exc:

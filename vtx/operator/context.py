@@ -19,7 +19,6 @@ from vtx.core.kube import load_kube_config
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 from vtx.operator.decide import Snapshot, missing_jobs
-from vtx.operator.events import StatusEvents
 from vtx.operator.index import ClusterView
 from vtx.operator.metrics import PhaseBook
 from vtx.operator.reports import ReportBook
@@ -37,7 +36,6 @@ class Context:
     batch: Any
     custom: Any
     core: Any
-    events: StatusEvents
     # Threads for the blocking part of steps (probes, SQL, S3, Kubernetes calls).
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="vtx-step")
@@ -97,7 +95,6 @@ def connect(cfg: Settings) -> Context:
         batch=client.BatchV1Api(),
         custom=client.CustomObjectsApi(),
         core=client.CoreV1Api(),
-        events=StatusEvents(cfg),
     )
 
 

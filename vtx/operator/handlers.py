@@ -13,15 +13,17 @@ import contextvars
 import functools
 import logging
 import random
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
-from vtx.core import bus, events, media, videos
+from vtx.core import bus, events, failpoints, media, videos
 from vtx.core import resource as vt
 from vtx.core.db import Cursor
+from vtx.core.outbox import OutboxRelay
 from vtx.core.settings import Settings
 from vtx.core.sources import stop_probes
 from vtx.operator import rows
@@ -91,6 +93,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         memo.reports_client, bus.topic(cfg, events.STATUS_UPDATES), ctx.reports.record
     )
     memo.reader.start()
+    # Phase events are written to the outbox with the row (rows.write_row); this relays them,
+    # so that they flow where no API runs too. Several relays may send one event twice: readers
+    # drop repeats by event id.
+    memo.relay = OutboxRelay(ctx.db, memo.reports_client, cfg)
+    memo.relay_stop = threading.Event()
+    memo.relay_thread = threading.Thread(
+        target=memo.relay.run, args=(memo.relay_stop,), name="outbox", daemon=True
+    )
+    memo.relay_thread.start()
     # Ready once the queue subscription exists: an upload completed from then on is not missed.
     if not await loop.run_in_executor(None, memo.intake.subscribed.wait, 30):
         log.warning("the queue intake has not subscribed yet (is Pulsar up?); it keeps trying")
@@ -108,8 +119,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         log.info("stopping: %d probes cut short", killed)
     await asyncio.get_running_loop().run_in_executor(None, memo.intake.stop)
     await asyncio.get_running_loop().run_in_executor(None, memo.reader.stop)
+    memo.relay_stop.set()
+    await asyncio.get_running_loop().run_in_executor(None, memo.relay_thread.join, 2)
+    memo.relay.close()
     memo.reports_client.close()
-    ctx.events.close()
     await memo.health.stop()
 
 
@@ -198,13 +211,11 @@ def _after_step(ctx: Context, step: Step, spec: dict[str, Any]) -> None:
     if after != before or key not in ctx.synced:
         row = rows.row_state(typed)
         if ctx.synced.get(key) != row:
-            rows.write_row(ctx.db, video_id, row, f"{step.namespace}/{step.name}")
+            rows.write_row(ctx.db, video_id, row, f"{step.namespace}/{step.name}", note=step.note)
             ctx.synced[key] = row
-    if phase != before.get("phase") and phase is not None:
-        if phase == "Ready":
-            created = vt.parse_timestamp(str(step.meta["creationTimestamp"]))
-            TIME_TO_READY.observe((datetime.now(UTC) - created).total_seconds())
-        ctx.events.phase(video_id, str(phase), typed.progress, step.note)
+    if phase == "Ready" and before.get("phase") != "Ready":
+        created = vt.parse_timestamp(str(step.meta["creationTimestamp"]))
+        TIME_TO_READY.observe((datetime.now(UTC) - created).total_seconds())
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "vtx"})
@@ -279,6 +290,7 @@ def cleanup(
     # Everything under the video's folder but the uploaded original.
     folder = f"{media.video_prefix(video_id)}/"
     removed = ctx.store.delete_prefix(folder, keep=f"{folder}source/")
+    failpoints.hit("operator.outputs-removed")
 
     def forget(cur: Cursor) -> None:
         videos.forget_outputs(cur, video_id)

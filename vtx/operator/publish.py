@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vtx.core import media, videos
+from vtx.core import failpoints, media, videos
 from vtx.core.db import Database
 from vtx.core.hls import render_master_playlist, variant_of
 from vtx.core.ipfs import IpfsClient
@@ -34,6 +34,7 @@ def publish_video(
     master = render_master_playlist([variant_of(r) for r in renditions]).encode()
     master_key = media.master_key(video_id)
     store.put_bytes(master_key, master, content_type="application/vnd.apple.mpegurl")
+    failpoints.hit("operator.master-written")
     root = None
     if ipfs is not None:
         records = db.transaction(lambda cur: videos.rendition_records(cur, video_id), name="rows")

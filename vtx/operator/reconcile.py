@@ -19,8 +19,8 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
+from vtx.core import failpoints, videos
 from vtx.core import resource as vt
-from vtx.core import videos
 from vtx.core.ladder import InvalidSource
 from vtx.core.sources import ProbeUnavailable, probe_source
 from vtx.core.verify import check_rendition, record_problems, segments_of
@@ -269,6 +269,8 @@ def apply(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision) -> None:
         elif isinstance(action, Emit):
             post = kopf.warn if action.kind == "Warning" else kopf.info
             post(step.body, reason=action.reason, message=action.message)
+    if any(isinstance(a, CreateTranscodeJob) for a in decision.actions):
+        failpoints.hit("operator.jobs-created")
 
 
 def _mark_failed(ctx: Context, video_id: str, reason: str, resource: str) -> None:
@@ -307,6 +309,7 @@ def observe(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision, seen: O
                           message=f"video {spec.video_id} had no row: one was made")  # fmt: skip
         elif isinstance(action, Probe):
             seen.probe = _probe(ctx, spec)
+            failpoints.hit("operator.probed")
         elif isinstance(action, ReadRecords):
             seen.records = ctx.db.transaction(
                 lambda cur: videos.rendition_records(cur, spec.video_id), name="read rows"

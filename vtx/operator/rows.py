@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vtx.core import events, outbox, videos
 from vtx.core import resource as vt
-from vtx.core import videos
-from vtx.core.db import Database
+from vtx.core.db import Cursor, Database
 from vtx.core.ladder import rendition_to_dict
 
 
@@ -42,12 +42,26 @@ def row_state(status: vt.VideoTranscodeStatus) -> RowState:
     )
 
 
-def write_row(db: Database, video_id: str, row: RowState, resource: str) -> None:
-    """The row of a video ``resource`` owns (a row it does not own is left as it is)."""
-    db.transaction(
-        lambda cur: videos.write_progress(
+def write_row(
+    db: Database, video_id: str, row: RowState, resource: str, *, note: str | None = None
+) -> bool:
+    """The row of a video ``resource`` owns (a row it does not own is left as it is). A phase
+    the row did not have yet is announced on ``video-status-updates`` through the outbox, in
+    the same transaction: the event is sent at least once, even if the operator dies after the
+    commit, and a client reading the video on the event reads the new phase. True if a phase
+    event was recorded."""
+
+    def work(cur: Cursor) -> bool:
+        written = videos.write_progress(
             cur, video_id, phase=row.phase, progress=row.progress, renditions=row.renditions,
             outputs=row.outputs, source_duration=row.source_duration, resource=resource,
-        ),
-        name="video progress",
-    )  # fmt: skip
+        )  # fmt: skip
+        if written is None or row.phase is None or written.previous_phase == row.phase:
+            return False
+        event = events.StatusUpdate(
+            video_id=video_id, phase=row.phase, progress=float(row.progress), message=note
+        )
+        outbox.write_event(cur, events.STATUS_UPDATES, event, key=video_id)
+        return True
+
+    return db.transaction(work, name="video progress")

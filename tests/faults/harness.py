@@ -1,0 +1,233 @@
+"""What every fault test shares: uploads through the API as a client sends them, a WebSocket
+client that records the status events it is told, and the invariants checked at the end: every
+accepted upload is Ready exactly once, whole across SQL, S3, IPFS and its resource, with nothing
+left over (no running Job, no object or pin that no row names) and its Ready event delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import requests
+
+from tests import media
+from tests.integration.test_api_e2e import upload
+from tests.services import Process
+from tests.stack import kubectl, stack_env, wait_until
+from tests.verify import assert_complete
+from vtx.core import media as layout
+from vtx.core.db import Cursor, Database
+from vtx.core.ipfs import IpfsClient
+from vtx.core.objects import ObjectStore
+
+FINISHED = ("Ready", "Failed")
+
+
+def clips(folder: Path, count: int, *, seconds: float = 2, first_tone: int = 300) -> list[Path]:
+    """``count`` short 480p sources, each with a tone of its own (outputs no other shares)."""
+    return [
+        media.make_clip(folder / f"clip-{first_tone + i}.mp4", seconds=seconds, width=854,
+                        height=480, fps=25, tone=first_tone + 7 * i)
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def token() -> str:
+    return stack_env()["VTX_API_TOKEN"]
+
+
+def upload_all(api: Process, paths: Iterable[Path], workers: int = 4) -> list[str]:
+    """Each path uploaded as a client does (create, PUT, complete): the accepted ids."""
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda p: upload(api, token(), p), paths))
+
+
+def views(api: Process, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token()}"}
+    got = {}
+    for vid in ids:
+        resp = requests.get(f"{api.url}/v1/videos/{vid}", headers=headers, timeout=10)
+        assert resp.status_code == 200, f"GET /v1/videos/{vid}: {resp.status_code} {resp.text}"
+        got[vid] = resp.json()
+    return got
+
+
+def wait_finished(
+    api: Process, ids: list[str], timeout: float, operator: Process | None = None
+) -> dict[str, dict[str, Any]]:
+    """The API's view of every video once each is Ready or Failed."""
+
+    def finished() -> dict[str, dict[str, Any]] | None:
+        got = views(api, ids)
+        return got if all(v["phase"] in FINISHED for v in got.values()) else None
+
+    try:
+        return wait_until(f"{len(ids)} uploads to finish", finished, timeout=timeout, every=2)
+    except TimeoutError as exc:
+        phases = {vid: v["phase"] for vid, v in views(api, ids).items()}
+        tail = operator.tail() if operator is not None else ""
+        raise TimeoutError(f"{exc}: {phases}\n{tail}") from None
+
+
+@dataclass
+class EventLog:
+    """A dashboard's WebSocket, subscribed to every video: the events it was told, by video.
+    It reconnects when the connection drops (and is told the current state on subscribing)."""
+
+    api: Process
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reconnects: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> EventLog:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=15)
+
+    async def _run(self) -> None:
+        url = self.api.url.replace("http://", "ws://") + "/ws"
+        while not self._stop.is_set():
+            try:
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.ws_connect(url, protocols=("vtx.v1", f"bearer.{token()}")) as ws,
+                ):
+                    await ws.send_json({"type": "subscribe", "all": True})
+                    while not self._stop.is_set():
+                        try:
+                            msg = await ws.receive(timeout=0.5)
+                        except TimeoutError:
+                            continue
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        body = json.loads(msg.data)
+                        if body.get("type") == "status" and body.get("rendition") is None:
+                            self.events.setdefault(body["video_id"], []).append(body)
+            except (aiohttp.ClientError, OSError):
+                pass
+            if not self._stop.is_set():
+                self.reconnects += 1
+                await asyncio.sleep(1)
+
+    def phases(self, video_id: str) -> list[str]:
+        return [e["phase"] for e in self.events.get(video_id, [])]
+
+
+def resources_by_video(ns: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for item in json.loads(kubectl("get", "videotranscodes", "-n", ns, "-o", "json"))["items"]:
+        found.setdefault(item["spec"]["videoId"], []).append(item["metadata"]["name"])
+    return found
+
+
+def named_objects(db: Database, video_id: str) -> set[str]:
+    """Every S3 key the rows name for a video (outputs, segments, init segments, master)."""
+
+    def read(cur: Cursor) -> set[str]:
+        cur.execute(
+            "SELECT file_path, format, resolution FROM transcodes"
+            " WHERE video_id = %s AND storage_type = 's3'",
+            (video_id,),
+        )
+        keys = set()
+        for path, fmt, rendition in cur.fetchall():
+            keys.add(str(path))
+            if fmt == "hls":
+                keys.add(f"{layout.rendition_prefix(video_id, rendition)}/hls/{layout.INIT_NAME}")
+        cur.execute(
+            "SELECT s.file_path FROM transcode_segments s JOIN transcodes t"
+            " ON t.id = s.transcode_id WHERE t.video_id = %s AND s.storage_type = 's3'",
+            (video_id,),
+        )
+        keys.update(str(row[0]) for row in cur.fetchall())
+        return keys
+
+    return db.transaction(read)
+
+
+def named_cids(db: Database) -> set[str]:
+    """Every CID any row names: outputs, init segments, segments, sources."""
+
+    def read(cur: Cursor) -> set[str]:
+        cur.execute(
+            "SELECT file_cid FROM transcodes UNION SELECT init_cid FROM transcodes"
+            " UNION SELECT file_cid FROM transcode_segments UNION SELECT ipfs_cid FROM videos"
+        )
+        return {str(row[0]) for row in cur.fetchall() if row[0]}
+
+    return db.transaction(read)
+
+
+def _upload_statuses(cur: Cursor, ids: list[str]) -> dict[str, str]:
+    cur.execute("SELECT id::TEXT, upload_status FROM videos WHERE id = ANY(%s::UUID[])", (ids,))
+    return {str(vid): str(status) for vid, status in cur.fetchall()}
+
+
+def check_invariants(
+    ids: list[str], *, ns: str, db: Database, store: ObjectStore, ipfs: IpfsClient,
+    pins_before: set[str], events: EventLog | None = None, ready_timeout: float = 60,
+) -> dict[str, int]:  # fmt: skip
+    """Everything a user could notice about the accepted uploads ``ids``, once they are Ready:
+    one resource each, whole everywhere (`vtx verify`), no Job still running, no object or pin
+    that no row names, and (with ``events``) a Ready event told to the dashboard."""
+    assert len(set(ids)) == len(ids), "an upload was accepted twice under one id"
+    resources = resources_by_video(ns)
+    statuses = db.transaction(lambda cur: _upload_statuses(cur, ids))
+    lost = sum(1 for vid in ids if statuses.get(vid) != "completed" or vid not in resources)
+    duplicated = sum(max(0, len(resources.get(vid, [])) - 1) for vid in ids)
+    assert {vid: len(resources.get(vid, [])) for vid in ids} == dict.fromkeys(ids, 1), resources
+    assert_complete(*ids)
+    active = kubectl(
+        "get", "jobs", "-n", ns, "-o",
+        "jsonpath={range .items[?(@.status.active)]}{.metadata.name}{\"\\n\"}{end}",
+    ).split()  # fmt: skip
+    assert active == [], f"Jobs still running after every video is Ready: {active}"
+    for vid in ids:
+        keys = {k for k in store.iter_keys(f"{layout.video_prefix(vid)}/") if "/source/" not in k}
+        extra = keys - named_objects(db, vid) - {layout.master_key(vid)}
+        assert not extra, f"{vid}: objects no row names: {sorted(extra)[:5]}"
+    orphans = ipfs.recursive_pins() - pins_before - named_cids(db)
+    assert not orphans, f"pins no row names: {sorted(orphans)[:5]}"
+    if events is not None:
+
+        def told() -> bool:
+            return all("Ready" in events.phases(vid) for vid in ids)
+
+        try:
+            wait_until("a Ready event for every video", told, timeout=ready_timeout)
+        except TimeoutError as exc:
+            missing = [vid for vid in ids if "Ready" not in events.phases(vid)]
+            raise AssertionError(f"{exc}: none for {missing[:5]} ({len(missing)})") from None
+        for vid in ids:
+            told_ids = [e["id"] for e in events.events.get(vid, [])]
+            assert len(told_ids) == len(set(told_ids)), f"{vid}: an event told twice: {told_ids}"
+    return {"uploads": len(ids), "lost": lost, "duplicated": duplicated}
+
+
+def elapsed(since: float) -> float:
+    return round(time.monotonic() - since, 1)
+
+
+FIGURES = Path(os.environ.get("VTX_FAULT_FIGURES", "/dev/null"))
+
+
+def record(fault: str, window: str, counts: dict[str, int], heal_s: float) -> None:
+    """One row of the README's fault table (``make test-faults`` collects them)."""
+    with FIGURES.open("a") as out:
+        out.write(json.dumps({"fault": fault, "window": window, **counts, "heal_s": heal_s}))
+        out.write("\n")
