@@ -513,3 +513,23 @@ def root_in_use(cur: Cursor, cid: str) -> bool:
         (cid, IPFS, MASTER),
     )
     return cur.fetchone() is not None
+
+
+def pinned_files_of(cur: Cursor, video_id: str) -> set[str]:
+    """The CIDs the jobrunner added (and so pinned) for a video's outputs, the master's aside,
+    that no other video's rows name: what a deletion of its outputs unpins."""
+    cur.execute(
+        "WITH mine AS ("
+        " SELECT t.file_cid AS cid FROM transcodes t WHERE t.video_id = %(v)s"
+        "  AND t.storage_type = %(ipfs)s AND t.resolution <> %(master)s"
+        " UNION SELECT t.init_cid FROM transcodes t WHERE t.video_id = %(v)s"
+        " UNION SELECT s.file_cid FROM transcode_segments s JOIN transcodes t"
+        "  ON t.id = s.transcode_id WHERE t.video_id = %(v)s AND s.storage_type = %(ipfs)s)"
+        " SELECT cid FROM mine WHERE cid IS NOT NULL AND NOT EXISTS ("
+        "  SELECT 1 FROM transcodes o WHERE o.video_id <> %(v)s"
+        "   AND (o.file_cid = mine.cid OR o.init_cid = mine.cid))"
+        " AND NOT EXISTS (SELECT 1 FROM transcode_segments s JOIN transcodes o"
+        "  ON o.id = s.transcode_id WHERE o.video_id <> %(v)s AND s.file_cid = mine.cid)",
+        {"v": video_id, "ipfs": IPFS, "master": MASTER},
+    )
+    return {str(row[0]) for row in cur.fetchall()}

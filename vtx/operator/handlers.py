@@ -291,6 +291,11 @@ def cleanup(
     folder = f"{media.video_prefix(video_id)}/"
     removed = ctx.store.delete_prefix(folder, keep=f"{folder}source/")
     failpoints.hit("operator.outputs-removed")
+    # The files' own pins (the jobrunner pins what it adds) go before the rows that name them:
+    # cut short here, the next attempt reads them again.
+    files = ctx.db.transaction(lambda cur: videos.pinned_files_of(cur, video_id), name="cids")
+    for file_cid in sorted(files):
+        ctx.ipfs.pin_rm(file_cid)
 
     def forget(cur: Cursor) -> None:
         videos.forget_outputs(cur, video_id)
