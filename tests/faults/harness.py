@@ -202,7 +202,9 @@ def check_invariants(
         extra = keys - named_objects(db, vid) - {layout.master_key(vid)}
         assert not extra, f"{vid}: objects no row names: {sorted(extra)[:5]}"
     orphans = ipfs.recursive_pins() - pins_before - named_cids(db)
-    assert not orphans, f"pins no row names: {sorted(orphans)[:5]}"
+    if orphans:
+        jobs = kubectl("get", "jobs,pods", "-n", ns, "-o", "wide")
+        raise AssertionError(f"pins no row names: {sorted(orphans)[:5]}\n{jobs}")
     if events is not None:
 
         def told() -> bool:
