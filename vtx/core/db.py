@@ -103,14 +103,21 @@ class Database:
         last: psycopg2.Error | None = None
         for attempt in range(self._retry.attempts):
             with self._connection() as conn:
+                committing = False
                 try:
                     with conn.cursor() as cur:
                         result = work(cur)
+                    committing = True
                     conn.commit()
                     return result
                 except psycopg2.Error as exc:
-                    conn.rollback()
-                    if not is_retryable(exc):
+                    if not conn.closed:
+                        conn.rollback()
+                    # A pooled connection the server dropped (it restarted) fails at its first
+                    # statement: nothing was written, so the work runs again on a fresh one. A
+                    # connection lost during the commit leaves the outcome unknown: raised.
+                    stale = bool(conn.closed) and not committing
+                    if not (stale or is_retryable(exc)):
                         raise
                     last = exc
             with self._lock:
@@ -119,6 +126,8 @@ class Database:
             log.debug("%s conflicted (SQLSTATE %s), retry in %.3fs", name, last.pgcode, wait)
             time.sleep(wait)
         assert last is not None
+        if last.pgcode is None:
+            raise last  # connections kept breaking: the database is going away
         raise TransactionRetryError(
             f"{name} still conflicted after {self._retry.attempts} attempts "
             f"(SQLSTATE {last.pgcode}): {str(last).strip()}"
