@@ -343,6 +343,13 @@ def record_segment(
     """One HLS segment, under each (storage, transcode id) given."""
     for storage, transcode_id in transcode_ids:
         cur.execute(
+            "INSERT INTO replaced_cids (video_id, cid) SELECT t.video_id, s.file_cid"
+            " FROM transcode_segments s JOIN transcodes t ON t.id = s.transcode_id"
+            " WHERE s.transcode_id = %s AND s.sequence = %s AND s.file_cid IS NOT NULL"
+            " AND s.file_cid IS DISTINCT FROM %s ON CONFLICT DO NOTHING",
+            (transcode_id, sequence, cid),
+        )
+        cur.execute(
             "INSERT INTO transcode_segments (transcode_id, sequence, duration, size, file_path,"
             " file_cid, storage_type) VALUES (%s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (transcode_id, sequence) DO UPDATE SET duration = excluded.duration,"
@@ -377,6 +384,14 @@ def record_rendition(
     segment rows beyond ``segment_count`` (left by an earlier attempt) are removed."""
     for f in files:
         transcode_id = transcode_ids[(f.fmt, f.storage)]
+        new_init = init_cid if f.fmt == HLS else None
+        cur.execute(
+            "INSERT INTO replaced_cids (video_id, cid) SELECT video_id, old.cid FROM transcodes,"
+            " LATERAL (VALUES (file_cid, %s), (init_cid, %s)) AS old (cid, now_cid)"
+            " WHERE id = %s AND old.cid IS NOT NULL AND old.cid IS DISTINCT FROM old.now_cid"
+            " ON CONFLICT DO NOTHING",
+            (f.cid, new_init, transcode_id),
+        )
         cur.execute(
             "UPDATE transcodes SET file_path = %s, file_cid = %s, size = %s, duration = %s,"
             " job = %s, segment_count = %s, init_cid = %s, decode_errors = %s,"
@@ -387,8 +402,12 @@ def record_rendition(
         )  # fmt: skip
         if f.fmt == HLS:
             cur.execute(
-                "DELETE FROM transcode_segments WHERE transcode_id = %s AND sequence >= %s",
-                (transcode_id, segment_count),
+                "WITH gone AS (DELETE FROM transcode_segments WHERE transcode_id = %s"
+                " AND sequence >= %s RETURNING file_cid)"
+                " INSERT INTO replaced_cids (video_id, cid) SELECT t.video_id, gone.file_cid"
+                " FROM gone, transcodes t WHERE t.id = %s AND gone.file_cid IS NOT NULL"
+                " ON CONFLICT DO NOTHING",
+                (transcode_id, segment_count, transcode_id),
             )
 
 
@@ -501,6 +520,7 @@ def forget_outputs(cur: Cursor, video_id: str) -> None:
     and the video is marked deleted (as ``DELETE /v1/videos/{id}`` marks it), so that no list
     offers playback of what is gone. The original's CID stays."""
     cur.execute("DELETE FROM transcodes WHERE video_id = %s", (video_id,))
+    cur.execute("DELETE FROM replaced_cids WHERE video_id = %s", (video_id,))
     mark_deleted(cur, video_id)
 
 
@@ -533,3 +553,22 @@ def pinned_files_of(cur: Cursor, video_id: str) -> set[str]:
         {"v": video_id, "ipfs": IPFS, "master": MASTER},
     )
     return {str(row[0]) for row in cur.fetchall()}
+
+
+def replaced_unnamed(cur: Cursor, video_id: str) -> set[str]:
+    """CIDs of the video's earlier attempts (``replaced_cids``) that no row names now."""
+    cur.execute(
+        "SELECT r.cid FROM replaced_cids r WHERE r.video_id = %(v)s"
+        " AND NOT EXISTS (SELECT 1 FROM transcodes t WHERE t.file_cid = r.cid"
+        "  OR t.init_cid = r.cid)"
+        " AND NOT EXISTS (SELECT 1 FROM transcode_segments s WHERE s.file_cid = r.cid)"
+        " AND NOT EXISTS (SELECT 1 FROM videos o WHERE o.ipfs_cid = r.cid)",
+        {"v": video_id},
+    )
+    return {str(row[0]) for row in cur.fetchall()}
+
+
+def forget_replaced(cur: Cursor, video_id: str, cids: Sequence[str]) -> None:
+    cur.execute(
+        "DELETE FROM replaced_cids WHERE video_id = %s AND cid = ANY(%s)", (video_id, list(cids))
+    )

@@ -39,6 +39,7 @@ from vtx.operator.metrics import (
     RECONCILE_ERRORS,
     TIME_TO_READY,
 )
+from vtx.operator.publish import unpin_replaced
 from vtx.operator.reconcile import Step, named_after, reconcile_step
 from vtx.operator.state import job_obs
 
@@ -296,6 +297,7 @@ def cleanup(
     files = ctx.db.transaction(lambda cur: videos.pinned_files_of(cur, video_id), name="cids")
     for file_cid in sorted(files):
         ctx.ipfs.pin_rm(file_cid)
+    unpin_replaced(ctx.db, ctx.ipfs, video_id)
 
     def forget(cur: Cursor) -> None:
         videos.forget_outputs(cur, video_id)

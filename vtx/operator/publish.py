@@ -58,4 +58,16 @@ def publish_video(
         # Pinned after the row names it: a deletion of a video with the same outputs, which
         # unpins only a root no row names, cannot take this pin away unseen (handlers.cleanup).
         ipfs.pin_add(root)
+        unpin_replaced(db, ipfs, video_id)
     return PublishedOutputs(master_key, root)
+
+
+def unpin_replaced(db: Database, ipfs: IpfsClient, video_id: str) -> int:
+    """Unpin what earlier attempts of the video's renditions added and a retry replaced (no
+    row names it any more), then forget it; returns how many were unpinned."""
+    cids = db.transaction(lambda cur: videos.replaced_unnamed(cur, video_id), name="replaced")
+    unpinned = sum(ipfs.pin_rm(cid) for cid in sorted(cids))
+    if cids:
+        db.transaction(lambda cur: videos.forget_replaced(cur, video_id, sorted(cids)),
+                       name="forget replaced")  # fmt: skip
+    return unpinned
