@@ -75,6 +75,7 @@ class Database:
             connect_timeout=connect_timeout_s,
             application_name=application_name,
         )
+        self._max_connections = max_connections
         self._retry = retry or RetryPolicy()
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._lock = threading.Lock()
@@ -101,7 +102,11 @@ class Database:
         ``work`` must be safe to run again: it sees a fresh transaction each attempt.
         """
         last: psycopg2.Error | None = None
-        for attempt in range(self._retry.attempts):
+        # Every pooled connection may have gone stale at once (the server restarted): those
+        # are replaced without using up the attempts that conflicts get.
+        stale_left = self._max_connections
+        attempt = 0
+        while attempt < self._retry.attempts:
             with self._connection() as conn:
                 committing = False
                 try:
@@ -117,7 +122,11 @@ class Database:
                     # statement: nothing was written, so the work runs again on a fresh one. A
                     # connection lost during the commit leaves the outcome unknown: raised.
                     stale = bool(conn.closed) and not committing
-                    if not (stale or is_retryable(exc)):
+                    if stale and stale_left > 0:
+                        stale_left -= 1
+                        last = exc
+                        continue
+                    if not is_retryable(exc):
                         raise
                     last = exc
             with self._lock:
@@ -125,6 +134,7 @@ class Database:
             wait = self._retry.delay(attempt, self._rng)
             log.debug("%s conflicted (SQLSTATE %s), retry in %.3fs", name, last.pgcode, wait)
             time.sleep(wait)
+            attempt += 1
         assert last is not None
         if last.pgcode is None:
             raise last  # connections kept breaking: the database is going away
