@@ -62,5 +62,12 @@ test-unit: venv ## unit tests only (no stack)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: test
-test: lint up images ## everything: lint, types, unit and stack tests, restart check
-	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+test: lint up images ## everything but the fault suite: lint, types, unit and stack tests
+	$(VENV)/bin/pytest tests --ignore=tests/faults $(PYTEST_ARGS)
+
+FAULT_FIGURES ?= .stack/fault-figures.jsonl
+.PHONY: test-faults
+test-faults: venv up images ## the fault suite: servers and processes fail under real uploads
+	rm -f $(FAULT_FIGURES)
+	VTX_FAULT_FIGURES=$(abspath $(FAULT_FIGURES)) $(VENV)/bin/pytest tests/faults $(PYTEST_ARGS)
+	$(PY) -m tests.faults.table $(FAULT_FIGURES)

@@ -101,9 +101,12 @@ def test_pulsar_down_while_a_hundred_uploads_complete(
                 got.add(event.video_id)
         healed = elapsed(began)
         assert wanted - got == set(), f"{len(wanted - got)} queue events never arrived"
+
         # The relay marks a batch sent once the broker has taken all of it.
-        wait_until("the outbox rows of these uploads marked sent",
-                   lambda: db.transaction(lambda cur: _unsent(cur, ids)) == 0, timeout=60)  # fmt: skip
+        def all_sent() -> bool:
+            return db.transaction(lambda cur: _unsent(cur, ids)) == 0
+
+        wait_until("the outbox rows of these uploads marked sent", all_sent, timeout=60)
     finally:
         consumer.close()
         client.close()
