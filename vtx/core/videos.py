@@ -340,22 +340,24 @@ def record_segment(
     key: str,
     cid: str | None,
 ) -> None:
-    """One HLS segment, under each (storage, transcode id) given."""
+    """One HLS segment, under each (storage, transcode id) given. The CID of an earlier
+    attempt's segment that this one replaces goes to ``replaced_cids`` (in the same statement:
+    the CTE reads the row as it was before the upsert)."""
     for storage, transcode_id in transcode_ids:
         cur.execute(
-            "INSERT INTO replaced_cids (video_id, cid) SELECT t.video_id, s.file_cid"
-            " FROM transcode_segments s JOIN transcodes t ON t.id = s.transcode_id"
-            " WHERE s.transcode_id = %s AND s.sequence = %s AND s.file_cid IS NOT NULL"
-            " AND s.file_cid IS DISTINCT FROM %s ON CONFLICT DO NOTHING",
-            (transcode_id, sequence, cid),
-        )
-        cur.execute(
-            "INSERT INTO transcode_segments (transcode_id, sequence, duration, size, file_path,"
-            " file_cid, storage_type) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (transcode_id, sequence) DO UPDATE SET duration = excluded.duration,"
-            " size = excluded.size, file_path = excluded.file_path, file_cid = excluded.file_cid",
-            (transcode_id, sequence, duration, size, key, cid, storage),
-        )
+            "WITH before AS (SELECT file_cid FROM transcode_segments"
+            "  WHERE transcode_id = %(t)s AND sequence = %(n)s),"
+            " saved AS (INSERT INTO transcode_segments (transcode_id, sequence, duration, size,"
+            "  file_path, file_cid, storage_type)"
+            "  VALUES (%(t)s, %(n)s, %(duration)s, %(size)s, %(key)s, %(cid)s, %(storage)s)"
+            "  ON CONFLICT (transcode_id, sequence) DO UPDATE SET duration = excluded.duration,"
+            "  size = excluded.size, file_path = excluded.file_path, file_cid = excluded.file_cid)"
+            " INSERT INTO replaced_cids (video_id, cid) SELECT t.video_id, before.file_cid"
+            " FROM before, transcodes t WHERE t.id = %(t)s AND before.file_cid IS NOT NULL"
+            " AND before.file_cid IS DISTINCT FROM %(cid)s ON CONFLICT DO NOTHING",
+            {"t": transcode_id, "n": sequence, "duration": duration, "size": size, "key": key,
+             "cid": cid, "storage": storage},
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -396,9 +398,8 @@ def record_rendition(
             "UPDATE transcodes SET file_path = %s, file_cid = %s, size = %s, duration = %s,"
             " job = %s, segment_count = %s, init_cid = %s, decode_errors = %s,"
             " recorded_at = now(), updated_at = now() WHERE id = %s",
-            (f.key, f.cid, f.size, duration, job,
-             segment_count if f.fmt == HLS else None, init_cid if f.fmt == HLS else None,
-             decode_errors, transcode_id),
+            (f.key, f.cid, f.size, duration, job, segment_count if f.fmt == HLS else None,
+             new_init, decode_errors, transcode_id),
         )  # fmt: skip
         if f.fmt == HLS:
             cur.execute(
@@ -535,9 +536,22 @@ def root_in_use(cur: Cursor, cid: str) -> bool:
     return cur.fetchone() is not None
 
 
+def _named(cid: str, *, own_rows: bool = True) -> str:
+    """SQL: some row names the CID in the expression ``cid``: a video's output, init segment or
+    segment (of a video other than ``%(v)s`` unless ``own_rows``), or any video's original."""
+    other = "" if own_rows else " AND t.video_id <> %(v)s"
+    return (
+        f"(EXISTS (SELECT 1 FROM transcodes t WHERE (t.file_cid = {cid} OR t.init_cid = {cid})"
+        f"{other}) OR EXISTS (SELECT 1 FROM transcode_segments s JOIN transcodes t"
+        f" ON t.id = s.transcode_id WHERE s.file_cid = {cid}{other})"
+        f" OR EXISTS (SELECT 1 FROM videos o WHERE o.ipfs_cid = {cid}))"
+    )
+
+
 def pinned_files_of(cur: Cursor, video_id: str) -> set[str]:
     """The CIDs the jobrunner added (and so pinned) for a video's outputs, the master's aside,
-    that no other video's rows name: what a deletion of its outputs unpins."""
+    that nothing else names (another video's rows, any original): what a deletion of its
+    outputs unpins."""
     cur.execute(
         "WITH mine AS ("
         " SELECT t.file_cid AS cid FROM transcodes t WHERE t.video_id = %(v)s"
@@ -545,11 +559,7 @@ def pinned_files_of(cur: Cursor, video_id: str) -> set[str]:
         " UNION SELECT t.init_cid FROM transcodes t WHERE t.video_id = %(v)s"
         " UNION SELECT s.file_cid FROM transcode_segments s JOIN transcodes t"
         "  ON t.id = s.transcode_id WHERE t.video_id = %(v)s AND s.storage_type = %(ipfs)s)"
-        " SELECT cid FROM mine WHERE cid IS NOT NULL AND NOT EXISTS ("
-        "  SELECT 1 FROM transcodes o WHERE o.video_id <> %(v)s"
-        "   AND (o.file_cid = mine.cid OR o.init_cid = mine.cid))"
-        " AND NOT EXISTS (SELECT 1 FROM transcode_segments s JOIN transcodes o"
-        "  ON o.id = s.transcode_id WHERE o.video_id <> %(v)s AND s.file_cid = mine.cid)",
+        f" SELECT cid FROM mine WHERE cid IS NOT NULL AND NOT {_named('mine.cid', own_rows=False)}",
         {"v": video_id, "ipfs": IPFS, "master": MASTER},
     )
     return {str(row[0]) for row in cur.fetchall()}
@@ -558,11 +568,7 @@ def pinned_files_of(cur: Cursor, video_id: str) -> set[str]:
 def replaced_unnamed(cur: Cursor, video_id: str) -> set[str]:
     """CIDs of the video's earlier attempts (``replaced_cids``) that no row names now."""
     cur.execute(
-        "SELECT r.cid FROM replaced_cids r WHERE r.video_id = %(v)s"
-        " AND NOT EXISTS (SELECT 1 FROM transcodes t WHERE t.file_cid = r.cid"
-        "  OR t.init_cid = r.cid)"
-        " AND NOT EXISTS (SELECT 1 FROM transcode_segments s WHERE s.file_cid = r.cid)"
-        " AND NOT EXISTS (SELECT 1 FROM videos o WHERE o.ipfs_cid = r.cid)",
+        f"SELECT r.cid FROM replaced_cids r WHERE r.video_id = %(v)s AND NOT {_named('r.cid')}",
         {"v": video_id},
     )
     return {str(row[0]) for row in cur.fetchall()}

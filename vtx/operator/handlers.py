@@ -89,15 +89,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.intake = Intake(cfg, ctx.custom, ctx.db, cfg.namespace)
     memo.intake.start()
     # What the jobrunners say of their renditions (they hold no Kubernetes credentials).
-    memo.reports_client = bus.pulsar_client(cfg)
+    memo.pulsar = bus.pulsar_client(cfg)
     memo.reader = bus.StatusReader(
-        memo.reports_client, bus.topic(cfg, events.STATUS_UPDATES), ctx.reports.record
+        memo.pulsar, bus.topic(cfg, events.STATUS_UPDATES), ctx.reports.record
     )
     memo.reader.start()
     # Phase events are written to the outbox with the row (rows.write_row); this relays them,
     # so that they flow where no API runs too. Several relays may send one event twice: readers
     # drop repeats by event id.
-    memo.relay = OutboxRelay(ctx.db, memo.reports_client, cfg)
+    memo.relay = OutboxRelay(ctx.db, memo.pulsar, cfg)
     memo.relay_stop = threading.Event()
     memo.relay_thread = threading.Thread(
         target=memo.relay.run, args=(memo.relay_stop,), name="outbox", daemon=True
@@ -123,7 +123,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo.relay_stop.set()
     await asyncio.get_running_loop().run_in_executor(None, memo.relay_thread.join, 2)
     memo.relay.close()
-    memo.reports_client.close()
+    memo.pulsar.close()
     await memo.health.stop()
 
 

@@ -44,24 +44,22 @@ def row_state(status: vt.VideoTranscodeStatus) -> RowState:
 
 def write_row(
     db: Database, video_id: str, row: RowState, resource: str, *, note: str | None = None
-) -> bool:
+) -> None:
     """The row of a video ``resource`` owns (a row it does not own is left as it is). A phase
     the row did not have yet is announced on ``video-status-updates`` through the outbox, in
     the same transaction: the event is sent at least once, even if the operator dies after the
-    commit, and a client reading the video on the event reads the new phase. True if a phase
-    event was recorded."""
+    commit, and a client reading the video on the event reads the new phase."""
 
-    def work(cur: Cursor) -> bool:
+    def work(cur: Cursor) -> None:
         written = videos.write_progress(
             cur, video_id, phase=row.phase, progress=row.progress, renditions=row.renditions,
             outputs=row.outputs, source_duration=row.source_duration, resource=resource,
         )  # fmt: skip
         if written is None or row.phase is None or written.previous_phase == row.phase:
-            return False
+            return
         event = events.StatusUpdate(
             video_id=video_id, phase=row.phase, progress=float(row.progress), message=note
         )
         outbox.write_event(cur, events.STATUS_UPDATES, event, key=video_id)
-        return True
 
-    return db.transaction(work, name="video progress")
+    db.transaction(work, name="video progress")
