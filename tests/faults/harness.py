@@ -1,35 +1,31 @@
-"""What every fault test shares: uploads through the API as a client sends them, a WebSocket
-client that records the status events it is told, and the invariants checked at the end: every
-accepted upload is Ready exactly once, whole across SQL, S3, IPFS and its resource, with nothing
-left over (no running Job, no object or pin that no row names) and its Ready event delivered."""
+"""What every fault test shares beside the upload flow (tests/uploads.py): short sources,
+a WebSocket client that records the status events it is told, and the invariants checked at
+the end: every accepted upload is Ready exactly once, whole across SQL, S3, IPFS and its
+resource, with nothing left over (no running Job, no object or pin that no row names) and its
+Ready event delivered."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import os
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import requests
 
 from tests import media
-from tests.integration.test_api_e2e import upload
 from tests.services import Process
-from tests.stack import kubectl, stack_env, wait_until
+from tests.stack import kubectl, wait_until
+from tests.uploads import token
 from tests.verify import assert_complete
 from vtx.core import media as layout
 from vtx.core.db import Cursor, Database
 from vtx.core.ipfs import IpfsClient
 from vtx.core.objects import ObjectStore
-
-FINISHED = ("Ready", "Failed")
 
 
 def clips(folder: Path, count: int, *, seconds: float = 2, first_tone: int = 300) -> list[Path]:
@@ -39,43 +35,6 @@ def clips(folder: Path, count: int, *, seconds: float = 2, first_tone: int = 300
                         height=480, fps=25, tone=first_tone + 7 * i)
         for i in range(count)
     ]  # fmt: skip
-
-
-def token() -> str:
-    return stack_env()["VTX_API_TOKEN"]
-
-
-def upload_all(api: Process, paths: Iterable[Path], workers: int = 4) -> list[str]:
-    """Each path uploaded as a client does (create, PUT, complete): the accepted ids."""
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda p: upload(api, token(), p), paths))
-
-
-def views(api: Process, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {token()}"}
-    got = {}
-    for vid in ids:
-        resp = requests.get(f"{api.url}/v1/videos/{vid}", headers=headers, timeout=10)
-        assert resp.status_code == 200, f"GET /v1/videos/{vid}: {resp.status_code} {resp.text}"
-        got[vid] = resp.json()
-    return got
-
-
-def wait_finished(
-    api: Process, ids: list[str], timeout: float, operator: Process | None = None
-) -> dict[str, dict[str, Any]]:
-    """The API's view of every video once each is Ready or Failed."""
-
-    def finished() -> dict[str, dict[str, Any]] | None:
-        got = views(api, ids)
-        return got if all(v["phase"] in FINISHED for v in got.values()) else None
-
-    try:
-        return wait_until(f"{len(ids)} uploads to finish", finished, timeout=timeout, every=2)
-    except TimeoutError as exc:
-        phases = {vid: v["phase"] for vid, v in views(api, ids).items()}
-        tail = operator.tail() if operator is not None else ""
-        raise TimeoutError(f"{exc}: {phases}\n{tail}") from None
 
 
 @dataclass

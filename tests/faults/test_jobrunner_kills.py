@@ -15,11 +15,10 @@ from tests.faults.harness import (
     clips,
     elapsed,
     record,
-    upload_all,
-    wait_finished,
 )
 from tests.services import Process
 from tests.stack import kubectl, wait_until
+from tests.uploads import upload_all, wait_finished
 from vtx.core.db import Database
 from vtx.core.failpoints import ENV
 from vtx.core.ipfs import IpfsClient

@@ -17,11 +17,10 @@ from tests.faults.harness import (
     elapsed,
     named_cids,
     record,
-    upload_all,
-    wait_finished,
 )
 from tests.services import Process
 from tests.stack import kubectl, wait_until
+from tests.uploads import upload_all, wait_finished
 from vtx.core import media as layout
 from vtx.core import videos
 from vtx.core.db import Database

@@ -16,14 +16,12 @@ from tests.faults.harness import (
     clips,
     elapsed,
     record,
-    token,
-    upload_all,
-    wait_finished,
 )
 from tests.services import Process
 from tests.stack import restart_missing_parts, stop_part, wait_until
+from tests.uploads import token, upload_all, wait_finished
 from vtx.core import bus, events
-from vtx.core.db import Database
+from vtx.core.db import Cursor, Database
 from vtx.core.ipfs import IpfsClient
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
@@ -115,8 +113,8 @@ def test_pulsar_down_while_a_hundred_uploads_complete(
            {"uploads": len(ids), "lost": len(wanted - got), "duplicated": 0}, healed)  # fmt: skip
 
 
-def _unsent(cur: object, ids: list[str]) -> int:
-    cur.execute(  # type: ignore[attr-defined]
-        "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND key = ANY(%s)", (ids,)
-    )
-    return int(cur.fetchone()[0])  # type: ignore[attr-defined]
+def _unsent(cur: Cursor, ids: list[str]) -> int:
+    cur.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND key = ANY(%s)", (ids,))
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0])

@@ -19,6 +19,7 @@ import requests
 from tests import media
 from tests.services import Process, api_process, free_port, operator_process, started
 from tests.stack import REPO, job_namespace, stack_env
+from tests.uploads import upload
 from tests.verify import assert_complete
 
 pytestmark = pytest.mark.stack
@@ -58,29 +59,6 @@ def operator(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Iterator[Proc
     )  # fmt: skip
     with started(process):
         yield process
-
-
-def upload(api: Process, token: str, path: Path) -> str:
-    """The REST flow a client follows: announce, PUT to storage, complete."""
-    headers = {"Authorization": f"Bearer {token}"}
-    created = requests.post(
-        f"{api.url}/v1/videos",
-        json={"file_name": path.name, "size": path.stat().st_size, "content_type": "video/mp4"},
-        headers=headers,
-        timeout=30,
-    )
-    assert created.status_code == 201, created.text
-    body: dict[str, Any] = created.json()
-    with path.open("rb") as f:
-        put = requests.put(
-            body["upload"]["url"], data=f, headers=body["upload"]["headers"], timeout=120
-        )
-    assert put.status_code == 200, put.text
-    done = requests.post(
-        f"{api.url}/v1/videos/{body['id']}/complete", json={}, headers=headers, timeout=30
-    )
-    assert done.status_code == 202, done.text
-    return str(body["id"])
 
 
 async def follow(api: Process, token: str, video_id: str, within_s: float) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ uploads of mixed sources through the API all end Ready and `vtx verify --all` fi
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import signal
 import subprocess
@@ -16,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from tests import media
-from tests.integration.test_api_e2e import upload
 from tests.integration.test_core import fetch_one
 from tests.integration.test_jobrunner import upload_video
 from tests.integration.test_operator import submit, wait_for_phase
@@ -31,11 +28,11 @@ from tests.stack import (
     job_namespace,
     kubectl,
     restart_missing_parts,
-    stack_env,
     stop_part,
     wait_for_job,
     wait_until,
 )
+from tests.uploads import upload_all, wait_finished
 from tests.verify import assert_complete, assert_verified, verify
 from vtx.core import videos
 from vtx.core.db import Database
@@ -270,24 +267,10 @@ def sources(folder: Path) -> list[tuple[str, Path]]:
 def test_thirty_mixed_uploads_are_ready_and_whole(
     api: Process, operator: Process, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    token = stack_env()["VTX_API_TOKEN"]
     made = sources(tmp_path_factory.mktemp("thirty"))
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        ids = list(pool.map(lambda item: upload(api, token, item[1]), made))
+    ids = upload_all(api, [path for _, path in made], workers=6)
     shapes = dict(zip(ids, (shape for shape, _ in made), strict=True))
-
-    def views() -> dict[str, dict[str, Any]]:
-        return {vid: requests.get(f"{api.url}/v1/videos/{vid}", timeout=10).json() for vid in ids}
-
-    def all_finished() -> dict[str, dict[str, Any]] | None:
-        got = views()
-        return got if all(v["phase"] in ("Ready", "Failed") for v in got.values()) else None
-
-    try:
-        final = wait_until("30 uploads to finish", all_finished, timeout=1200, every=5)
-    except TimeoutError as exc:
-        phases = {vid: v["phase"] for vid, v in views().items()}
-        raise TimeoutError(f"{exc}: {phases}\n{operator.tail()}") from None
+    final = wait_finished(api, ids, timeout=1200, operator=operator, every=5)
     assert {vid: v["phase"] for vid, v in final.items()} == dict.fromkeys(ids, "Ready")
     for vid, view in final.items():
         shape = shapes[vid]
