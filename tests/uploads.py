@@ -18,11 +18,17 @@ FINISHED = ("Ready", "Failed")
 
 def upload(api: Process, token: str, path: Path) -> str:
     """The REST flow a client follows: announce, PUT to storage, complete."""
-    headers = {"Authorization": f"Bearer {token}"}
+    vid = announce_and_put(api, token, path)
+    complete(api, token, vid, expect=202)
+    return vid
+
+
+def announce_and_put(api: Process, token: str, path: Path) -> str:
+    """An upload announced and its bytes PUT to storage, not completed: the video's id."""
     created = requests.post(
         f"{api.url}/v1/videos",
         json={"file_name": path.name, "size": path.stat().st_size, "content_type": "video/mp4"},
-        headers=headers,
+        headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     )
     assert created.status_code == 201, created.text
@@ -32,11 +38,18 @@ def upload(api: Process, token: str, path: Path) -> str:
             body["upload"]["url"], data=f, headers=body["upload"]["headers"], timeout=120
         )
     assert put.status_code == 200, put.text
-    done = requests.post(
-        f"{api.url}/v1/videos/{body['id']}/complete", json={}, headers=headers, timeout=30
-    )
-    assert done.status_code == 202, done.text
     return str(body["id"])
+
+
+def complete(api: Process, token: str, vid: str, expect: int) -> dict[str, Any]:
+    """POST complete, which must answer ``expect``: its JSON body."""
+    done = requests.post(
+        f"{api.url}/v1/videos/{vid}/complete", json={},
+        headers={"Authorization": f"Bearer {token}"}, timeout=120,
+    )  # fmt: skip
+    assert done.status_code == expect, done.text
+    answer: dict[str, Any] = done.json()
+    return answer
 
 
 def token() -> str:

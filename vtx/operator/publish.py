@@ -31,6 +31,7 @@ def publish_video(
 ) -> PublishedOutputs:
     """Write the master playlist, build and check the IPFS directory (when ``ipfs``), mark the
     video completed and pin its root. Safe to run again."""
+    failpoints.hit("operator.publishing")
     master = render_master_playlist([variant_of(r) for r in renditions]).encode()
     master_key = media.master_key(video_id)
     store.put_bytes(master_key, master, content_type="application/vnd.apple.mpegurl")

@@ -308,6 +308,7 @@ def observe(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision, seen: O
                 kopf.info(step.body, reason="VideoRecorded",
                           message=f"video {spec.video_id} had no row: one was made")  # fmt: skip
         elif isinstance(action, Probe):
+            failpoints.hit("operator.probing")
             seen.probe = _probe(ctx, spec)
             failpoints.hit("operator.probed")
         elif isinstance(action, ReadRecords):
