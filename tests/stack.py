@@ -95,10 +95,15 @@ def job_logs(namespace: str, name: str) -> str:
     return kubectl("logs", "-n", namespace, f"job/{name}", "--tail=-1")
 
 
-def stop_part(name: str, timeout: float = 30) -> None:
-    """Stop one server of the stack (as an outage would), waiting until its process is gone."""
+def stop_part(name: str, timeout: float = 30, *, group: bool = True) -> None:
+    """Stop one server of the stack (as an outage would), waiting until its process is gone:
+    with its process group, or (``group=False``) the server alone, as a service manager
+    restarting containerd leaves its shims and their containers running."""
     pid = int((STATE / "pids" / f"{name}.pid").read_text())
-    os.killpg(pid, 15)
+    if group:
+        os.killpg(pid, 15)
+    else:
+        os.kill(pid, 15)
     deadline = time.monotonic() + timeout
     while process_exists(pid):
         if time.monotonic() > deadline:

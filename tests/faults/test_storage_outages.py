@@ -14,7 +14,7 @@ import requests
 
 from tests.faults.harness import EventLog, check_invariants, clips, elapsed, record
 from tests.services import Process
-from tests.stack import restart_missing_parts, stop_part, wait_until
+from tests.stack import kubectl, restart_missing_parts, stop_part, wait_until
 from tests.uploads import announce_and_put, complete, token, wait_finished
 from vtx.core.db import Database
 from vtx.core.failpoints import ENV
@@ -64,6 +64,9 @@ def test_a_store_down_at_a_step_delays_but_loses_nothing(
         vid = announce_and_put(api, token(), source)
         complete(api, token(), vid, expect=202)
         began = outage_at_failpoint(operator, point, part)
+        met = "ProbeRetry" if point == "operator.probing" else "failed with an exception"
+        wait_until(f"the operator to meet the outage ({met})",
+                   lambda: met in after_hold(operator, point, ns), timeout=60)  # fmt: skip
         (view,) = wait_finished(api, [vid], timeout=300, operator=operator).values()
         healed = elapsed(began)
         assert view["phase"] == "Ready", view
@@ -99,6 +102,13 @@ def test_s3_down_when_an_upload_is_completed(
         counts = check_invariants([vid], ns=ns, db=db, store=store, ipfs=ipfs,
                                   pins_before=pins_before, events=told)  # fmt: skip
     record("S3 stopped", "an upload's `complete` (503, then 202)", counts, healed)
+
+
+def after_hold(operator: Process, point: str, ns: str) -> str:
+    """What the operator logged after it held at ``point``, and the resources' event reasons."""
+    log = operator.tail(200_000).split(f"failpoint {point}: delay", 1)[-1]
+    reasons = kubectl("get", "events", "-n", ns, "-o", "jsonpath={.items[*].reason}")
+    return f"{log}\n{reasons}"
 
 
 def auth() -> dict[str, str]:

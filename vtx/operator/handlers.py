@@ -45,6 +45,7 @@ from vtx.operator.state import job_obs
 
 log = logging.getLogger(__name__)
 INTERVAL_S = 2.0
+RETRY_S = 10.0  # a step that raised (a server away, say) runs again after this
 PEERING_LIFETIME_S = 30
 EXIT_DEADLINE_S = 8.0
 
@@ -133,7 +134,8 @@ def _active(status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") not in TERMINAL or ingest == "Running"
 
 
-@kopf.timer(vt.GROUP, vt.VERSION, vt.PLURAL, interval=INTERVAL_S, initial_delay=0.2, when=_active)
+@kopf.timer(vt.GROUP, vt.VERSION, vt.PLURAL, interval=INTERVAL_S, initial_delay=0.2,
+            backoff=RETRY_S, when=_active)  # fmt: skip
 async def reconcile(
     body: kopf.Body,
     spec: kopf.Spec,
