@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import time
 import urllib.error
@@ -95,15 +96,18 @@ def job_logs(namespace: str, name: str) -> str:
     return kubectl("logs", "-n", namespace, f"job/{name}", "--tail=-1")
 
 
-def stop_part(name: str, timeout: float = 30, *, group: bool = True) -> None:
+def stop_part(
+    name: str, timeout: float = 30, *, group: bool = True, sig: int = signal.SIGTERM
+) -> None:
     """Stop one server of the stack (as an outage would), waiting until its process is gone:
     with its process group, or (``group=False``) the server alone, as a service manager
-    restarting containerd leaves its shims and their containers running."""
+    restarting containerd leaves its shims and their containers running. ``SIGKILL`` for a
+    crash (kube-apiserver drains its watches for up to a minute on SIGTERM)."""
     pid = int((STATE / "pids" / f"{name}.pid").read_text())
     if group:
-        os.killpg(pid, 15)
+        os.killpg(pid, sig)
     else:
-        os.kill(pid, 15)
+        os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while process_exists(pid):
         if time.monotonic() > deadline:
@@ -117,7 +121,8 @@ def restart_missing_parts() -> None:
         ["make", "-s", "up"], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"make up failed:\n{proc.stderr[-3000:]}")
+        said = [line for line in proc.stderr.splitlines() if "[vtx]" in line]
+        raise RuntimeError(f"make up failed: {said}\n{proc.stderr[-3000:]}")
 
 
 def process_exists(pid: int) -> bool:

@@ -1,9 +1,10 @@
-"""A part of the cluster goes away: the API server while uploads are completed (the upload is
-accepted, and the operator's queue intake creates the resource once the API server is back),
-and the node's containerd restarted while Jobs run."""
+"""A part of the cluster goes away: the API server crashes while uploads are completed (each
+upload is accepted, and the operator's queue intake creates its resource once the API server is
+back), and the node's containerd is restarted while Jobs run."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -29,7 +30,7 @@ def test_kube_apiserver_down_when_uploads_are_completed(
     operator.start()
     with EventLog(api) as told:
         began = time.monotonic()
-        stop_part("kube-apiserver")
+        stop_part("kube-apiserver", sig=signal.SIGKILL)  # a crash
         try:
             ids = upload_all(api, sources)  # each answered 202
             accepted = views(api, ids)
@@ -63,7 +64,9 @@ def test_containerd_restarted_while_jobs_run(
         healed = elapsed(began)
         counts = check_invariants(ids, ns=ns, db=db, store=store, ipfs=ipfs,
                                   pins_before=pins_before, events=told)  # fmt: skip
-    record("containerd restarted", "2 uploads transcoding", counts, healed)
+    pods = kubectl("get", "pods", "-n", ns, "-l", "vtx.dev/job-kind=transcode", "-o", "name")
+    record("containerd restarted", f"2 uploads transcoding ({len(pods.split())} pods ran)",
+           counts, healed)  # fmt: skip
 
 
 def running_pods(ns: str) -> list[str]:
