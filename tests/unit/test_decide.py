@@ -633,3 +633,27 @@ def test_a_source_outside_the_videos_folder_is_refused_before_anything_is_asked(
     assert d.status.phase == "Failed"
     assert "the source key must be under" in cond(d.status, "Ready").message
     assert not [a for a in d.actions if isinstance(a, (ClaimVideo, MarkFailed, Probe))]
+
+
+def test_the_report_book_bounds_the_bytes_a_pod_says_it_stored() -> None:
+    from vtx.core.events import StatusUpdate
+    from vtx.operator.reports import MAX_STORED_BYTES, ReportBook
+
+    book = ReportBook()
+    book.watch(VID)
+    for said, kept in ((-5, 0), (7_000_000, 7_000_000), (1 << 62, MAX_STORED_BYTES)):
+        book.record(StatusUpdate(video_id=VID, rendition="480p", phase="uploading",
+                                 progress=95, stored_bytes=said))  # fmt: skip
+        assert book.of(VID)["480p"].stored_bytes == kept
+
+
+def test_a_job_storing_bytes_is_not_stalled_though_its_progress_stands_still() -> None:
+    from vtx.operator.context import StallWatch
+
+    watch, key = StallWatch(), ("ns", "job")
+    assert not watch.stalled(key, (95, 1_000), now=0.0, stall_s=10)
+    assert not watch.stalled(key, (95, 2_000), now=8.0, stall_s=10)
+    assert not watch.stalled(key, (95, 3_000), now=16.0, stall_s=10), "bytes moved: alive"
+    assert not watch.stalled(key, (95, 3_000), now=25.0, stall_s=10)
+    assert watch.stalled(key, (95, 3_000), now=26.0, stall_s=10), "nothing moved for 10 s"
+    assert not watch.stalled(key, (0, 0), now=27.0, stall_s=10), "a new attempt starts over"

@@ -39,6 +39,11 @@ def test_unknown_fields_are_ignored() -> None:
             "'progress' has the wrong type",
         ),
         (
+            '{"schema": 1, "type": "status.update", "id": "x", "video_id": "v", "phase": "Q",'
+            ' "stored_bytes": 1.5}',
+            "'stored_bytes' has the wrong type",
+        ),
+        (
             '{"schema": 1, "type": "transcode.requested", "id": "x", "video_id": "v",'
             ' "bucket": "b", "key": "k", "size": true}',
             "'size' has the wrong type",

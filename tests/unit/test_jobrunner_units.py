@@ -188,3 +188,28 @@ def test_only_the_encoded_streams_oversized_frames_refuse_the_source() -> None:
     assert media.oversized_frame(cover, "h264") is None, "a cover picture is never encoded"
     assert media.oversized_frame(cover + grown, "h264") == "8192x8192"
     assert media.oversized_frame("Error while decoding stream #0:0\n", "h264") is None
+
+
+def test_stored_bytes_are_reported_at_most_each_second_and_add_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typing import cast
+
+    from vtx.core.settings import Settings
+    from vtx.jobrunner import report
+
+    def no_broker(_settings: Settings) -> None:
+        raise ConnectionError("no broker in a unit test")
+
+    monkeypatch.setattr("vtx.jobrunner.report.bus.pulsar_client", no_broker)
+    sent: list[tuple[str, float, int]] = []
+    monkeypatch.setattr(report.Reporter, "_send_event",
+                        lambda _self, _name, st: sent.append((st.phase, st.progress,
+                                                              st.stored_bytes)))  # fmt: skip
+    clock = [0.0]
+    reporter = report.Reporter(cast(Settings, None), "v", ["480p"], clock=lambda: clock[0])
+    reporter.update("480p", "uploading", 95.0)
+    for _ in range(4):
+        reporter.stored("480p", 1000)
+        clock[0] += 0.4
+    assert sent == [("uploading", 95.0, 0), ("uploading", 95.0, 4000)]

@@ -63,6 +63,9 @@ class StatusUpdate:
     progress: float = 0.0
     rendition: str | None = None
     message: str | None = None
+    # Bytes of the rendition's outputs stored so far (S3 and IPFS) in this attempt: the sign
+    # of life of a pod that is uploading, whose progress barely moves.
+    stored_bytes: int | None = None
     id: str = field(default_factory=_new_id)
     time: str = field(default_factory=_now)
     type: Literal["status.update"] = "status.update"
@@ -96,6 +99,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "progress": (int, float),
     "rendition": (str,),
     "message": (str,),
+    "stored_bytes": (int,),
     "namespace": (str,),
 }
 _REQUIRED = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -40,9 +40,12 @@ def _part_header(boundary: str, name: str, content_type: str) -> bytes:
 
 
 def _multipart(
-    boundary: str, entries: Iterable[tuple[str, IO[bytes] | bytes | None]]
+    boundary: str,
+    entries: Iterable[tuple[str, IO[bytes] | bytes | None]],
+    sent: Callable[[int], None] | None = None,
 ) -> Iterator[bytes]:
-    """A streamed multipart body; an entry whose content is None is a directory."""
+    """A streamed multipart body; an entry whose content is None is a directory. ``sent`` is
+    told of each chunk of a streamed file once the chunk has been handed on."""
     for name, content in entries:
         if content is None:
             yield _part_header(boundary, name, "application/x-directory") + b"\r\n"
@@ -53,6 +56,8 @@ def _multipart(
         else:
             while chunk := content.read(CHUNK):
                 yield chunk
+                if sent is not None:
+                    sent(len(chunk))
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()
 
@@ -101,7 +106,10 @@ class IpfsClient:
         return version
 
     def _add(
-        self, entries: Iterable[tuple[str, IO[bytes] | bytes | None]], pin: bool
+        self,
+        entries: Iterable[tuple[str, IO[bytes] | bytes | None]],
+        pin: bool,
+        sent: Callable[[int], None] | None = None,
     ) -> list[dict[str, Any]]:
         boundary = uuid.uuid4().hex
         resp = self._call(
@@ -112,7 +120,7 @@ class IpfsClient:
                 "quieter": "false",
                 "progress": "false",
             },
-            data=_multipart(boundary, entries),
+            data=_multipart(boundary, entries, sent),
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
         return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
@@ -122,14 +130,25 @@ class IpfsClient:
         cid: str = self._add([(name, data)], pin)[-1]["Hash"]
         return cid
 
-    def add_stream(self, stream: IO[bytes], *, name: str = "file", pin: bool = True) -> str:
-        """Add one file read from ``stream`` without holding it in memory; returns its CIDv1."""
-        cid: str = self._add([(name, stream)], pin)[-1]["Hash"]
+    def add_stream(
+        self,
+        stream: IO[bytes],
+        *,
+        name: str = "file",
+        pin: bool = True,
+        sent: Callable[[int], None] | None = None,
+    ) -> str:
+        """Add one file read from ``stream`` without holding it in memory; returns its CIDv1.
+        ``sent`` is told of the bytes as they go."""
+        cid: str = self._add([(name, stream)], pin, sent)[-1]["Hash"]
         return cid
 
-    def add_file(self, path: Path, *, pin: bool = True) -> str:
+    def add_file(
+        self, path: Path, *, pin: bool = True, sent: Callable[[int], None] | None = None
+    ) -> str:
+        """Add one file; ``sent`` is told of the bytes as they are read to be sent."""
         with path.open("rb") as f:
-            return self.add_stream(f, name=path.name, pin=pin)
+            return self.add_stream(f, name=path.name, pin=pin, sent=sent)
 
     def add_directory(self, root: Path, *, pin: bool = True) -> str:
         """Add a directory tree; returns the root CID, under which files keep their paths."""

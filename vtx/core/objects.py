@@ -4,7 +4,7 @@ clients are signed for the public endpoint, since the two may be different addre
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -174,9 +174,13 @@ class ObjectStore:
             raise
         return ObjectInfo(key, resp["ContentLength"], resp.get("ContentType"), resp["ETag"])
 
-    def upload_file(self, path: Path, key: str, *, content_type: str) -> None:
+    def upload_file(
+        self, path: Path, key: str, *, content_type: str, sent: Callable[[int], None] | None = None
+    ) -> None:
+        """Upload a file (multipart when large); ``sent`` is told of each chunk's bytes as
+        they go (from the transfer's threads)."""
         self.client.upload_file(
-            str(path), self.bucket, key, ExtraArgs={"ContentType": content_type}
+            str(path), self.bucket, key, ExtraArgs={"ContentType": content_type}, Callback=sent
         )
 
     def upload_stream(

@@ -39,7 +39,10 @@ class RenditionPublisher:
         *,
         job: str,
         retry_budget_s: float,
+        stored: Callable[[int], None] = lambda _n: None,
     ) -> None:
+        """``stored`` is told of the bytes sent to S3 and IPFS as they go (from any thread):
+        the progress of a pod that is uploading."""
         self.output = output
         self.name = output.rendition.name
         self.video_id = video_id
@@ -49,6 +52,7 @@ class RenditionPublisher:
         self._ipfs = ipfs
         self._db = db
         self._budget = retry_budget_s
+        self._stored = stored
         self.published: list[Segment] = []
         self.init_uri: str | None = None
         self.init_cid: str | None = None
@@ -67,12 +71,15 @@ class RenditionPublisher:
         key = f"{self.prefix}/{rel}"
         content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         self._retry(
-            lambda: self._store.upload_file(path, key, content_type=content_type), f"S3 put {key}"
+            lambda: self._store.upload_file(
+                path, key, content_type=content_type, sent=self._stored
+            ),
+            f"S3 put {key}",
         )
         ipfs = self._ipfs
         if ipfs is None:
             return None
-        return self._retry(lambda: ipfs.add_file(path), f"IPFS add {key}")
+        return self._retry(lambda: ipfs.add_file(path, sent=self._stored), f"IPFS add {key}")
 
     def _store_bytes(self, data: bytes, rel: str, *, to_ipfs: bool) -> str | None:
         key = f"{self.prefix}/{rel}"

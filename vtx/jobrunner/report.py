@@ -9,6 +9,7 @@ Failed are the operator's to say)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +26,13 @@ class RenditionProgress:
     phase: str = "starting"
     progress: float = 0.0
     message: str | None = None
+    stored_bytes: int = 0
     last_event: float = field(default=float("-inf"))
 
 
 class Reporter:
-    """Reports the progress of the renditions one job makes. Never raises: reporting must not
-    fail an encode."""
+    """Reports the progress of the renditions one job makes, and the bytes of their outputs
+    stored so far. Thread-safe. Never raises: reporting must not fail an encode."""
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class Reporter:
         self._video_id = video_id
         self._clock = clock
         self._state = {name: RenditionProgress() for name in renditions}
+        self._lock = threading.Lock()
         self._producer: Any = None
         self._client: Any = None
         self.events_sent = 0
@@ -62,15 +65,27 @@ class Reporter:
         self, name: str, phase: str, progress: float | None = None, message: str | None = None
     ) -> None:
         """Record progress; publishes when a second has passed or the phase changed."""
-        state = self._state[name]
+        with self._lock:
+            state = self._state[name]
+            changed = phase != state.phase
+            if progress is not None:
+                # Progress never goes backwards within an attempt.
+                state.progress = max(state.progress, min(100.0, progress))
+            state.phase = phase
+            state.message = message
+            self._publish(name, state, force=changed)
+
+    def stored(self, name: str, count: int) -> None:
+        """``count`` more bytes of ``name``'s outputs are stored (or on their way); publishes
+        when a second has passed, so that an upload shows it is alive."""
+        with self._lock:
+            state = self._state[name]
+            state.stored_bytes += count
+            self._publish(name, state, force=False)
+
+    def _publish(self, name: str, state: RenditionProgress, *, force: bool) -> None:
         now = self._clock()
-        changed = phase != state.phase
-        if progress is not None:
-            # Progress never goes backwards within an attempt.
-            state.progress = max(state.progress, min(100.0, progress))
-        state.phase = phase
-        state.message = message
-        if changed or now - state.last_event >= 1.0:
+        if force or now - state.last_event >= 1.0:
             self._send_event(name, state)
             state.last_event = now
 
@@ -83,6 +98,7 @@ class Reporter:
             phase=state.phase,
             progress=round(state.progress, 1),
             message=state.message,
+            stored_bytes=state.stored_bytes,
         )
         try:
             self._producer.send_async(

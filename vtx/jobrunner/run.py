@@ -3,6 +3,7 @@ code the operator's podFailurePolicy understands (0 done, 42 invalid input, 75 r
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import signal
@@ -137,6 +138,7 @@ def run_transcode(
             RenditionPublisher(
                 out, job.video_id, store, ipfs, db, job=job.job,
                 retry_budget_s=settings.upload_retry_seconds,
+                stored=functools.partial(reporter.stored, out.rendition.name),
             )
             for out in outputs
         ]  # fmt: skip

@@ -54,20 +54,23 @@ class Context:
 
 
 class StallWatch:
-    """When each running Job's progress last changed: the stall watchdog's memory. Entries go
-    when their Job ends or goes (:meth:`forget`), so the memory holds running Jobs only."""
+    """When each running Job's signs of life (its progress and the bytes it has stored) last
+    changed: the stall watchdog's memory. Entries go when their Job ends or goes
+    (:meth:`forget`), so the memory holds running Jobs only."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen: dict[tuple[str, str], tuple[int, float]] = {}
+        self._seen: dict[tuple[str, str], tuple[tuple[int, int] | None, float]] = {}
 
-    def stalled(self, key: tuple[str, str], progress: int, now: float, stall_s: float) -> bool:
-        """Whether ``progress`` has not changed for ``stall_s`` (any change counts, a drop too:
-        a new attempt starts again from zero)."""
+    def stalled(
+        self, key: tuple[str, str], signs: tuple[int, int], now: float, stall_s: float
+    ) -> bool:
+        """Whether ``signs`` (progress, bytes stored) have not changed for ``stall_s`` (any
+        change counts, a drop too: a new attempt starts again from zero)."""
         with self._lock:
-            last, since = self._seen.get(key, (-1, now))
-            if progress != last:
-                self._seen[key] = (progress, now)
+            last, since = self._seen.get(key, (None, now))
+            if signs != last:
+                self._seen[key] = (signs, now)
                 return False
             return now - since >= stall_s
 

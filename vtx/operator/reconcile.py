@@ -187,11 +187,11 @@ def gather(
         if job.state != "active" or job.suspended:
             ctx.stalls.forget(key)
             continue
-        progress = sum(
-            reports[r].progress for r, e in status.renditions.items()
-            if e.job == name and r in reports
-        )  # fmt: skip
-        if ctx.stalls.stalled(key, progress, now, ctx.settings.stall_seconds):
+        said = [reports[r] for r, e in status.renditions.items() if e.job == name and r in reports]
+        # Progress, or bytes stored: a pod uploading a large MP4 is alive though its
+        # progress stands still.
+        signs = (sum(r.progress for r in said), sum(r.stored_bytes for r in said))
+        if ctx.stalls.stalled(key, signs, now, ctx.settings.stall_seconds):
             stalled.add(name)
     return Snapshot(
         name=step.name,

@@ -26,10 +26,14 @@ class Report:
     phase: str  # as the jobrunner said it (starting, encoding, uploading, done, ...)
     progress: int
     message: str | None = None
+    stored_bytes: int = 0  # of its outputs, stored so far in this attempt
 
     @property
     def shown_phase(self) -> str:
         return SHOWN_PHASE.get(self.phase, "Running")
+
+
+MAX_STORED_BYTES = 1 << 50  # bounds a figure a pod sends; far above any rendition
 
 
 class ReportBook:
@@ -57,8 +61,9 @@ class ReportBook:
             if event.video_id not in self._watching:
                 return
             self._reports.setdefault(event.video_id, {})[event.rendition] = Report(
-                event.phase, int(max(0.0, min(100.0, event.progress))), event.message
-            )
+                event.phase, int(max(0.0, min(100.0, event.progress))), event.message,
+                max(0, min(MAX_STORED_BYTES, event.stored_bytes or 0)),
+            )  # fmt: skip
 
     def of(self, video_id: str) -> dict[str, Report]:
         with self._lock:
