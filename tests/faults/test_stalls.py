@@ -35,16 +35,27 @@ def jobrunner_pid(vid: str) -> int | None:
 
 def throttle_s3(pid: int) -> None:
     """Limit what the pod of ``pid`` sends to S3 (an HTB class on its eth0 for the S3 port);
-    everything else it sends goes unshaped. Run in the pod's network namespace by PID: no
-    named namespace is made on the host (an ``ip netns add`` would remount /run/netns under
-    the CNI plugin's namespaces)."""
+    everything else it sends goes unshaped. The class's queue and the pod's TCP send buffers
+    are kept small (10 packets, 64 KiB), so that bytes handed to a socket are bytes on their
+    way: with the defaults (a 1,000-packet queue, send buffers up to 4 MiB) the kernel takes a
+    2 MB file at once and drains it for half a minute, which a large file on a slow link does
+    not (its bytes go at the link's pace). Run in the pod's network namespace by PID: no named
+    namespace is made on the host (an ``ip netns add`` remounts /run/netns over the CNI
+    plugin's namespaces, and the kubelet can then no longer remove them)."""
     for cmd in (
-        "qdisc add dev eth0 root handle 1: htb default 10",
-        f"class add dev eth0 parent 1: classid 1:30 htb rate {S3_RATE} ceil {S3_RATE}",
-        f"filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dport {S3_PORT} 0xffff"
-        " flowid 1:30",
+        "tc qdisc add dev eth0 root handle 1: htb default 10",
+        f"tc class add dev eth0 parent 1: classid 1:30 htb rate {S3_RATE} ceil {S3_RATE}",
+        "tc qdisc add dev eth0 parent 1:30 handle 30: pfifo limit 10",
+        f"tc filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dport {S3_PORT}"
+        " 0xffff flowid 1:30",
     ):
-        subprocess.run(["nsenter", "-t", str(pid), "-n", "tc", *cmd.split()], check=True,
+        pod_net(pid, cmd.split())
+    pod_net(pid, ["sysctl", "-qw", "net.ipv4.tcp_wmem=4096 16384 65536"])
+
+
+def pod_net(pid: int, argv: list[str]) -> None:
+    """Run ``argv`` in the network namespace of the process ``pid``."""
+    subprocess.run(["nsenter", "-t", str(pid), "-n", *argv], check=True,
                        capture_output=True, timeout=10)  # fmt: skip
 
 
