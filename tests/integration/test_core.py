@@ -76,6 +76,32 @@ def test_a_serialization_conflict_is_retried_and_the_row_exists_once(db: Databas
     assert fetch_one(db, "SELECT count(*) FROM videos WHERE id = %s", video_id) == (1,)
 
 
+def test_more_threads_than_connections_wait_for_one(settings: Settings) -> None:
+    """Eight threads share two connections: each transaction waits for a free one (psycopg2's
+    pool on its own raises "connection pool exhausted" at the third)."""
+    small = Database(settings.database_url, max_connections=2)
+    done: list[int] = []
+    failed: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            small.transaction(lambda cur: cur.execute("SELECT pg_sleep(0.2)"))
+            done.append(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        small.close()
+    assert failed == [], failed
+    assert sorted(done) == list(range(8))
+
+
 def test_an_outbox_event_written_while_pulsar_is_down_is_delivered_once_after(
     db: Database, settings: Settings
 ) -> None:

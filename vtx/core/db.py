@@ -52,6 +52,10 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, psycopg2.Error) and exc.pgcode in RETRYABLE_SQLSTATES
 
 
+class PoolTimeout(RuntimeError):
+    """Every pooled connection stayed in use for the whole checkout timeout."""
+
+
 class Database:
     """A pool of connections to PostgreSQL or CockroachDB."""
 
@@ -63,6 +67,7 @@ class Database:
         max_connections: int = 10,
         retry: RetryPolicy | None = None,
         connect_timeout_s: int = 10,
+        checkout_timeout_s: float = 60,
         application_name: str = "vtx",
     ) -> None:
         # psycopg2's pool closes a returned connection whenever it already holds ``minconn``
@@ -76,6 +81,9 @@ class Database:
             application_name=application_name,
         )
         self._max_connections = max_connections
+        # psycopg2's pool raises when every connection is out; callers wait for one instead.
+        self._free = threading.BoundedSemaphore(max_connections)
+        self._checkout_timeout_s = checkout_timeout_s
         self._retry = retry or RetryPolicy()
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._lock = threading.Lock()
@@ -86,15 +94,23 @@ class Database:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg2.extensions.connection]:
-        conn = self._pool.getconn()
-        broken = False
+        if not self._free.acquire(timeout=self._checkout_timeout_s):
+            raise PoolTimeout(
+                f"no database connection came free within {self._checkout_timeout_s:.0f}s "
+                f"(all {self._max_connections} in use)"
+            )
         try:
-            yield conn
-        except psycopg2.OperationalError:
-            broken = True
-            raise
+            conn = self._pool.getconn()
+            broken = False
+            try:
+                yield conn
+            except psycopg2.OperationalError:
+                broken = True
+                raise
+            finally:
+                self._pool.putconn(conn, close=broken or bool(conn.closed))
         finally:
-            self._pool.putconn(conn, close=broken or bool(conn.closed))
+            self._free.release()
 
     def transaction(self, work: Callable[[Cursor], T], *, name: str = "transaction") -> T:
         """Run ``work`` in one transaction, re-running it on serialization conflicts.

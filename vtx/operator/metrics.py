@@ -20,6 +20,7 @@ ENCODE_SPEED = Histogram(
     " time)",
     buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
 )
+PROBES = Counter("vtx_probes_total", "Sources probed (ffprobe started) by this operator")
 STALLS = Counter("vtx_stalled_pods_total", "Job pods deleted by the stall watchdog")
 TIME_TO_READY = Histogram(
     "vtx_time_to_ready_seconds",

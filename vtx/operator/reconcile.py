@@ -48,7 +48,7 @@ from vtx.operator.decide import (
     missing_jobs,
 )
 from vtx.operator.jobs import build_ingest_job, build_transcode_job
-from vtx.operator.metrics import STALLS
+from vtx.operator.metrics import PROBES, STALLS
 from vtx.operator.publish import publish_video
 from vtx.operator.state import Waiting, job_observations, status_patch
 
@@ -330,6 +330,8 @@ def observe(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision, seen: O
 
 
 def _probe(ctx: Context, spec: vt.VideoTranscodeSpec) -> ProbeResult:
+    PROBES.inc()
+    log.info("probing the source of video %s", spec.video_id)
     url = ctx.store.presign_get(spec.source.key, expires_s=600, public=False)
     try:
         return ProbeResult(facts=probe_source(url, ctx.settings))
