@@ -657,3 +657,16 @@ def test_a_job_storing_bytes_is_not_stalled_though_its_progress_stands_still() -
     assert not watch.stalled(key, (95, 3_000), now=25.0, stall_s=10)
     assert watch.stalled(key, (95, 3_000), now=26.0, stall_s=10), "nothing moved for 10 s"
     assert not watch.stalled(key, (0, 0), now=27.0, stall_s=10), "a new attempt starts over"
+
+
+def test_the_probe_memo_keeps_the_newest_and_forgets_on_demand() -> None:
+    from vtx.operator.context import ProbeMemo
+
+    memo = ProbeMemo(capacity=2)
+    for name in ("a", "b", "c"):
+        memo.remember(("ns", name), (("key", 1), name))
+    assert memo.get(("ns", "a")) is None, "the oldest went"
+    assert memo.get(("ns", "c")) == (("key", 1), "c")
+    memo.forget(("ns", "c"))
+    assert memo.get(("ns", "c")) is None
+    assert len(memo) == 1

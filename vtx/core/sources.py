@@ -20,6 +20,14 @@ class ProbeUnavailable(RuntimeError):
 
 _running: set[subprocess.Popen[str]] = set()
 _running_lock = threading.Lock()
+_stopping = threading.Event()  # set by stop_probes: no probe starts after it
+
+
+class ProbeCancelled(RuntimeError):
+    """The process is stopping: the probe was not run, or was killed, and says nothing of the
+    source (not a failed probe: the next operator probes it)."""
+
+
 # What a media tool reading a hostile file gets: a path to find its libraries, nothing else.
 # No credential of the process that starts it (database URL, S3 keys) is in its environment.
 MEDIA_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -38,13 +46,16 @@ def run_probe(
     args: list[str], timeout_s: float, *, memory_mb: int = 1024
 ) -> subprocess.CompletedProcess[str]:
     """Run ffprobe sandboxed (:func:`sandboxed`, :data:`MEDIA_ENV`) and killed after
-    ``timeout_s``, known to :func:`stop_probes` meanwhile."""
-    proc = subprocess.Popen(
-        sandboxed(args, memory_mb=memory_mb, cpu_s=max(1, int(timeout_s))),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-        env=MEDIA_ENV,
-    )  # fmt: skip
+    ``timeout_s``, known to :func:`stop_probes` meanwhile. Raises ProbeCancelled once the
+    process is stopping."""
     with _running_lock:
+        if _stopping.is_set():
+            raise ProbeCancelled("the process is stopping: no probe starts")
+        proc = subprocess.Popen(
+            sandboxed(args, memory_mb=memory_mb, cpu_s=max(1, int(timeout_s))),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            text=True, env=MEDIA_ENV,
+        )  # fmt: skip
         _running.add(proc)
     try:
         out, err = proc.communicate(timeout=timeout_s)
@@ -55,12 +66,16 @@ def run_probe(
     finally:
         with _running_lock:
             _running.discard(proc)
+    if _stopping.is_set():
+        raise ProbeCancelled("the process is stopping: the probe was cut short")
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def stop_probes() -> int:
-    """Kill every probe still running (the process is stopping); returns how many."""
+    """Kill every probe still running and let no other start (the process is stopping);
+    returns how many were killed."""
     with _running_lock:
+        _stopping.set()
         procs = list(_running)
     for proc in procs:
         proc.kill()

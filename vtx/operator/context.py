@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,10 +48,43 @@ class Context:
     synced: dict[tuple[str, str], Any] = field(default_factory=dict)  # last row written
     claimed: set[str] = field(default_factory=set)  # resources known to own their video
     reports: ReportBook = field(default_factory=ReportBook)  # the jobrunners' progress
+    probed: ProbeMemo = field(default_factory=lambda: ProbeMemo())
 
     def plain(self, obj: Any) -> Any:
         """A client model as the API's JSON (camelCase dicts)."""
         return self.batch.api_client.sanitize_for_serialization(obj)
+
+
+class ProbeMemo:
+    """What the probe of each resource's source (key, size) said, until a status read back
+    shows the plan made from it: a step that starts from a status older than the one written
+    after the probe (under load the watch lags seconds behind the writes, and a resource being
+    deleted is still seen as it was) uses it instead of probing again. Kept through the
+    deletion, for the same reason; bounded, the oldest going first."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self._lock = threading.Lock()
+        self._known: OrderedDict[tuple[str, str], tuple[tuple[str, int], Any]] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, key: tuple[str, str]) -> tuple[tuple[str, int], Any] | None:
+        with self._lock:
+            return self._known.get(key)
+
+    def remember(self, key: tuple[str, str], value: tuple[tuple[str, int], Any]) -> None:
+        with self._lock:
+            self._known[key] = value
+            self._known.move_to_end(key)
+            while len(self._known) > self._capacity:
+                self._known.popitem(last=False)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._known.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._known)
 
 
 class StallWatch:

@@ -40,7 +40,7 @@ from vtx.operator.metrics import (
     TIME_TO_READY,
 )
 from vtx.operator.publish import unpin_replaced
-from vtx.operator.reconcile import Step, named_after, reconcile_step
+from vtx.operator.reconcile import Step, being_deleted, named_after, reconcile_step
 from vtx.operator.state import job_obs
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,8 @@ async def reconcile(
 ) -> None:
     ctx: Context = memo.ctx
     assert namespace is not None, "VideoTranscode is a namespaced resource"
+    if being_deleted(body):
+        return  # the deletion handler has it
     if _still_waiting(ctx, status, spec, namespace, str(meta["name"])):
         return  # the common case with many queued: decided here, no thread, no API call
     # kopf's event posting reads context variables: the thread runs in a copy of this context.
@@ -200,6 +202,8 @@ def _after_step(ctx: Context, step: Step, spec: dict[str, Any]) -> None:
     JOBS_QUEUED.set(ctx.view.queued())
     if phase in TERMINAL or phase == "Suspended":
         ctx.view.forget(*key)
+    if phase in TERMINAL or before.get("plan"):  # the status read shows what the probe said
+        ctx.probed.forget(key)
     video_id = str(spec.get("videoId") or "")
     if phase in TERMINAL:
         ctx.reports.forget(video_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -114,7 +115,6 @@ def policy(ctx: Context) -> Policy:
 
 def reconcile_step(step: Step, spec_dict: dict[str, Any]) -> None:
     """Move the resource on as far as it can go now."""
-    ctx = step.ctx
     step.initial = dict(step.status)
     try:
         spec = vt.VideoTranscodeSpec.from_dict(spec_dict)
@@ -123,7 +123,21 @@ def reconcile_step(step: Step, spec_dict: dict[str, Any]) -> None:
         _refuse(step, exc)
         return
     observed = Observed()
+    try:
+        _rounds(step, spec, observed)
+    except Abandoned:
+        return  # its finalizer does what is left; no probe, Job or status for it now
+
+
+class Abandoned(Exception):
+    """The resource was marked for deletion during the step: the step stops where it is."""
+
+
+def _rounds(step: Step, spec: vt.VideoTranscodeSpec, observed: Observed) -> None:
+    ctx = step.ctx
     for _ in range(MAX_ROUNDS):
+        if being_deleted(step.body):
+            raise Abandoned
         status = vt.VideoTranscodeStatus.from_dict(step.status)
         snapshot = gather(step, spec, status, observed)
         missing = missing_jobs(snapshot)
@@ -308,8 +322,18 @@ def observe(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision, seen: O
                 kopf.info(step.body, reason="VideoRecorded",
                           message=f"video {spec.video_id} had no row: one was made")  # fmt: skip
         elif isinstance(action, Probe):
-            failpoints.hit("operator.probing")
-            seen.probe = _probe(ctx, spec)
+            source = (spec.source.key, spec.source.size)
+            known = ctx.probed.get((step.namespace, step.name))
+            if known is not None and known[0] == source:
+                seen.probe = known[1]
+            else:
+                failpoints.hit("operator.probing")
+                if not _still_unprobed(step):
+                    raise Abandoned  # deleted or planned meanwhile: no probe for it now
+                tries = int(step.status.get("probeFailures") or 0) + 1
+                seen.probe = _probe(ctx, spec, tries)
+                if seen.probe.unavailable is None:  # what it said of the file holds
+                    ctx.probed.remember((step.namespace, step.name), (source, seen.probe))
             failpoints.hit("operator.probed")
         elif isinstance(action, ReadRecords):
             seen.records = ctx.db.transaction(
@@ -329,15 +353,39 @@ def observe(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision, seen: O
             assert isinstance(action, Continue)
 
 
-def _probe(ctx: Context, spec: vt.VideoTranscodeSpec) -> ProbeResult:
+def being_deleted(body: Mapping[str, Any]) -> bool:
+    """The resource is marked for deletion (kopf keeps a running step's body current)."""
+    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _still_unprobed(step: Step) -> bool:
+    """Whether the resource, as the API server has it now, still wants its probe: not marked
+    for deletion, no plan in its status. One GET spares a probe that a lagging watch would
+    start (the step's body can be tens of seconds old when a thousand resources change)."""
+    if being_deleted(step.body):
+        return False
+    try:
+        now = step.ctx.custom.get_namespaced_custom_object(
+            vt.GROUP, vt.VERSION, step.namespace, vt.PLURAL, step.name,
+            _request_timeout=step.ctx.settings.request_timeout_s,
+        )  # fmt: skip
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return not being_deleted(now) and not (now.get("status") or {}).get("plan")
+
+
+def _probe(ctx: Context, spec: vt.VideoTranscodeSpec, tries: int) -> ProbeResult:
     PROBES.inc()
-    log.info("probing the source of video %s", spec.video_id)
+    log.info("probing the source of video %s (try %d)", spec.video_id, tries)
     url = ctx.store.presign_get(spec.source.key, expires_s=600, public=False)
     try:
         return ProbeResult(facts=probe_source(url, ctx.settings))
     except InvalidSource as exc:
         return ProbeResult(refused=str(exc))
     except ProbeUnavailable as exc:
+        log.warning("the source of video %s could not be read: %s", spec.video_id, exc)
         return ProbeResult(unavailable=str(exc))
 
 
