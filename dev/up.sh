@@ -103,8 +103,11 @@ start_bg coredns "$COREDNS_BIN/coredns" -conf "$VTX_STATE/coredns/Corefile"
 "$DEV_DIR/servers.sh" start
 
 # The node's Ready condition may be a stale one from before a restart: ask the kubelet first.
+# After the API server has been away, the node controller may mark the node not ready as it
+# comes back, and the kubelet's next status report (every 10 s, retried) makes it Ready again:
+# seen taking more than a minute once, hence the longer wait.
 wait_for kubelet 60 curl -fsS http://127.0.0.1:10248/healthz
-wait_for kubelet 60 sh -c "'$K8S_BIN/kubectl' --kubeconfig '$VTX_STATE/kubeconfig' get node '$NODE_NAME' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+wait_for kubelet 150 sh -c "'$K8S_BIN/kubectl' --kubeconfig '$VTX_STATE/kubeconfig' get node '$NODE_NAME' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 # NetworkPolicies enforced with iptables and ipsets (its firewall only: the CNI bridge routes,
 # kube-proxy proxies). No health or metrics port: nothing of it listens. It finds its node at
 # start, so it starts once the kubelet has registered the node.
