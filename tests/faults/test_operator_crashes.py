@@ -45,13 +45,20 @@ def crash_at(operator: Process, point: str, timeout: float = 180) -> None:
 
 
 @pytest.mark.parametrize(
-    "point", ["operator.probed", "operator.jobs-created", "operator.master-written"]
+    "point",
+    [
+        "operator.probed",
+        "operator.jobs-created",
+        "operator.master-written",
+        "operator.ready-written",
+    ],
 )
 def test_operator_killed_at_a_step_loses_and_repeats_nothing(
     point: str, ns: str, api: Process, operator: Process, db: Database, store: ObjectStore,
     ipfs: IpfsClient, tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
-    tone = {"operator.probed": 300, "operator.jobs-created": 330, "operator.master-written": 360}
+    tone = {"operator.probed": 300, "operator.jobs-created": 330, "operator.master-written": 360,
+            "operator.ready-written": 400}  # fmt: skip
     sources = clips(tmp_path_factory.mktemp("clips"), 2, first_tone=tone[point])
     pins_before = ipfs.recursive_pins()
     operator.env[ENV] = f"{point}=kill"

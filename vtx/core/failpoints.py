@@ -29,6 +29,7 @@ POINTS = {
     "operator.jobs-created": "the Jobs are created; the status that follows is not written",
     "operator.publishing": "the outputs check out; publishing has written nothing yet",
     "operator.master-written": "publish: the master playlist is in S3; no IPFS root yet",
+    "operator.ready-written": "the status says Ready; the row and its phase event are not written",
     "operator.outputs-removed": "deletion: the objects are gone; the rows and the pin remain",
     "jobrunner.last-segment": "the encode has ended; its last segment is not uploaded",
     "jobrunner.recorded": "every output is uploaded and recorded; the last report is not sent",

@@ -134,6 +134,26 @@ def _active(status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") not in TERMINAL or ingest == "Running"
 
 
+def _finished(status: kopf.Status, **_: Any) -> bool:
+    return not _active(status)
+
+
+@kopf.on.resume(vt.GROUP, vt.VERSION, vt.PLURAL, when=_finished)
+def sync_finished(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, memo: kopf.Memo,
+    namespace: str | None, **_: Any,
+) -> None:  # fmt: skip
+    """A finished resource as this operator first sees it (at its start, or when it takes over
+    from another replica): its row made to agree with its status. The operator that wrote the
+    status may have died before it wrote the row (and the row's phase event); the timer, which
+    does that for resources in progress, no longer runs for a finished one."""
+    ctx: Context = memo.ctx
+    assert namespace is not None, "VideoTranscode is a namespaced resource"
+    step = Step(ctx, body, meta, namespace, dict(status))
+    step.initial = dict(status)
+    _after_step(ctx, step, dict(spec))
+
+
 @kopf.timer(vt.GROUP, vt.VERSION, vt.PLURAL, interval=INTERVAL_S, initial_delay=0.2,
             backoff=RETRY_S, when=_active)  # fmt: skip
 async def reconcile(
@@ -188,6 +208,8 @@ def _reconcile(
         RECONCILE_ERRORS.inc()
         raise
     finally:
+        if step.status.get("phase") == "Ready" != step.initial.get("phase"):
+            failpoints.hit("operator.ready-written")
         _after_step(ctx, step, spec)
 
 
@@ -334,4 +356,5 @@ __all__ = [
     "job_changed",
     "reconcile",
     "stop",
+    "sync_finished",
 ]
