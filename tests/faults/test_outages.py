@@ -68,6 +68,32 @@ def test_postgres_down_for_30s_during_uploads(
     record("PostgreSQL stopped 30 s", "3 uploads transcoding, 3 after", counts, healed)
 
 
+def test_pulsar_down_while_videos_transcode(
+    ns: str, api: Process, operator: Process, db: Database, store: ObjectStore,
+    ipfs: IpfsClient, tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    """Pulsar goes away just after two uploads are accepted, for 20 s: the transcodes go on,
+    the dashboard's WebSocket stays open, and it is told Ready for both (phase events wait in
+    the outbox; the API's reader of the status topic reconnects)."""
+    sources = clips(tmp_path_factory.mktemp("clips"), 2, first_tone=960)
+    pins_before = ipfs.recursive_pins()
+    operator.start()
+    with EventLog(api) as told:
+        ids = upload_all(api, sources)
+        began = time.monotonic()
+        stop_part("pulsar")
+        try:
+            time.sleep(max(0.0, 20 - (time.monotonic() - began)))
+        finally:
+            restart_missing_parts()
+        wait_finished(api, ids, timeout=400, operator=operator)
+        healed = elapsed(began)
+        counts = check_invariants(ids, ns=ns, db=db, store=store, ipfs=ipfs, events=told,
+                                  pins_before=pins_before, ready_timeout=120)  # fmt: skip
+        assert told.reconnects == 0, "the dashboard's WebSocket was dropped"
+    record("Pulsar stopped 20 s", "2 uploads transcoding (WebSocket kept open)", counts, healed)
+
+
 def test_pulsar_down_while_a_hundred_uploads_complete(
     ns: str, api: Process, db: Database, settings: Settings,
     tmp_path_factory: pytest.TempPathFactory,
