@@ -28,7 +28,7 @@ def announce_and_put(api: Process, token: str, path: Path) -> str:
     created = requests.post(
         f"{api.url}/v1/videos",
         json={"file_name": path.name, "size": path.stat().st_size, "content_type": "video/mp4"},
-        headers={"Authorization": f"Bearer {token}"},
+        headers=bearer(token),
         timeout=30,
     )
     assert created.status_code == 201, created.text
@@ -45,11 +45,16 @@ def complete(api: Process, token: str, vid: str, expect: int) -> dict[str, Any]:
     """POST complete, which must answer ``expect``: its JSON body."""
     done = requests.post(
         f"{api.url}/v1/videos/{vid}/complete", json={},
-        headers={"Authorization": f"Bearer {token}"}, timeout=120,
+        headers=bearer(token), timeout=120,
     )  # fmt: skip
     assert done.status_code == expect, done.text
     answer: dict[str, Any] = done.json()
     return answer
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header that carries an API token."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def token() -> str:
@@ -63,7 +68,7 @@ def upload_all(api: Process, paths: Iterable[Path], workers: int = 4) -> list[st
 
 
 def views(api: Process, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {token()}"}
+    headers = bearer(token())
     got = {}
     for vid in ids:
         resp = requests.get(f"{api.url}/v1/videos/{vid}", headers=headers, timeout=10)

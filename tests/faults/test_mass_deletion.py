@@ -8,7 +8,6 @@ node running a thousand tiny encodes."""
 from __future__ import annotations
 
 import collections
-import os
 import re
 import signal
 import time
@@ -21,7 +20,7 @@ from kubernetes import client
 
 from tests.faults.harness import clips, elapsed, record
 from tests.services import Process
-from tests.stack import apply, stack_env, wait_until
+from tests.stack import apply, wait_until
 from vtx.core import media
 from vtx.core import resource as vt
 from vtx.core.db import Cursor, Database
@@ -57,7 +56,7 @@ def test_a_thousand_resources_deleted_at_once_all_go(
     quota = {"name": "no-pods", "namespace": ns}
     apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": quota,
            "spec": {"hard": {"pods": "0"}}})  # fmt: skip
-    load_kube_config_from_stack()
+    load_kube_config()  # the stack's cluster: the session's kubeconfig fixture points there
     custom: Any = client.CustomObjectsApi()
     operator.start()
     began = time.monotonic()
@@ -131,8 +130,3 @@ def test_a_thousand_resources_deleted_at_once_all_go(
 
 
 PROBE_LINE = re.compile(r"probing the source of video ([0-9a-f-]{36}) \(try (\d+)\)")
-
-
-def load_kube_config_from_stack() -> None:
-    os.environ["KUBECONFIG"] = stack_env()["KUBECONFIG"]
-    load_kube_config()

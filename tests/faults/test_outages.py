@@ -19,7 +19,7 @@ from tests.faults.harness import (
 )
 from tests.services import Process
 from tests.stack import restart_missing_parts, stop_part, wait_until
-from tests.uploads import token, upload_all, wait_finished
+from tests.uploads import bearer, token, upload_all, wait_finished
 from vtx.core import bus, events
 from vtx.core.db import Cursor, Database
 from vtx.core.ipfs import IpfsClient
@@ -37,7 +37,7 @@ def test_postgres_down_for_30s_during_uploads(
     sources = clips(tmp_path_factory.mktemp("clips"), 6, first_tone=700)
     pins_before = ipfs.recursive_pins()
     operator.start()
-    headers = {"Authorization": f"Bearer {token()}"}
+    headers = bearer(token())
     with EventLog(api) as told:
         ids = upload_all(api, sources[:3])  # in flight when the database goes
         began = time.monotonic()

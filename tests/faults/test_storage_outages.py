@@ -10,12 +10,11 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
 from tests.faults.harness import EventLog, check_invariants, clips, elapsed, record
 from tests.services import Process
 from tests.stack import kubectl, restart_missing_parts, stop_part, wait_until
-from tests.uploads import announce_and_put, complete, token, wait_finished
+from tests.uploads import announce_and_put, complete, token, views, wait_finished
 from vtx.core.db import Database
 from vtx.core.failpoints import ENV
 from vtx.core.ipfs import IpfsClient
@@ -93,7 +92,7 @@ def test_s3_down_when_an_upload_is_completed(
         finally:
             restart_missing_parts()
         assert refused["error"]["code"] == "storage_unavailable", refused
-        still = requests.get(f"{api.url}/v1/videos/{vid}", headers=auth(), timeout=10).json()
+        still = views(api, [vid])[vid]
         assert still["status"] == "awaiting_upload", still
         complete(api, token(), vid, expect=202)
         (view,) = wait_finished(api, [vid], timeout=300, operator=operator).values()
@@ -109,7 +108,3 @@ def after_hold(operator: Process, point: str, ns: str) -> str:
     log = operator.tail(200_000).split(f"failpoint {point}: delay", 1)[-1]
     reasons = kubectl("get", "events", "-n", ns, "-o", "jsonpath={.items[*].reason}")
     return f"{log}\n{reasons}"
-
-
-def auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {token()}"}
