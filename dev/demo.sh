@@ -21,6 +21,10 @@ fail() { die "$1$(printf '\n%s' "${2:-}")"; }
 # --- Secrets: credentials by reference, never in the chart or its values --------------------
 step "namespace $NS and the Secrets the chart names (from this stack's credentials)"
 kctl create namespace "$NS" --dry-run=client -o yaml | kctl apply -f - >/dev/null
+# Every pod of vtx (API, operator, job pods, the helm test) passes the restricted Pod Security
+# Standard; the namespace enforces it.
+kctl label --overwrite namespace "$NS" pod-security.kubernetes.io/enforce=restricted \
+  pod-security.kubernetes.io/enforce-version=latest pod-security.kubernetes.io/warn=restricted >/dev/null
 # Values go through stdin, never as arguments: process lists and shell traces do not show them.
 secret() { # NAME, then KEY=VALUE lines on stdin
   kctl -n "$NS" create secret generic "$1" --from-env-file=/dev/stdin --dry-run=client -o yaml |
@@ -32,6 +36,8 @@ printf 'url=%s\n' "pulsar://pulsar.$DEPS:$PULSAR_PORT" | secret vtx-pulsar
 printf 'tokens=%s\n' "$VTX_API_TOKENS" | secret vtx-api
 printf 'token=%s\n' "$VTX_IPFS_API_TOKEN" | secret vtx-ipfs
 printf 'token=%s\n' "$VTX_IPFS_JOB_TOKEN" | secret vtx-ipfs-job
+# The plain token `helm test` uploads with (its SHA-256 is in vtx-api/tokens).
+printf 'token=%s\n' "$VTX_API_TOKEN" | secret vtx-api-test
 
 # --- helm install -----------------------------------------------------------------------------
 # Same tag, new build: the images' ids go into pod annotations so that a rebuild rolls the pods.
@@ -43,10 +49,16 @@ ids="$VTX_STATE/demo-values.yaml"
   echo "operator: {podAnnotations: {vtx.dev/image-id: \"$(cat "$VTX_STATE/images/vtx-operator.id" 2>/dev/null)\"}}"
 } >"$ids"
 step "helm upgrade --install $RELEASE charts/vtx (values-local.yaml)"
-helm upgrade --install "$RELEASE" "$REPO_DIR/charts/vtx" -n "$NS" \
+# --take-ownership: the CRDs may already be in the cluster, applied with kubectl (the stack's
+# tests do) or left by an earlier release; the release takes them over and upgrades them.
+helm upgrade --install "$RELEASE" "$REPO_DIR/charts/vtx" -n "$NS" --take-ownership \
   -f "$REPO_DIR/charts/vtx/values-local.yaml" -f "$ids" --wait --timeout 5m >"$VTX_STATE/logs/demo-helm.log" 2>&1 ||
   fail "helm install failed" "$(tail -n 20 "$VTX_STATE/logs/demo-helm.log"; kctl -n "$NS" get pods 2>&1)"
 wait_for "the installed API at $API" 120 curl -fsS "$API/readyz"
+step "helm test $RELEASE: a 2 s clip uploaded through the installed API, Ready, read back, deleted"
+helm test "$RELEASE" -n "$NS" --timeout 12m --logs >"$VTX_STATE/logs/demo-helm-test.log" 2>&1 ||
+  fail "helm test failed" "$(tail -n 30 "$VTX_STATE/logs/demo-helm-test.log")"
+sed -n 's/^\(  .*\|video .*\|the .*\|vtx smoke: .*\)$/    \1/p' "$VTX_STATE/logs/demo-helm-test.log" >&2
 
 # --- a sample clip, through the REST flow ------------------------------------------------------
 clip="$VTX_STATE/demo/sample-1080p.mp4"
@@ -102,6 +114,8 @@ step "vtx verify $id: its rows, its objects in S3, its IPFS directory and its re
 "$REPO_DIR/.venv/bin/vtx" verify "$id" || fail "vtx verify found the video incomplete"
 echo
 kctl -n "$NS" get vt
+kctl -n "$NS" wait --for=condition=Ready "vt/v-$id" --timeout 10s >/dev/null ||
+  fail "kubectl wait --for=condition=Ready vt/v-$id did not see Ready"
 cat <<EOF
 
   HLS from S3 (signed playlists): $hls
@@ -109,6 +123,7 @@ cat <<EOF
   MP4s:           $(jq -r '[.renditions[].mp4] | join("\n                  ")' <<<"$video")
   Dashboard:      $API/   (token: eval "\$(make -s env)"; echo \$VTX_API_TOKEN)
   Watch:          kubectl -n $NS get vt -w
+  Wait for one:   kubectl -n $NS wait --for=condition=Ready vt/v-$id
 
 EOF
 log "demo done in $((SECONDS - started))s"

@@ -20,6 +20,8 @@ cp "$REPO_DIR"/crds/*.yaml "$out/crds/"
   echo "#   kubectl create namespace vtx"
   echo "#   kubectl apply -f manifests/vtx.yaml"
   # The chart's own kubeVersion check needs a version; this is the one the local stack runs.
-  "$helm" template vtx "$REPO_DIR/charts/vtx" --namespace vtx --kube-version "${K8S_VERSION#v}"
+  # The CRDs are in crds/ beside it, applied once with kubectl (crds.install=false).
+  "$helm" template vtx "$REPO_DIR/charts/vtx" --namespace vtx --kube-version "${K8S_VERSION#v}" \
+    --set crds.install=false --skip-tests
 } >"$out/vtx.yaml.part"
 mv "$out/vtx.yaml.part" "$out/vtx.yaml"

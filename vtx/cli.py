@@ -12,6 +12,7 @@ from vtx import __version__
 from vtx.core import failpoints
 from vtx.core.jobargs import add_ingest_arguments, add_transcode_arguments
 from vtx.core.settings import Settings, SettingsError
+from vtx.smoke import add_arguments as add_smoke_arguments
 
 
 def _doctor(_: argparse.Namespace) -> int:
@@ -128,6 +129,12 @@ def _token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _smoke(args: argparse.Namespace) -> int:
+    from vtx.smoke import main as smoke_main
+
+    return smoke_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vtx", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vtx {__version__}")
@@ -179,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--all", action="store_true", help="check every video")
     verify.add_argument("--json", action="store_true", help="one JSON report per line")
     verify.set_defaults(run=_verify)
+    smoke = sub.add_parser(
+        "smoke",
+        help="upload a tiny clip through the API and wait for Ready (token in VTX_SMOKE_TOKEN)",
+    )
+    add_smoke_arguments(smoke)
+    smoke.set_defaults(run=_smoke)
     return parser
 
 

@@ -518,12 +518,42 @@ def test_no_role_grants_secrets_or_wildcards(rendered: str, request: pytest.Fixt
 
 def test_chart_crds_are_the_top_level_crds() -> None:
     top = {p.name: p.read_bytes() for p in sorted((REPO / "crds").iterdir())}
-    chart = {p.name: p.read_bytes() for p in sorted((CHART / "crds").iterdir())}
+    chart = {p.name: p.read_bytes() for p in sorted((CHART / "files" / "crds").iterdir())}
     assert "videotranscodes.vtx.dev.yaml" in top
     assert "kopf-peering.yaml" in top
-    assert sorted(chart) == sorted(top), "charts/vtx/crds/ must hold the files of crds/"
+    assert sorted(chart) == sorted(top), "charts/vtx/files/crds/ must hold the files of crds/"
     for name, data in top.items():
-        assert chart[name] == data, f"charts/vtx/crds/{name} differs from crds/{name}"
+        assert chart[name] == data, f"charts/vtx/files/crds/{name} differs from crds/{name}"
+    assert not (CHART / "crds").exists(), "Helm never upgrades a chart's crds/: use templates"
+
+
+def _without_meta(doc: Doc) -> Doc:
+    meta = {k: v for k, v in doc["metadata"].items() if k not in ("annotations", "labels")}
+    return {**doc, "metadata": meta}
+
+
+def test_release_installs_the_crds_as_they_are_and_keeps_them(
+    defaults: list[Doc], helm: Path
+) -> None:
+    sources = [
+        d for p in sorted((REPO / "crds").iterdir()) for d in yaml.safe_load_all(p.read_text()) if d
+    ]
+    rendered = of_kind(defaults, "CustomResourceDefinition")
+    by_name = {d["metadata"]["name"]: d for d in rendered}
+    assert sorted(by_name) == sorted(d["metadata"]["name"] for d in sources)
+    for source in sources:
+        crd = by_name[source["metadata"]["name"]]
+        # Same schema, names and versions, value for value (numbers too) as crds/.
+        assert _without_meta(crd) == _without_meta(source), source["metadata"]["name"]
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        for key, value in source["metadata"].get("labels", {}).items():
+            assert crd["metadata"]["labels"][key] == value
+    unkept = of_kind(render(helm, "--set", "crds.keep=false"), "CustomResourceDefinition")
+    assert len(unkept) == len(sources)
+    assert all(
+        "helm.sh/resource-policy" not in d["metadata"].get("annotations", {}) for d in unkept
+    )
+    assert not of_kind(render(helm, "--set", "crds.install=false"), "CustomResourceDefinition")
 
 
 def _tree(root: Path) -> dict[str, bytes]:
