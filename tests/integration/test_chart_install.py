@@ -1,12 +1,13 @@
 """The chart as a platform team uses it: `helm install` into the local cluster with Secrets for
-the local servers, an upload through the installed API to Ready, playback URLs that play,
-`helm upgrade` rolling the pods and keeping the resources, `helm uninstall` keeping the CRD and
-the outputs."""
+the local servers, `helm test`, an upload through the installed API to Ready, playback URLs that
+play, `helm upgrade` rolling the pods, upgrading the CRD and keeping the resources, `helm
+uninstall` keeping the CRD and the outputs."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from tests import media
 from tests.stack import REPO, kubectl, namespace, stack_env, wait_until
@@ -47,6 +49,7 @@ def secrets(ns: str) -> None:
         "vtx-api": {"tokens": env["VTX_API_TOKENS"]},
         "vtx-ipfs": {"token": env["VTX_IPFS_API_TOKEN"]},
         "vtx-ipfs-job": {"token": env["VTX_IPFS_JOB_TOKEN"]},
+        "vtx-api-test": {"token": env["VTX_API_TOKEN"]},
     }  # fmt: skip
     docs = [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": n, "namespace": ns},
@@ -62,12 +65,15 @@ def release() -> Iterator[str]:
     with namespace("vtx-test-chart") as ns:
         secrets(ns)
         # ClusterIP: the host reaches Service addresses through kube-proxy like a pod does.
+        # --take-ownership: the CRDs are in the cluster already (applied with kubectl by the
+        # stack's tests, or another release's); the release takes them over.
         helm("install", "vtx", str(CHART), "-n", ns, "-f", str(CHART / "values-local.yaml"),
              "--set", "api.service.type=ClusterIP", "--set", "api.publicUrl=",
-             "--wait", "--timeout", "5m")  # fmt: skip
+             "--take-ownership", "--wait", "--timeout", "5m")  # fmt: skip
         try:
             yield ns
         finally:
+            restore_crd()
             subprocess.run(["helm", "uninstall", "vtx", "-n", ns, "--wait"],
                            env={**os.environ, **stack_env()}, capture_output=True, timeout=300,
                            check=False)  # fmt: skip
@@ -77,6 +83,53 @@ def release() -> Iterator[str]:
                         '{"metadata": {"finalizers": null}}', check=False)  # fmt: skip
 
 
+CRD_NAME = "videotranscodes.vtx.dev"
+CRD_FILE = "videotranscodes.vtx.dev.yaml"
+
+
+def crd_spec_properties(crd: dict[str, Any]) -> dict[str, Any]:
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    properties: dict[str, Any] = schema["properties"]["spec"]["properties"]
+    return properties
+
+
+def chart_with_new_crd_field(root: Path) -> Path:
+    """A copy of the chart whose VideoTranscode CRD has one more optional spec field, `note`,
+    and the next chart version: the kind of change a release makes."""
+    chart = root / "vtx"
+    subprocess.run(["cp", "-r", str(CHART), str(chart)], check=True)
+    path = chart / "files" / "crds" / CRD_FILE
+    crd = yaml.safe_load(path.read_text())
+    crd_spec_properties(crd)["note"] = {"type": "string", "maxLength": 200,
+                                        "description": "A note for people (optional)."}  # fmt: skip
+    path.write_text(yaml.safe_dump(crd, sort_keys=False))
+    meta = chart / "Chart.yaml"
+    meta.write_text(re.sub(r"(?m)^version: .*$", "version: 99.0.0", meta.read_text(), count=1))
+    return chart
+
+
+def restore_crd() -> None:
+    """The cluster's CRD as crds/ has it again (server-side apply would keep a field it did not
+    set, so the whole object is replaced)."""
+    live = json.loads(kubectl("get", "crd", CRD_NAME, "-o", "json"))
+    live["spec"] = yaml.safe_load((REPO / "crds" / CRD_FILE).read_text())["spec"]
+    kubectl("replace", "-f", "-", input=json.dumps(live))
+
+
+def dry_run_with_note(ns: str, resource: str) -> subprocess.CompletedProcess[str]:
+    """The API server's answer to creating a copy of ``resource`` with `spec.note` set (a
+    server-side dry run: validated and pruned by the cluster's schema, never stored)."""
+    live = json.loads(kubectl("get", "vt", resource, "-n", ns, "-o", "json"))
+    copy = {"apiVersion": live["apiVersion"], "kind": live["kind"],
+            "metadata": {"name": f"{resource[:50]}-note", "namespace": ns},
+            "spec": {**live["spec"], "note": "made before the upgrade"}}  # fmt: skip
+    return subprocess.run(
+        ["kubectl", "create", "--dry-run=server", "-o", "json", "-f", "-"],
+        input=json.dumps(copy), capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, **stack_env()},
+    )  # fmt: skip
+
+
 def api_url(ns: str) -> str:
     ip = kubectl("get", "svc", "vtx-api", "-n", ns, "-o", "jsonpath={.spec.clusterIP}")
     port = kubectl("get", "svc", "vtx-api", "-n", ns, "-o", "jsonpath={.spec.ports[0].port}")
@@ -84,7 +137,9 @@ def api_url(ns: str) -> str:
 
 
 def pod_uids(ns: str) -> set[str]:
-    out = kubectl("get", "pods", "-n", ns, "-l", "app.kubernetes.io/instance=vtx",
+    # The API's and the operator's (the last `helm test` pod stays until the next test run).
+    out = kubectl("get", "pods", "-n", ns, "-l",
+                  "app.kubernetes.io/instance=vtx,app.kubernetes.io/component in (api,operator)",
                   "-o", "jsonpath={.items[*].metadata.uid}")  # fmt: skip
     return set(out.split())
 
@@ -112,6 +167,13 @@ def upload_and_wait(api: str, clip: Path) -> dict[str, Any]:
     return wait_until(f"video {video_id} to be Ready", finished, timeout=600, every=2)
 
 
+def test_helm_test_uploads_through_the_installed_api(release: str) -> None:
+    out = helm("test", "vtx", "-n", release, "--timeout", "12m", "--logs")
+    assert "Phase:          Succeeded" in out, out
+    assert "vtx smoke: passed" in out, out
+    assert "is Ready after" in out, out
+
+
 def test_install_upload_upgrade_uninstall(
     release: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -129,11 +191,25 @@ def test_install_upload_upgrade_uninstall(
     row = kubectl("get", "vt", resource, "-n", ns, "--no-headers").split()
     assert row[1:4] == ["Ready", "100", "1/1"]
 
-    # A changed setting rolls the pods (the ConfigMap's checksum is in the pod templates)...
+    # The cluster's schema has no `note` yet: kubectl's strict validation refuses it.
+    refused = dry_run_with_note(ns, resource)
+    assert refused.returncode != 0, refused.stdout
+    assert 'unknown field "spec.note"' in refused.stderr, refused.stderr
+
+    # The next version of the chart, with a new optional CRD field and a changed setting: the
+    # CRD in the cluster gains the field, and the pods roll (the ConfigMap's checksum is in the
+    # pod templates)...
     before = pod_uids(ns)
-    helm("upgrade", "vtx", str(CHART), "-n", ns, "-f", str(CHART / "values-local.yaml"),
+    helm("upgrade", "vtx", str(chart_with_new_crd_field(tmp_path_factory.mktemp("chart-next"))),
+         "-n", ns, "-f", str(CHART / "values-local.yaml"),
          "--set", "api.service.type=ClusterIP", "--set", "api.publicUrl=",
          "--set", "operator.maxRunningJobs=3", "--wait", "--timeout", "5m")  # fmt: skip
+    crd = json.loads(kubectl("get", "crd", CRD_NAME, "-o", "json"))
+    assert crd_spec_properties(crd)["note"]["type"] == "string"
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    accepted = dry_run_with_note(ns, resource)
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["spec"]["note"] == "made before the upgrade"
     wait_until("the old pods to go", lambda: not (before & pod_uids(ns)), timeout=180)
     config = kubectl("get", "configmap", "-n", ns, "-l", "app.kubernetes.io/instance=vtx",
                      "-o", "json")  # fmt: skip
