@@ -1,7 +1,8 @@
 # vtx: the two commands are `make demo` (everything, end to end) and `make test`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-PYTHON ?= python3.11
+# Debian's Python 3.11 (dev/install.sh apt installs it).
+PYTHON ?= /usr/bin/python3.11
 VENV := .venv
 VENV_STAMP := $(VENV)/.stamp-$(shell cat requirements-dev.lock pyproject.toml | sha256sum | cut -c1-16)
 PY := $(VENV)/bin/python
@@ -12,6 +13,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV_STAMP): requirements-dev.lock pyproject.toml
+	dev/install.sh apt
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.8

@@ -122,6 +122,7 @@ cat <<EOF
   HLS from IPFS (root CID $(jq -r .cid <<<"$video")): $ipfs
   MP4s:           $(jq -r '[.renditions[].mp4] | join("\n                  ")' <<<"$video")
   Dashboard:      $API/   (token: eval "\$(make -s env)"; echo \$VTX_API_TOKEN)
+  Prometheus:     http://127.0.0.1:$PROMETHEUS_PORT/   (vtx's metrics and alerts: /api/v1/rules, /api/v1/alerts)
   Watch:          kubectl -n $NS get vt -w
   Wait for one:   kubectl -n $NS wait --for=condition=Ready vt/v-$id
 

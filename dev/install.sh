@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds or installs every part of the local stack, pinned in dev/versions.env and cached per
 # version under $VTX_CACHE. Each part is skipped when its cache stamp exists.
-# Usage: dev/install.sh [apt|kubernetes|coredns|helm|versitygw|kubo|pulsar|all]...
+# Usage: dev/install.sh [apt|go|kubernetes|coredns|helm|versitygw|kubo|kube-router|prometheus|pulsar|all]...
 . "$(dirname "$0")/lib.sh"
 
 export GOFLAGS=-mod=mod
 export GOTOOLCHAIN=local
+# The stack's own Go toolchain (install_go), whatever else the machine has.
+export PATH="$GO_ROOT/bin:$PATH"
 
 install_apt() {
   local missing=()
@@ -17,6 +19,27 @@ install_apt() {
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
+}
+
+# The Go toolchain from the Go module proxy: golang.org/toolchain is a module whose zip holds a
+# whole Go distribution (the go command itself fetches it this way for GOTOOLCHAIN switches).
+install_go() {
+  have_stamp "go-$GO_VERSION" && [ -x "$GO_ROOT/bin/go" ] && return 0
+  local mod="golang.org/toolchain@v0.0.1-go$GO_VERSION.linux-amd64"
+  log "fetching Go $GO_VERSION from the Go module proxy ($mod)"
+  local tmp
+  mkdir -p "$VTX_CACHE"
+  tmp=$(mktemp -d "$VTX_CACHE/go-fetch.XXXXXX")
+  curl -fsSL --retry 3 -o "$tmp/go.zip" "$GOPROXY_URL/golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-amd64.zip" ||
+    die "could not download $mod"
+  echo "$GO_TOOLCHAIN_SHA256  $tmp/go.zip" | sha256sum -c --quiet - || die "$mod: the zip's SHA-256 is not the pinned one"
+  unzip -q "$tmp/go.zip" -d "$tmp" || die "could not unpack $mod"
+  # Module zips keep no file modes: the commands are made executable as the go command does.
+  chmod -R u+w "$tmp/$mod"
+  find "$tmp/$mod/bin" "$tmp/$mod/pkg/tool" -type f -exec chmod 755 {} +
+  rm -rf "$GO_ROOT"; mv "$tmp/$mod" "$GO_ROOT"; rm -rf "$tmp"
+  "$GO_ROOT/bin/go" version >/dev/null || die "the fetched Go does not run"
+  put_stamp "go-$GO_VERSION"
 }
 
 build_kubernetes() {
@@ -142,6 +165,26 @@ build_kubo() {
   put_stamp "kubo-$KUBO_VERSION"
 }
 
+build_prometheus() {
+  have_stamp "prometheus-$PROMETHEUS_VERSION" && return 0
+  log "building Prometheus $PROMETHEUS_VERSION (prometheus, promtool; Kubernetes discovery only)"
+  local dir
+  dir=$(go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -d "$dir" ] || die "could not download github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
+  local src="$VTX_CACHE/src/prometheus-$PROMETHEUS_VERSION"
+  rm -rf "$src"; mkdir -p "$(dirname "$src")" "$PROMETHEUS_BIN"
+  cp -r "$dir" "$src"; chmod -R u+w "$src"
+  # The module has a go.work of its own; the tags leave out every service discovery but
+  # Kubernetes' (cloud SDKs are most of the build). No web UI assets: the HTTP API is enough.
+  # Module v0.316.0 is Prometheus 3.16.0.
+  local minor=${PROMETHEUS_VERSION#v0.}; minor=${minor%%.*}
+  local version="${minor:0:1}.$((10#${minor:1})).${PROMETHEUS_VERSION##*.}"
+  (cd "$src" && GOWORK=off go build -trimpath -tags remove_all_sd,enable_kubernetes_sd \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$version" \
+    -o "$PROMETHEUS_BIN/" ./cmd/prometheus ./cmd/promtool) || die "Prometheus build failed"
+  put_stamp "prometheus-$PROMETHEUS_VERSION"
+}
+
 fetch_pulsar() {
   have_stamp "pulsar-$PULSAR_VERSION" && return 0
   log "fetching Pulsar $PULSAR_VERSION standalone from Maven Central"
@@ -168,20 +211,22 @@ parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(all)
 for part in "${parts[@]}"; do
   case $part in
     apt) install_apt ;;
+    go) install_go ;;
     kubernetes) build_kubernetes ;;
     coredns) go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN" ;;
     helm) go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN" ;;
     versitygw) go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN" ;;
     kubo) build_kubo ;;
     kube-router) go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_BIN" ;;
+    prometheus) build_prometheus ;;
     pulsar) fetch_pulsar ;;
     all)
-      install_apt; build_kubernetes
+      install_apt; install_go; build_kubernetes
       go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN"
       go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN"
       go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN"
       go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_BIN"
-      build_kubo; fetch_pulsar ;;
+      build_kubo; build_prometheus; fetch_pulsar ;;
     *) die "unknown part: $part" ;;
   esac
 done

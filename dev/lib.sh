@@ -15,15 +15,18 @@ VTX_STATE="${VTX_STATE:-$REPO_DIR/.stack}"
 # kernel state (mounts, bridge, iptables) belongs to, so a later `up` from any clone can sweep it.
 VTX_RUN_MARK=/run/vtx-stack
 
+GO_ROOT="$VTX_CACHE/go-$GO_VERSION"
+GOPROXY_URL="${GOPROXY_URL:-https://proxy.golang.org}"
 K8S_BIN="$VTX_CACHE/kubernetes-$K8S_VERSION/bin"
 COREDNS_BIN="$VTX_CACHE/coredns-$COREDNS_VERSION/bin"
 HELM_BIN="$VTX_CACHE/helm-$HELM_VERSION/bin"
 VERSITYGW_BIN="$VTX_CACHE/versitygw-$VERSITYGW_VERSION/bin"
 KUBO_BIN="$VTX_CACHE/kubo-$KUBO_VERSION/bin"
 KUBE_ROUTER_BIN="$VTX_CACHE/kube-router-$KUBE_ROUTER_VERSION/bin"
+PROMETHEUS_BIN="$VTX_CACHE/prometheus-$PROMETHEUS_VERSION/bin"
 PULSAR_HOME="$VTX_CACHE/pulsar-$PULSAR_VERSION"
 PG_BIN="/usr/lib/postgresql/15/bin"
-STACK_PATH="$K8S_BIN:$COREDNS_BIN:$HELM_BIN:$VERSITYGW_BIN:$KUBO_BIN:$PG_BIN"
+STACK_PATH="$K8S_BIN:$COREDNS_BIN:$HELM_BIN:$VERSITYGW_BIN:$KUBO_BIN:$PROMETHEUS_BIN:$PG_BIN"
 
 # Addresses: every server pods use listens on the bridge address (and loopback where it can).
 BRIDGE=vtx0
@@ -40,6 +43,7 @@ PULSAR_HTTP_PORT=8080
 S3_PORT=7070
 KUBO_API_PORT=5001
 KUBO_GATEWAY_PORT=8081
+PROMETHEUS_PORT=9090
 S3_BUCKET=media-videos
 S3_ACCESS_KEY=vtxlocal
 PG_DB=vtx
@@ -115,7 +119,7 @@ wait_for() {
 kctl() { "$K8S_BIN/kubectl" --kubeconfig "$VTX_STATE/kubeconfig" "$@"; }
 
 # The stack's processes, in start order; `down` stops them in reverse.
-PARTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy kube-router coredns postgres pulsar versitygw kubo)
+PARTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy kube-router coredns postgres pulsar versitygw kubo prometheus)
 CONTAINERD_RUN=/run/vtx/containerd
 CONTAINERD_SOCK=$CONTAINERD_RUN/containerd.sock
 

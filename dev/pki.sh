@@ -49,6 +49,7 @@ identity system:kube-controller-manager kube-controller-manager
 identity system:kube-proxy kube-proxy
 identity vtx:coredns coredns
 identity vtx:kube-router kube-router
+identity vtx:prometheus prometheus
 
 # kubeconfig FILE USER: a kubeconfig for the token of USER.
 kubeconfig() {
@@ -79,4 +80,5 @@ kubeconfig controller-manager.kubeconfig system:kube-controller-manager
 kubeconfig kube-proxy.kubeconfig system:kube-proxy
 kubeconfig coredns.kubeconfig vtx:coredns
 kubeconfig kube-router.kubeconfig vtx:kube-router
+kubeconfig prometheus.kubeconfig vtx:prometheus
 cp admin.kubeconfig "$VTX_STATE/kubeconfig"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The servers pods use: PostgreSQL, Pulsar standalone, versitygw (S3) and Kubo (IPFS).
+# The servers pods use: PostgreSQL, Pulsar standalone, versitygw (S3) and Kubo (IPFS); and
+# Prometheus, which scrapes vtx.
 # Usage: dev/servers.sh start|wait|bootstrap
 . "$(dirname "$0")/lib.sh"
 export PATH="$STACK_PATH:$PATH"
@@ -127,6 +128,45 @@ start_kubo() {
   start_bg kubo "$KUBO_BIN/ipfs" daemon --offline
 }
 
+# Prometheus scrapes vtx's API and operator wherever a release of the chart runs, found as the
+# chart's ServiceMonitors find them (Services labelled part-of vtx, component api on port http and
+# operator on port metrics), and evaluates the chart's alerting rules (the same file).
+start_prometheus() {
+  pid_alive prometheus && return 0
+  local dir="$VTX_STATE/prometheus"
+  mkdir -p "$dir/data"
+  cp "$REPO_DIR/charts/vtx/files/prometheus-rules.yaml" "$dir/rules.yaml"
+  cat >"$dir/prometheus.yml" <<YAML
+global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+rule_files: [rules.yaml]
+scrape_configs:
+  - job_name: vtx
+    kubernetes_sd_configs:
+      - role: endpointslice
+        kubeconfig_file: $VTX_STATE/pki/prometheus.kubeconfig
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_service_label_app_kubernetes_io_part_of]
+        regex: vtx
+        action: keep
+      - source_labels: [__meta_kubernetes_service_label_app_kubernetes_io_component, __meta_kubernetes_endpointslice_port_name]
+        regex: api;http|operator;metrics
+        action: keep
+      - source_labels: [__meta_kubernetes_namespace]
+        target_label: namespace
+      - source_labels: [__meta_kubernetes_service_label_app_kubernetes_io_instance]
+        target_label: release
+      - source_labels: [__meta_kubernetes_service_label_app_kubernetes_io_component]
+        target_label: component
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+YAML
+  start_bg prometheus "$PROMETHEUS_BIN/prometheus" --config.file "$dir/prometheus.yml" \
+    --storage.tsdb.path "$dir/data" --storage.tsdb.retention.time 2d \
+    --web.listen-address "127.0.0.1:$PROMETHEUS_PORT" --log.level warn
+}
+
 pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 # curl signing S3 requests with an empty body (the server insists on the payload hash header).
 s3curl() {
@@ -143,10 +183,11 @@ create_topic() {
 }
 
 case ${1:-} in
-  start) start_postgres; start_pulsar; start_versitygw; start_kubo ;;
+  start) start_postgres; start_pulsar; start_versitygw; start_kubo; start_prometheus ;;
   wait)
     wait_for postgres 60 pg_ready
     wait_for versitygw 30 s3_ready
+    wait_for prometheus 60 curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
     wait_for kubo 60 curl -fsS -X POST -H "Authorization: Bearer $(secret ipfs-rpc)" \
       "http://127.0.0.1:$KUBO_API_PORT/api/v0/version"
     # The admin API answers before the standalone has made the public/default namespace.

@@ -22,6 +22,8 @@ umask 077
   echo "export VTX_IPFS_API_TOKEN=\"$(secret ipfs-rpc)\""
   echo "export VTX_IPFS_JOB_TOKEN=\"$(secret ipfs-rpc-job)\""
   echo "export VTX_JOB_SECRET=\"vtx-jobrunner\""
+  # The stack's Prometheus (read by tests and people, not by vtx).
+  echo "export VTX_PROMETHEUS_URL=\"http://127.0.0.1:$PROMETHEUS_PORT\""
   # A token for this stack's API; the API itself only ever sees its hash.
   token="vtx_$(secret api-token)"
   echo "export VTX_API_TOKEN=\"$token\""
