@@ -5,7 +5,9 @@ uninstall` keeping the CRD and the outputs."""
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import re
 import subprocess
@@ -172,6 +174,85 @@ def test_helm_test_uploads_through_the_installed_api(release: str) -> None:
     assert "Phase:          Succeeded" in out, out
     assert "vtx smoke: passed" in out, out
     assert "is Ready after" in out, out
+
+
+def prometheus(path: str, **params: str) -> Any:
+    """GET the stack's Prometheus HTTP API; its `data` (a failed query fails the test)."""
+    url = stack_env()["VTX_PROMETHEUS_URL"]
+    resp = requests.get(f"{url}{path}", params=params, timeout=30)
+    body = resp.json()
+    assert resp.status_code == 200, f"{path} {params}: {resp.status_code} {body}"
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def instant(query: str) -> list[dict[str, Any]]:
+    data = prometheus("/api/v1/query", query=query)
+    result: list[dict[str, Any]] = data["result"]
+    return result
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, expression) of every target of the chart's Grafana dashboard, with Grafana's
+    $__rate_interval as a Prometheus duration (four scrape intervals at least: 1m here)."""
+    board = json.loads((CHART / "dashboards" / "vtx.json").read_text())
+    found: list[tuple[str, str]] = []
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            for target in panel.get("targets", []):
+                found.append((panel["title"], target["expr"].replace("$__rate_interval", "1m")))
+            walk(panel.get("panels", []))
+
+    walk(board["panels"])
+    return found
+
+
+def test_dashboard_queries_and_alert_rules_return_data(release: str) -> None:
+    """After the transcode of `helm test`, the stack's Prometheus (scraping the release as the
+    chart's ServiceMonitors do, with the chart's alerting rules loaded) answers every dashboard
+    query and every signal an alert compares with data."""
+    ns = release
+    for component in ("api", "operator"):
+        up = f'up{{namespace="{ns}",component="{component}"}} == 1'
+        wait_until(f"Prometheus to scrape the {component} of the release in {ns}",
+                   functools.partial(instant, up), timeout=90, every=2)  # fmt: skip
+    # The transcode of `helm test` (before this test) is in the operator's histograms.
+    wait_until(
+        "the helm test's transcode in the scraped time-to-Ready histogram",
+        lambda: instant(f'vtx_time_to_ready_seconds_count{{namespace="{ns}"}} > 0'),
+        timeout=60, every=2,
+    )  # fmt: skip
+    empty = [(title, expr) for title, expr in dashboard_queries() if not instant(expr)]
+    assert not empty, f"dashboard queries without data: {empty}"
+    for quantile in ("vtx_time_to_ready_seconds", "vtx_encode_speed"):
+        expr = f"histogram_quantile(0.5, sum by (le) (rate({quantile}_bucket[1h])))"
+        value = float(instant(expr)[0]["value"][1])
+        assert math.isfinite(value), (expr, value)
+        assert value > 0, (expr, value)
+
+    rules_file = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+    written = {r.get("record") or r["alert"] for g in rules_file["groups"] for r in g["rules"]}
+
+    def evaluated_rules() -> list[dict[str, Any]] | None:
+        rules = [r for g in prometheus("/api/v1/rules")["groups"] for r in g["rules"]]
+        # A rule not evaluated yet has Go's zero time.
+        done = rules and all(not r["lastEvaluation"].startswith("0001") for r in rules)
+        return rules if done else None
+
+    loaded = wait_until("Prometheus to evaluate the rules", evaluated_rules, timeout=60, every=1)
+    assert {r["name"] for r in loaded} == written, "Prometheus has not loaded the chart's rules"
+    broken = [(r["name"], r.get("lastError")) for r in loaded if r["health"] != "ok"]
+    assert not broken, f"rules that fail to evaluate: {broken}"
+    records = {r["name"]: r["query"] for r in loaded if r["type"] == "recording"}
+    silent = [name for name, query in records.items() if not instant(query)]
+    assert not silent, f"alert signals without data: {silent}"
+    for rule in (r for r in loaded if r["type"] == "alerting"):
+        names = set(re.findall(r"\b(vtx[:_][a-z0-9_:]+)", rule["query"]))
+        assert names, rule["query"]
+        for name in names:
+            query = records.get(name, name)
+            assert instant(query), f"{rule['name']} compares {name}, which has no data"
 
 
 def test_install_upload_upgrade_uninstall(

@@ -168,10 +168,29 @@ def test_chart_and_package_versions_agree() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     package = re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.M)
     assert package is not None
-    assert chart["version"] == "0.1.0"
+    assert chart["version"] == "0.2.0"
     # `make images` tags the images with the package version; the chart's default tag is this.
     assert chart["appVersion"] == package.group(1)
     assert chart["kubeVersion"] == ">=1.29.0-0"
+
+
+def test_artifacthub_annotations_name_the_images_and_crds() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    notes = chart["annotations"]
+    images = {i["image"] for i in yaml.safe_load(notes["artifacthub.io/images"])}
+    assert images == {f"localhost/vtx-{n}:{chart['appVersion']}" for n in ("operator", "job")}
+    crds = [d for p in sorted((REPO / "crds").iterdir()) for d in yaml.safe_load_all(p.read_text())
+            if d]  # fmt: skip
+    listed = {(c["name"], c["kind"], c["version"])
+              for c in yaml.safe_load(notes["artifacthub.io/crds"])}  # fmt: skip
+    assert listed == {
+        (d["metadata"]["name"], d["spec"]["names"]["kind"], v["name"])
+        for d in crds for v in d["spec"]["versions"] if v["storage"]
+    }  # fmt: skip
+    changes = yaml.safe_load(notes["artifacthub.io/changes"])
+    assert changes
+    assert all(c["kind"] in {"added", "changed", "deprecated", "removed", "fixed", "security"}
+               for c in changes)  # fmt: skip
 
 
 def test_defaults_render_every_part(defaults: list[Doc]) -> None:
@@ -514,6 +533,35 @@ def test_no_role_grants_secrets_or_wildcards(rendered: str, request: pytest.Fixt
             assert "secrets" not in resources, where
             assert "*" not in groups + resources + verbs, where
             assert not {"escalate", "bind", "impersonate"} & set(verbs), where
+
+
+RULES = CHART / "files" / "prometheus-rules.yaml"
+
+
+def test_alert_rules_pass_promtool_and_render_as_a_prometheusrule(helm: Path) -> None:
+    cache = Path(os.environ.get("VTX_CACHE", Path.home() / ".cache" / "vtx"))
+    promtool = cache / f"prometheus-{VERSIONS['PROMETHEUS_VERSION']}" / "bin" / "promtool"
+    if not os.access(promtool, os.X_OK):
+        pytest.fail(f"promtool is not built at {promtool}: run `make up`, which builds it")
+    check = subprocess.run([str(promtool), "check", "rules", str(RULES)], capture_output=True,
+                           text=True, timeout=60, check=False)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    source = yaml.safe_load(RULES.read_text())
+    alerts = {r["alert"] for g in source["groups"] for r in g["rules"] if "alert" in r}
+    # What an on-call person needs to hear about.
+    assert {"VtxTranscodeJobsFailing", "VtxTranscodeQueueGrowing", "VtxJobPodsStalling",
+            "VtxOutboxBacklog", "VtxWebSocketDrops"} <= alerts  # fmt: skip
+    exported = METRICS | {"vtx_outbox_pending_events", "vtx_outbox_oldest_pending_seconds",
+                          "vtx_api_websocket_dropped_total"}  # fmt: skip
+    for group in source["groups"]:
+        for rule in group["rules"]:
+            for name in re.findall(r"\b(vtx_[a-z0-9_]+)", rule["expr"]):
+                base = re.sub(r"_(bucket|count|sum)$", "", name)
+                assert name in exported or base in HISTOGRAMS, f"{name} is not exported"
+    assert not of_kind(render(helm), "PrometheusRule")
+    rendered = find(render(helm, "--set", "metrics.prometheusRule.enabled=true"),
+                    "PrometheusRule", "vtx")  # fmt: skip
+    assert rendered["spec"] == source
 
 
 def test_chart_crds_are_the_top_level_crds() -> None:

@@ -10,15 +10,25 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import pulsar
+from prometheus_client import Gauge
 
 from vtx.core import events
 from vtx.core.db import Cursor, Database
 from vtx.core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Every relay (each API replica, the operator) sets them from the same table: read them with max().
+PENDING = Gauge("vtx_outbox_pending_events", "Outbox events not yet published to Pulsar")
+OLDEST = Gauge(
+    "vtx_outbox_oldest_pending_seconds", "Age of the oldest outbox event not yet published"
+)
+# How often a relay counts the backlog (one indexed query on the unsent rows).
+BACKLOG_EVERY_S = 5.0
 
 
 def write_event(cur: Cursor, topic: str, event: events.Event, key: str | None = None) -> None:
@@ -101,6 +111,22 @@ class OutboxRelay:
             raise PublishError(error)
         return count
 
+    def measure_backlog(self) -> tuple[int, float]:
+        """Count the unsent events and the age of the oldest into the gauges."""
+
+        def work(cur: Cursor) -> tuple[int, float]:
+            cur.execute(
+                "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)"
+                " FROM outbox WHERE sent_at IS NULL"
+            )
+            row = cur.fetchone()
+            return (int(row[0]), float(row[1])) if row else (0, 0.0)
+
+        count, age = self._db.transaction(work, name="outbox backlog")
+        PENDING.set(count)
+        OLDEST.set(age)
+        return count, age
+
     @staticmethod
     def _mark_sent(cur: Cursor, sent: list[str]) -> None:
         if sent:
@@ -115,7 +141,14 @@ class OutboxRelay:
     ) -> None:
         """Relay until ``stop`` is set; backs off while the broker or database is unreachable."""
         backoff = idle_s
+        measured = 0.0
         while not stop.is_set():
+            if time.monotonic() - measured >= BACKLOG_EVERY_S:
+                measured = time.monotonic()
+                try:
+                    self.measure_backlog()
+                except Exception:  # the gauges keep their last values
+                    log.debug("outbox: counting the backlog failed", exc_info=True)
             try:
                 published = self.relay_once()
                 backoff = idle_s
