@@ -50,8 +50,11 @@ manifests: ## render the Helm chart into manifests/ for kubectl apply
 	dev/render-manifests.sh
 
 .PHONY: demo
-demo: up images ## the main job, end to end, on the local stack
+demo: ## the main job, end to end, on the local stack; ends with where the time went
+	@dev/timings.sh reset
+	@$(MAKE) --no-print-directory up images
 	dev/demo.sh
+	@dev/timings.sh summary
 
 .PHONY: lint
 lint: venv ## ruff (lint and format) and mypy --strict

@@ -48,6 +48,7 @@ ids="$VTX_STATE/demo-values.yaml"
   echo "api: {podAnnotations: {vtx.dev/image-id: \"$(cat "$VTX_STATE/images/vtx-operator.id" 2>/dev/null)\"}}"
   echo "operator: {podAnnotations: {vtx.dev/image-id: \"$(cat "$VTX_STATE/images/vtx-operator.id" 2>/dev/null)\"}}"
 } >"$ids"
+t_install=$SECONDS
 step "helm upgrade --install $RELEASE charts/vtx (values-local.yaml)"
 # --take-ownership: the CRDs may already be in the cluster, applied with kubectl (the stack's
 # tests do) or left by an earlier release; the release takes them over and upgrades them.
@@ -55,10 +56,15 @@ helm upgrade --install "$RELEASE" "$REPO_DIR/charts/vtx" -n "$NS" --take-ownersh
   -f "$REPO_DIR/charts/vtx/values-local.yaml" -f "$ids" --wait --timeout 5m >"$VTX_STATE/logs/demo-helm.log" 2>&1 ||
   fail "helm install failed" "$(tail -n 20 "$VTX_STATE/logs/demo-helm.log"; kctl -n "$NS" get pods 2>&1)"
 wait_for "the installed API at $API" 120 curl -fsS "$API/readyz"
+echo "helm-install $((SECONDS - t_install))" >>"$TIMINGS"
+t_test=$SECONDS
 step "helm test $RELEASE: a 2 s clip uploaded through the installed API, Ready, read back, deleted"
 helm test "$RELEASE" -n "$NS" --timeout 12m --logs >"$VTX_STATE/logs/demo-helm-test.log" 2>&1 ||
   fail "helm test failed" "$(tail -n 30 "$VTX_STATE/logs/demo-helm-test.log")"
 sed -n 's/^\(  .*\|video .*\|the .*\|vtx smoke: .*\)$/    \1/p' "$VTX_STATE/logs/demo-helm-test.log" >&2
+
+echo "helm-test $((SECONDS - t_test))" >>"$TIMINGS"
+t_clip=$SECONDS
 
 # --- a sample clip, through the REST flow ------------------------------------------------------
 clip="$VTX_STATE/demo/sample-1080p.mp4"
@@ -127,4 +133,5 @@ cat <<EOF
   Wait for one:   kubectl -n $NS wait --for=condition=Ready vt/v-$id
 
 EOF
+echo "transcode $((SECONDS - t_clip))" >>"$TIMINGS"
 log "demo done in $((SECONDS - started))s"

@@ -10,39 +10,34 @@ VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/pyproject.toml")
 TAG="${VTX_IMAGE_TAG:-$VERSION}"
 BASE=docker.io/library/debian:$DEBIAN_SUITE-slim
 PY="$REPO_DIR/.venv/bin/python"
-[ -S "$CONTAINERD_SOCK" ] || die "the cluster's containerd is not running: run make up first"
-
-# podman's default ulimits are higher than this machine lets a process raise them.
-if ! grep -qs default_ulimits /etc/containers/containers.conf; then
-  mkdir -p /etc/containers
-  printf '[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n' >>/etc/containers/containers.conf
-fi
-
-if ! podman image exists "$BASE"; then
+# The base image's file tree, made once with debootstrap and cached as a tarball.
+base_tarball() {
   tarball="$VTX_CACHE/images/debian-$DEBIAN_SUITE-minbase.tar"
-  if [ ! -s "$tarball" ]; then
-    log "making the $BASE base image with debootstrap (~1 min)"
-    root=$(mktemp -d "$VTX_CACHE/debootstrap.XXXXXX")
-    debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" http://deb.debian.org/debian >"$VTX_CACHE/debootstrap.log" 2>&1 ||
-      { tail -n 20 "$VTX_CACHE/debootstrap.log"; die "debootstrap failed (log: $VTX_CACHE/debootstrap.log)"; }
-    cat >"$root/etc/apt/sources.list" <<LIST
+  [ -s "$tarball" ] && return 0
+  log "making the $BASE base image with debootstrap (~1 min)"
+  mkdir -p "$VTX_CACHE"
+  local root
+  root=$(mktemp -d "$VTX_CACHE/debootstrap.XXXXXX")
+  debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" http://deb.debian.org/debian >"$VTX_CACHE/debootstrap.log" 2>&1 ||
+    { tail -n 20 "$VTX_CACHE/debootstrap.log"; die "debootstrap failed (log: $VTX_CACHE/debootstrap.log)"; }
+  cat >"$root/etc/apt/sources.list" <<LIST
 deb http://deb.debian.org/debian $DEBIAN_SUITE main
 deb http://deb.debian.org/debian $DEBIAN_SUITE-updates main
 deb http://deb.debian.org/debian-security $DEBIAN_SUITE-security main
 LIST
-    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-    mkdir -p "$(dirname "$tarball")"
-    tar -C "$root" -c . >"$tarball.part" && mv "$tarball.part" "$tarball"
-    rm -rf "$root"
-  fi
-  podman import "$tarball" "$BASE" >/dev/null
-fi
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  mkdir -p "$(dirname "$tarball")"
+  tar -C "$root" -c . >"$tarball.part" && mv "$tarball.part" "$tarball"
+  rm -rf "$root"
+}
 
-# Build context: the locked wheels (cached per lock file) and the vtx wheel.
-ctx="$REPO_DIR/build/image-context"
-lockhash=$(sha256sum "$REPO_DIR/requirements.lock" | cut -c1-16)
-wheels="$VTX_CACHE/wheels/$lockhash"
-if [ ! -f "$wheels/.complete" ]; then
+# The locked wheels for the images (cached per lock file): pip cannot reach the registry inside
+# a build.
+fill_wheelhouse() {
+  local lockhash
+  lockhash=$(sha256sum "$REPO_DIR/requirements.lock" | cut -c1-16)
+  wheels="$VTX_CACHE/wheels/$lockhash"
+  [ -f "$wheels/.complete" ] && return 0
   log "filling the wheelhouse from requirements.lock"
   rm -rf "$wheels"; mkdir -p "$wheels"
   grep -vE '^\s*(#|$)' "$REPO_DIR/requirements.lock" | sed 's/ *#.*//' >"$wheels/requirements.lock"
@@ -52,7 +47,31 @@ if [ ! -f "$wheels/.complete" ]; then
     --platform any --implementation cp --abi cp311 --abi abi3 --abi none \
     -d "$wheels" -r "$wheels/requirements.lock" || die "could not download the locked wheels"
   touch "$wheels/.complete"
+}
+
+# `dev/images.sh prefetch`: only what comes from the network (run beside the builds of `make up`).
+if [ "${1:-}" = prefetch ]; then
+  base_tarball
+  [ -x "$PY" ] && fill_wheelhouse
+  exit 0
 fi
+
+[ -S "$CONTAINERD_SOCK" ] || die "the cluster's containerd is not running: run make up first"
+
+# podman's default ulimits are higher than this machine lets a process raise them.
+if ! grep -qs default_ulimits /etc/containers/containers.conf; then
+  mkdir -p /etc/containers
+  printf '[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n' >>/etc/containers/containers.conf
+fi
+
+if ! podman image exists "$BASE"; then
+  base_tarball
+  podman import "$tarball" "$BASE" >/dev/null
+fi
+
+# Build context: the locked wheels and the vtx wheel.
+ctx="$REPO_DIR/build/image-context"
+fill_wheelhouse
 rm -rf "$ctx"; mkdir -p "$ctx/wheels/vtx"
 cp -r "$wheels" "$ctx/wheels/deps"
 "$REPO_DIR/.venv/bin/uv" build -q --wheel -o "$ctx/wheels/vtx" "$REPO_DIR" || die "could not build the vtx wheel"
@@ -78,3 +97,4 @@ for name in job operator; do
   echo "$id" >"$mark"
 done
 log "images ready: localhost/vtx-job:$TAG localhost/vtx-operator:$TAG"
+echo "images $SECONDS" >>"$TIMINGS"

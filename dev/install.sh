@@ -207,10 +207,64 @@ XML
   put_stamp "pulsar-$PULSAR_VERSION"
 }
 
+# The Go commands besides Kubernetes, one after another.
+build_tools() {
+  timed coredns go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN"
+  timed helm go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN"
+  timed versitygw go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN"
+  timed kube-router go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_BIN"
+  timed kubo build_kubo
+  timed prometheus build_prometheus
+}
+
+# in_background NAME FUNCTION...: run it beside the foreground work, its output in a log file;
+# wait_background reports each one's end and stops on a failure with the tail of its log.
+BG_PIDS=() BG_NAMES=()
+in_background() {
+  local name=$1; shift
+  mkdir -p "$VTX_CACHE/logs"
+  ( export VTX_STAGE_BG=1; "$@" ) >"$VTX_CACHE/logs/install-$name.log" 2>&1 &
+  BG_PIDS+=("$!"); BG_NAMES+=("$name")
+}
+wait_background() {
+  local i failed=()
+  for i in "${!BG_PIDS[@]}"; do
+    wait "${BG_PIDS[$i]}" || failed+=("${BG_NAMES[$i]}")
+  done
+  for i in "${failed[@]}"; do
+    printf -- '--- last 30 lines of %s ---\n' "$VTX_CACHE/logs/install-$i.log" >&2
+    tail -n 30 "$VTX_CACHE/logs/install-$i.log" >&2
+  done
+  [ ${#failed[@]} -eq 0 ] || die "installing failed: ${failed[*]} (logs in $VTX_CACHE/logs)"
+  BG_PIDS=() BG_NAMES=()
+}
+
+everything() {
+  timed apt install_apt
+  timed go install_go
+  # Downloads wait on the network and builds on the two cores: run them side by side. Pulsar's
+  # jars and the images' base and wheels come in the background while Kubernetes compiles in
+  # the foreground, and the other Go commands build in a second line (their module downloads
+  # overlap Kubernetes' compile).
+  local pending=()
+  have_stamp "pulsar-$PULSAR_VERSION" || pending+=(pulsar)
+  [ -s "$VTX_CACHE/images/debian-$DEBIAN_SUITE-minbase.tar" ] || pending+=(base-image)
+  for t in "coredns-$COREDNS_VERSION" "helm-$HELM_VERSION" "versitygw-$VERSITYGW_VERSION" \
+           "kube-router-$KUBE_ROUTER_VERSION" "kubo-$KUBO_VERSION" "prometheus-$PROMETHEUS_VERSION"; do
+    have_stamp "$t" || { pending+=(tools); break; }
+  done
+  [ ${#pending[@]} -gt 0 ] && log "in the background: ${pending[*]} (logs in $VTX_CACHE/logs/install-*.log)"
+  in_background pulsar timed pulsar fetch_pulsar
+  in_background base-image timed base-image "$DEV_DIR/images.sh" prefetch
+  in_background tools build_tools
+  timed kubernetes build_kubernetes
+  wait_background
+}
+
 parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(all)
 for part in "${parts[@]}"; do
   case $part in
-    apt) install_apt ;;
+    apt) timed apt install_apt ;;
     go) install_go ;;
     kubernetes) build_kubernetes ;;
     coredns) go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN" ;;
@@ -220,13 +274,7 @@ for part in "${parts[@]}"; do
     kube-router) go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_BIN" ;;
     prometheus) build_prometheus ;;
     pulsar) fetch_pulsar ;;
-    all)
-      install_apt; install_go; build_kubernetes
-      go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN"
-      go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN"
-      go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN"
-      go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_BIN"
-      build_kubo; build_prometheus; fetch_pulsar ;;
+    all) everything ;;
     *) die "unknown part: $part" ;;
   esac
 done

@@ -62,6 +62,18 @@ die() { printf '\033[31m[vtx] error:\033[0m %s\n' "$*" >&2; exit 1; }
 have_stamp() { [ -f "$VTX_CACHE/.stamps/$1" ]; }
 put_stamp() { mkdir -p "$VTX_CACHE/.stamps"; date -u +%FT%TZ >"$VTX_CACHE/.stamps/$1"; }
 
+# Where `make demo` keeps the time each stage took this run ("NAME SECONDS" lines; dev/timings.sh
+# prints them). Stages that ran side by side are marked with a trailing "bg".
+TIMINGS="$VTX_STATE/timings"
+# timed NAME CMD...: run CMD and record how long it took under NAME.
+timed() {
+  local name=$1 t0=$SECONDS rc=0; shift
+  "$@" || rc=$?
+  mkdir -p "$VTX_STATE"
+  [ "$rc" -eq 0 ] && echo "$name $((SECONDS - t0))${VTX_STAGE_BG:+ bg}" >>"$TIMINGS"
+  return "$rc"
+}
+
 # secret NAME: a random secret made once per state folder and kept in it (mode 600).
 secret() {
   local f="$VTX_STATE/secrets/$1"

@@ -19,6 +19,7 @@ fi
 
 "$DEV_DIR/install.sh" all
 export PATH="$STACK_PATH:$PATH"
+installed=$SECONDS
 
 if ! any_part_alive; then
   # Nothing of ours runs: whatever a crashed or stopped stack left in the kernel goes first.
@@ -126,5 +127,6 @@ kctl apply -f "$VTX_STATE/deps.yaml" >/dev/null
 "$DEV_DIR/write-env.sh"
 
 touch "$VTX_STATE/up.done"
+echo "start $((SECONDS - installed))" >>"$TIMINGS"
 log "stack is up in $((SECONDS - started))s; state and logs in $VTX_STATE"
 log "use it from a shell with: eval \"\$(make -s env)\""
