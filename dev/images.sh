@@ -49,39 +49,55 @@ fill_wheelhouse() {
   touch "$wheels/.complete"
 }
 
-# `dev/images.sh prefetch`: only what comes from the network (run beside the builds of `make up`).
+podman_ready() {
+  # podman's default ulimits are higher than this machine lets a process raise them.
+  if ! grep -qs default_ulimits /etc/containers/containers.conf; then
+    mkdir -p /etc/containers
+    printf '[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n' >>/etc/containers/containers.conf
+  fi
+  if ! podman image exists "$BASE"; then
+    base_tarball
+    podman import "$tarball" "$BASE" >/dev/null
+  fi
+}
+
+# Build context: the locked wheels and the vtx wheel.
+build_context() {
+  ctx="$REPO_DIR/build/image-context"
+  fill_wheelhouse
+  rm -rf "$ctx"; mkdir -p "$ctx/wheels/vtx"
+  cp -r "$wheels" "$ctx/wheels/deps"
+  "$REPO_DIR/.venv/bin/uv" build -q --wheel -o "$ctx/wheels/vtx" "$REPO_DIR" || die "could not build the vtx wheel"
+}
+
+build_image() { # NAME: podman build of Dockerfile.NAME (its layers cached by podman)
+  local name=$1
+  img="localhost/vtx-$name:$TAG"
+  log "building $img"
+  mkdir -p "$VTX_STATE/logs"
+  podman build -q --network=host -f "$REPO_DIR/Dockerfile.$name" -t "$img" "$ctx" >"$VTX_STATE/logs/image-$name.log" 2>&1 ||
+    { tail -n 30 "$VTX_STATE/logs/image-$name.log"; die "building $img failed"; }
+}
+
+# `dev/images.sh prefetch`: the base image, the wheels and a first build of both images, without
+# the cluster (run beside the builds of `make up`; the build after it reuses podman's layers).
 if [ "${1:-}" = prefetch ]; then
   base_tarball
-  [ -x "$PY" ] && fill_wheelhouse
+  if [ -x "$PY" ] && ! { podman image exists "localhost/vtx-job:$TAG" && podman image exists "localhost/vtx-operator:$TAG"; }; then
+    podman_ready
+    build_context
+    for name in job operator; do build_image "$name"; done
+  fi
   exit 0
 fi
 
 [ -S "$CONTAINERD_SOCK" ] || die "the cluster's containerd is not running: run make up first"
-
-# podman's default ulimits are higher than this machine lets a process raise them.
-if ! grep -qs default_ulimits /etc/containers/containers.conf; then
-  mkdir -p /etc/containers
-  printf '[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n' >>/etc/containers/containers.conf
-fi
-
-if ! podman image exists "$BASE"; then
-  base_tarball
-  podman import "$tarball" "$BASE" >/dev/null
-fi
-
-# Build context: the locked wheels and the vtx wheel.
-ctx="$REPO_DIR/build/image-context"
-fill_wheelhouse
-rm -rf "$ctx"; mkdir -p "$ctx/wheels/vtx"
-cp -r "$wheels" "$ctx/wheels/deps"
-"$REPO_DIR/.venv/bin/uv" build -q --wheel -o "$ctx/wheels/vtx" "$REPO_DIR" || die "could not build the vtx wheel"
+podman_ready
+build_context
 
 ctr_images() { ctr --address "$CONTAINERD_SOCK" -n k8s.io images "$@"; }
 for name in job operator; do
-  img="localhost/vtx-$name:$TAG"
-  log "building $img"
-  podman build -q --network=host -f "$REPO_DIR/Dockerfile.$name" -t "$img" "$ctx" >"$VTX_STATE/logs/image-$name.log" 2>&1 ||
-    { tail -n 30 "$VTX_STATE/logs/image-$name.log"; die "building $img failed"; }
+  build_image "$name"
   id=$(podman image inspect --format '{{.Id}}' "$img")
   mark="$VTX_STATE/images/vtx-$name.id"
   if [ "$(cat "$mark" 2>/dev/null)" = "$id" ] && ctr_images ls -q | grep -x "$img" >/dev/null; then

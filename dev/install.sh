@@ -214,7 +214,6 @@ build_tools() {
   timed versitygw go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN"
   timed kube-router go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_BIN"
   timed kubo build_kubo
-  timed prometheus build_prometheus
 }
 
 # in_background NAME FUNCTION...: run it beside the foreground work, its output in a log file;
@@ -243,21 +242,23 @@ everything() {
   timed apt install_apt
   timed go install_go
   # Downloads wait on the network and builds on the two cores: run them side by side. Pulsar's
-  # jars and the images' base and wheels come in the background while Kubernetes compiles in
-  # the foreground, and the other Go commands build in a second line (their module downloads
-  # overlap Kubernetes' compile).
+  # jars, and the images (base, wheels, and a first podman build, whose apt downloads are most
+  # of it) come in the background while Kubernetes compiles in the foreground, and the other Go
+  # commands build in a second line (their module downloads overlap Kubernetes' compile).
   local pending=()
   have_stamp "pulsar-$PULSAR_VERSION" || pending+=(pulsar)
-  [ -s "$VTX_CACHE/images/debian-$DEBIAN_SUITE-minbase.tar" ] || pending+=(base-image)
+  [ -s "$VTX_CACHE/images/debian-$DEBIAN_SUITE-minbase.tar" ] || pending+=(images)
   for t in "coredns-$COREDNS_VERSION" "helm-$HELM_VERSION" "versitygw-$VERSITYGW_VERSION" \
-           "kube-router-$KUBE_ROUTER_VERSION" "kubo-$KUBO_VERSION" "prometheus-$PROMETHEUS_VERSION"; do
+           "kube-router-$KUBE_ROUTER_VERSION" "kubo-$KUBO_VERSION"; do
     have_stamp "$t" || { pending+=(tools); break; }
   done
   [ ${#pending[@]} -gt 0 ] && log "in the background: ${pending[*]} (logs in $VTX_CACHE/logs/install-*.log)"
   in_background pulsar timed pulsar fetch_pulsar
-  in_background base-image timed base-image "$DEV_DIR/images.sh" prefetch
+  in_background images timed images-prefetch "$DEV_DIR/images.sh" prefetch
   in_background tools build_tools
+  # Prometheus after Kubernetes in this line: the two lines then end at about the same time.
   timed kubernetes build_kubernetes
+  timed prometheus build_prometheus
   wait_background
 }
 
