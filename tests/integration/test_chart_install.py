@@ -169,13 +169,6 @@ def upload_and_wait(api: str, clip: Path) -> dict[str, Any]:
     return wait_until(f"video {video_id} to be Ready", finished, timeout=600, every=2)
 
 
-def test_helm_test_uploads_through_the_installed_api(release: str) -> None:
-    out = helm("test", "vtx", "-n", release, "--timeout", "12m", "--logs")
-    assert "Phase:          Succeeded" in out, out
-    assert "vtx smoke: passed" in out, out
-    assert "is Ready after" in out, out
-
-
 def prometheus(path: str, **params: str) -> Any:
     """GET the stack's Prometheus HTTP API; its `data` (a failed query fails the test)."""
     url = stack_env()["VTX_PROMETHEUS_URL"]
@@ -208,19 +201,29 @@ def dashboard_queries() -> list[tuple[str, str]]:
     return found
 
 
-def test_dashboard_queries_and_alert_rules_return_data(release: str) -> None:
-    """After the transcode of `helm test`, the stack's Prometheus (scraping the release as the
-    chart's ServiceMonitors do, with the chart's alerting rules loaded) answers every dashboard
-    query and every signal an alert compares with data."""
+def test_helm_test_then_dashboard_and_alert_queries_return_data(release: str) -> None:
+    """`helm test` passes (a clip uploaded through the installed API to Ready). Then the stack's
+    Prometheus (scraping the release as the chart's ServiceMonitors do, with the chart's alerting
+    rules loaded) answers every dashboard query and every signal an alert compares with data."""
     ns = release
+    # The release's pods are scraped before the transcode: a histogram whose first scraped
+    # sample already counts the transcode shows no increase (Prometheus sees no rate).
     for component in ("api", "operator"):
         up = f'up{{namespace="{ns}",component="{component}"}} == 1'
         wait_until(f"Prometheus to scrape the {component} of the release in {ns}",
                    functools.partial(instant, up), timeout=90, every=2)  # fmt: skip
-    # The transcode of `helm test` (before this test) is in the operator's histograms.
+    ready_count = f'vtx_time_to_ready_seconds_count{{namespace="{ns}"}}'
+    wait_until("the operator's time-to-Ready histogram at 0 in Prometheus",
+               functools.partial(instant, f"{ready_count} == 0"), timeout=60, every=2)  # fmt: skip
+
+    out = helm("test", "vtx", "-n", ns, "--timeout", "12m", "--logs")
+    assert "Phase:          Succeeded" in out, out
+    assert "vtx smoke: passed" in out, out
+    assert "is Ready after" in out, out
+
     wait_until(
         "the helm test's transcode in the scraped time-to-Ready histogram",
-        lambda: instant(f'vtx_time_to_ready_seconds_count{{namespace="{ns}"}} > 0'),
+        functools.partial(instant, f"{ready_count} > 0"),
         timeout=60, every=2,
     )  # fmt: skip
     empty = [(title, expr) for title, expr in dashboard_queries() if not instant(expr)]
