@@ -230,8 +230,14 @@ def test_helm_test_then_dashboard_and_alert_queries_return_data(release: str) ->
     assert not empty, f"dashboard queries without data: {empty}"
     for quantile in ("vtx_time_to_ready_seconds", "vtx_encode_speed"):
         expr = f"histogram_quantile(0.5, sum by (le) (rate({quantile}_bucket[1h])))"
-        value = float(instant(expr)[0]["value"][1])
-        assert math.isfinite(value), (expr, value)
+
+        def finite(q: str = expr) -> float | None:
+            value = float(instant(q)[0]["value"][1])
+            return value if math.isfinite(value) else None
+
+        # Once seen NaN right after the sample that counts the transcode, while the same query
+        # at every later instant gives a number: wait for it, with a deadline.
+        value = wait_until(f"a finite median from {expr}", finite, timeout=30, every=2)
         assert value > 0, (expr, value)
 
     rules_file = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
