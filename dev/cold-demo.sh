@@ -11,9 +11,7 @@ work="${1:-/tmp/vtx-cold}"
 rm -rf "$work"; mkdir -p "$work/home"
 git clone -q "$REPO_DIR" "$work/vtx"
 podman rmi -a -f >/dev/null 2>&1 || true
-path=""
-IFS=: read -ra dirs <<<"$PATH"
-for d in "${dirs[@]}"; do [ -x "$d/go" ] || path="${path:+$path:}$d"; done
+path=$(path_without_go)
 log "cold make demo in $work/vtx (HOME=$work/home)"
 start=$SECONDS
 (cd "$work/vtx" && env -u VTX_CACHE -u VTX_STATE -u GOPATH -u GOMODCACHE -u GOCACHE \

@@ -56,14 +56,14 @@ helm upgrade --install "$RELEASE" "$REPO_DIR/charts/vtx" -n "$NS" --take-ownersh
   -f "$REPO_DIR/charts/vtx/values-local.yaml" -f "$ids" --wait --timeout 5m >"$VTX_STATE/logs/demo-helm.log" 2>&1 ||
   fail "helm install failed" "$(tail -n 20 "$VTX_STATE/logs/demo-helm.log"; kctl -n "$NS" get pods 2>&1)"
 wait_for "the installed API at $API" 120 curl -fsS "$API/readyz"
-echo "helm-install $((SECONDS - t_install))" >>"$TIMINGS"
+stage_took helm-install "$t_install"
 t_test=$SECONDS
 step "helm test $RELEASE: a 2 s clip uploaded through the installed API, Ready, read back, deleted"
 helm test "$RELEASE" -n "$NS" --timeout 12m --logs >"$VTX_STATE/logs/demo-helm-test.log" 2>&1 ||
   fail "helm test failed" "$(tail -n 30 "$VTX_STATE/logs/demo-helm-test.log")"
 sed -n 's/^\(  .*\|video .*\|the .*\|vtx smoke: .*\)$/    \1/p' "$VTX_STATE/logs/demo-helm-test.log" >&2
 
-echo "helm-test $((SECONDS - t_test))" >>"$TIMINGS"
+stage_took helm-test "$t_test"
 t_clip=$SECONDS
 
 # --- a sample clip, through the REST flow ------------------------------------------------------
@@ -133,5 +133,5 @@ cat <<EOF
   Wait for one:   kubectl -n $NS wait --for=condition=Ready vt/v-$id
 
 EOF
-echo "transcode $((SECONDS - t_clip))" >>"$TIMINGS"
+stage_took transcode "$t_clip"
 log "demo done in $((SECONDS - started))s"

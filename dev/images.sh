@@ -113,4 +113,4 @@ for name in job operator; do
   echo "$id" >"$mark"
 done
 log "images ready: localhost/vtx-job:$TAG localhost/vtx-operator:$TAG"
-echo "images $SECONDS" >>"$TIMINGS"
+stage_took images 0

@@ -152,15 +152,25 @@ go_install() {
   put_stamp "$name-$version"
 }
 
+# module_source MODULE VERSION NAME: a writable copy of the module's source, out of the module
+# cache, in $VTX_CACHE/src/NAME-VERSION (built with its own go.mod, replaces included); prints
+# its path.
+module_source() {
+  local module=$1 version=$2 name=$3 dir
+  dir=$(go mod download -json "$module@$version" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -d "$dir" ] || die "could not download $module@$version"
+  local src="$VTX_CACHE/src/$name-$version"
+  rm -rf "$src"; mkdir -p "$(dirname "$src")"
+  cp -r "$dir" "$src"; chmod -R u+w "$src"
+  echo "$src"
+}
+
 build_kubo() {
   have_stamp "kubo-$KUBO_VERSION" && return 0
   log "building Kubo $KUBO_VERSION"
-  local dir
-  dir=$(go mod download -json "github.com/ipfs/kubo@$KUBO_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  [ -d "$dir" ] || die "could not download github.com/ipfs/kubo@$KUBO_VERSION"
-  local src="$VTX_CACHE/src/kubo-$KUBO_VERSION"
-  rm -rf "$src"; mkdir -p "$(dirname "$src")" "$KUBO_BIN"
-  cp -r "$dir" "$src"; chmod -R u+w "$src"
+  local src
+  src=$(module_source github.com/ipfs/kubo "$KUBO_VERSION" kubo)
+  mkdir -p "$KUBO_BIN"
   (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$KUBO_BIN/ipfs" ./cmd/ipfs) || die "Kubo build failed"
   put_stamp "kubo-$KUBO_VERSION"
 }
@@ -168,12 +178,9 @@ build_kubo() {
 build_prometheus() {
   have_stamp "prometheus-$PROMETHEUS_VERSION" && return 0
   log "building Prometheus $PROMETHEUS_VERSION (prometheus, promtool; Kubernetes discovery only)"
-  local dir
-  dir=$(go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  [ -d "$dir" ] || die "could not download github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
-  local src="$VTX_CACHE/src/prometheus-$PROMETHEUS_VERSION"
-  rm -rf "$src"; mkdir -p "$(dirname "$src")" "$PROMETHEUS_BIN"
-  cp -r "$dir" "$src"; chmod -R u+w "$src"
+  local src
+  src=$(module_source github.com/prometheus/prometheus "$PROMETHEUS_VERSION" prometheus)
+  mkdir -p "$PROMETHEUS_BIN"
   # The module has a go.work of its own; the tags leave out every service discovery but
   # Kubernetes' (cloud SDKs are most of the build). No web UI assets: the HTTP API is enough.
   # Module v0.316.0 is Prometheus 3.16.0.

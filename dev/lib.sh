@@ -65,13 +65,29 @@ put_stamp() { mkdir -p "$VTX_CACHE/.stamps"; date -u +%FT%TZ >"$VTX_CACHE/.stamp
 # Where `make demo` keeps the time each stage took this run ("NAME SECONDS" lines; dev/timings.sh
 # prints them). Stages that ran side by side are marked with a trailing "bg".
 TIMINGS="$VTX_STATE/timings"
+# stage_took NAME SINCE: record that stage NAME ran from SINCE (a value of $SECONDS) until now.
+stage_took() {
+  mkdir -p "$VTX_STATE"
+  echo "$1 $((SECONDS - $2))${VTX_STAGE_BG:+ bg}" >>"$TIMINGS"
+}
 # timed NAME CMD...: run CMD and record how long it took under NAME.
 timed() {
   local name=$1 t0=$SECONDS rc=0; shift
   "$@" || rc=$?
-  mkdir -p "$VTX_STATE"
-  [ "$rc" -eq 0 ] && echo "$name $((SECONDS - t0))${VTX_STAGE_BG:+ bg}" >>"$TIMINGS"
+  [ "$rc" -eq 0 ] && stage_took "$name" "$t0"
   return "$rc"
+}
+
+# path_without_go: $PATH without the folders holding a `go` command other than the stack's own,
+# so that builds use the toolchain install.sh fetched whatever else the machine has.
+path_without_go() {
+  local out="" d dirs
+  IFS=: read -ra dirs <<<"$PATH"
+  for d in "${dirs[@]}"; do
+    [ -x "$d/go" ] && [ "$d" != "$GO_ROOT/bin" ] && continue
+    out="${out:+$out:}$d"
+  done
+  echo "$out"
 }
 
 # secret NAME: a random secret made once per state folder and kept in it (mode 600).

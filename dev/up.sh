@@ -127,6 +127,6 @@ kctl apply -f "$VTX_STATE/deps.yaml" >/dev/null
 "$DEV_DIR/write-env.sh"
 
 touch "$VTX_STATE/up.done"
-echo "start $((SECONDS - installed))" >>"$TIMINGS"
+stage_took start "$installed"
 log "stack is up in $((SECONDS - started))s; state and logs in $VTX_STATE"
 log "use it from a shell with: eval \"\$(make -s env)\""
