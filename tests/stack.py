@@ -97,21 +97,31 @@ def job_logs(namespace: str, name: str) -> str:
 
 
 def stop_part(
-    name: str, timeout: float = 30, *, group: bool = True, sig: int = signal.SIGTERM
+    name: str, timeout: float = 30, *, group: bool = True, sig: int | None = None
 ) -> None:
     """Stop one server of the stack (as an outage would), waiting until its process is gone:
     with its process group, or (``group=False``) the server alone, as a service manager
     restarting containerd leaves its shims and their containers running. ``SIGKILL`` for a
-    crash (kube-apiserver drains its watches for up to a minute on SIGTERM)."""
+    crash (kube-apiserver drains its watches for up to a minute on SIGTERM).
+
+    PostgreSQL gets SIGINT, its fast shutdown, as `make down` and ``pg_ctl stop`` do: on
+    SIGTERM it would wait for its clients, and its ``runuser`` parent kills it after 2 s,
+    leaving the backends (each in its own session) to serve pooled connections for a moment.
+    Its stop ends when the postmaster has removed ``postmaster.pid``, after its last backend."""
+    if sig is None:
+        sig = signal.SIGINT if name == "postgres" else signal.SIGTERM
     pid = int((STATE / "pids" / f"{name}.pid").read_text())
     if group:
         os.killpg(pid, sig)
     else:
         os.kill(pid, sig)
     deadline = time.monotonic() + timeout
-    while process_exists(pid):
+    lock = STATE / "postgres" / "data" / "postmaster.pid"
+    while process_exists(pid) or (name == "postgres" and lock.exists()):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{name} (pid {pid}) still running {timeout:.0f}s after SIGTERM")
+            raise TimeoutError(
+                f"{name} (pid {pid}) still running {timeout:.0f}s after signal {sig}"
+            )
         time.sleep(0.1)
 
 
