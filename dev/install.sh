@@ -4,7 +4,8 @@
 # Usage: dev/install.sh [apt|go|kubernetes|coredns|helm|versitygw|kubo|kube-router|prometheus|pulsar|all]...
 . "$(dirname "$0")/lib.sh"
 
-export GOFLAGS=-mod=mod
+# No DWARF from the compiler: every command is linked with -s -w, which drops it anyway.
+export GOFLAGS="-mod=mod -gcflags=all=-dwarf=false"
 export GOTOOLCHAIN=local
 # The stack's own Go toolchain (install_go), whatever else the machine has.
 export PATH="$GO_ROOT/bin:$PATH"
@@ -44,8 +45,8 @@ install_go() {
 
 build_kubernetes() {
   local stamp="kubernetes-$K8S_VERSION"
-  have_stamp "$stamp" && return 0
-  log "building Kubernetes $K8S_VERSION (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl); ~6 min"
+  have_stamp "$stamp" && have_stamp "helm-$HELM_VERSION" && return 0
+  log "building Kubernetes $K8S_VERSION (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl) and Helm $HELM_VERSION; ~7 min"
   local src="$VTX_CACHE/src/kubernetes-$K8S_VERSION"
   rm -rf "$src"; mkdir -p "$src" "$K8S_BIN"
   local gomod
@@ -57,6 +58,10 @@ build_kubernetes() {
     echo "go 1.24"
     echo
     echo "require k8s.io/kubernetes $K8S_VERSION"
+    # Helm uses client-go, the API types and kubectl's packages at this Kubernetes version: built
+    # in this module, they compile once for both.
+    echo "require helm.sh/helm/v3 $HELM_VERSION"
+    echo "tool helm.sh/helm/v3/cmd/helm"
     echo
     # k8s.io/kubernetes lists its staging modules at v0.0.0; point each at its published tag.
     grep -E '^\s*k8s\.io/[a-z0-9-]+ v0\.0\.0\s*$' "$gomod" | awk '{print $1}' | sort -u |
@@ -136,9 +141,11 @@ func main() { etcdmain.Main(os.Args) }
 GO
   local v=k8s.io/component-base/version
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  local ldflags="-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-  (cd "$src" && go mod tidy && go build -trimpath -ldflags "$ldflags" -o "$K8S_BIN/" ./cmd/...) ||
+  local ldflags="-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  (cd "$src" && go mod tidy && go build -trimpath -ldflags "$ldflags" -o "$K8S_BIN/" ./cmd/... helm.sh/helm/v3/cmd/helm) ||
     die "Kubernetes build failed (sources in $src)"
+  mkdir -p "$HELM_BIN"; mv "$K8S_BIN/helm" "$HELM_BIN/helm"
+  put_stamp "helm-$HELM_VERSION"
   put_stamp "$stamp"
 }
 
@@ -165,13 +172,36 @@ module_source() {
   echo "$src"
 }
 
+# CoreDNS with only the plugins the stack's Corefile (dev/node-config.sh) names, chosen as
+# CoreDNS documents it: plugin.cfg trimmed, then `go generate`. The full set's cloud back ends
+# (Route 53, Azure, Cloud DNS, etcd, ...) are most of its build.
+COREDNS_PLUGINS="bind errors health ready kubernetes cache"
+build_coredns() {
+  have_stamp "coredns-$COREDNS_VERSION" && return 0
+  log "building CoreDNS $COREDNS_VERSION (plugins: $COREDNS_PLUGINS)"
+  local src
+  src=$(module_source github.com/coredns/coredns "$COREDNS_VERSION" coredns)
+  mkdir -p "$COREDNS_BIN"
+  awk -F: -v keep=" $COREDNS_PLUGINS " '/^#/ || /^$/ || index(keep, " " $1 " ")' \
+    "$src/plugin.cfg" >"$src/plugin.cfg.new" && mv "$src/plugin.cfg.new" "$src/plugin.cfg"
+  (cd "$src" && go generate coredns.go && go build -trimpath -ldflags "-s -w" -o "$COREDNS_BIN/coredns" .) ||
+    die "CoreDNS build failed"
+  put_stamp "coredns-$COREDNS_VERSION"
+}
+
 build_kubo() {
   have_stamp "kubo-$KUBO_VERSION" && return 0
   log "building Kubo $KUBO_VERSION"
   local src
   src=$(module_source github.com/ipfs/kubo "$KUBO_VERSION" kubo)
   mkdir -p "$KUBO_BIN"
-  (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$KUBO_BIN/ipfs" ./cmd/ipfs) || die "Kubo build failed"
+  # Only the datastores the stack's repository uses (flatfs, levelds) are preloaded, chosen as
+  # Kubo documents it (plugin/loader/preload_list): no Git or JOSE codecs, no badger, no
+  # blocklists, and no telemetry plugin (it would report to a server outside the machine).
+  printf 'flatfs github.com/ipfs/kubo/plugin/plugins/flatfs *\nlevelds github.com/ipfs/kubo/plugin/plugins/levelds *\n' \
+    >"$src/plugin/loader/preload_list"
+  (cd "$src" && bash plugin/loader/preload.sh >plugin/loader/preload.go &&
+    go build -trimpath -ldflags "-s -w" -o "$KUBO_BIN/ipfs" ./cmd/ipfs) || die "Kubo build failed"
   put_stamp "kubo-$KUBO_VERSION"
 }
 
@@ -216,8 +246,7 @@ XML
 
 # The Go commands besides Kubernetes, one after another.
 build_tools() {
-  timed coredns go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN"
-  timed helm go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN"
+  timed coredns build_coredns
   timed versitygw go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN"
   timed kube-router go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_BIN"
   timed kubo build_kubo
@@ -255,7 +284,7 @@ everything() {
   local pending=()
   have_stamp "pulsar-$PULSAR_VERSION" || pending+=(pulsar)
   [ -s "$VTX_CACHE/images/debian-$DEBIAN_SUITE-minbase.tar" ] || pending+=(images)
-  for t in "coredns-$COREDNS_VERSION" "helm-$HELM_VERSION" "versitygw-$VERSITYGW_VERSION" \
+  for t in "coredns-$COREDNS_VERSION" "versitygw-$VERSITYGW_VERSION" \
            "kube-router-$KUBE_ROUTER_VERSION" "kubo-$KUBO_VERSION"; do
     have_stamp "$t" || { pending+=(tools); break; }
   done
@@ -275,8 +304,8 @@ for part in "${parts[@]}"; do
     apt) timed apt install_apt ;;
     go) install_go ;;
     kubernetes) build_kubernetes ;;
-    coredns) go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN" ;;
-    helm) go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN" ;;
+    coredns) build_coredns ;;
+    helm) build_kubernetes ;;  # built with Kubernetes
     versitygw) go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN" ;;
     kubo) build_kubo ;;
     kube-router) go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_BIN" ;;
