@@ -162,6 +162,12 @@ any_part_alive() {
 sweep_kernel_state() {
   local dirs=("$VTX_STATE" /run/vtx) d m
   [ -s "$VTX_RUN_MARK" ] && dirs+=("$(cat "$VTX_RUN_MARK")")
+  # The containers first: a shim killed before them leaves their processes (pause, the API,
+  # the operator) running as orphans.
+  local shim
+  for shim in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK"); do
+    pkill -KILL -P "$shim" 2>/dev/null || true
+  done
   pkill -TERM -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
   sleep 0.2
   pkill -KILL -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
