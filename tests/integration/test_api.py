@@ -267,8 +267,10 @@ BAD_UPLOADS: list[tuple[str, Any, int, str, str | None]] = [
     ("size 0", {"file_name": "a.mp4", "size": 0}, 400, "invalid_field", "size"),
     ("a negative size", {"file_name": "a.mp4", "size": -1}, 400, "invalid_field", "size"),
     ("over the limit", {"file_name": "a.mp4", "size": 65 * MIB}, 413, "too_large", "size"),
-    ("a non-media type", {"file_name": "a.mp4", "size": 10, "content_type": "text/html"}, 400,
-     "unsupported_media_type", "content_type"),
+    ("a non-media type and name", {"file_name": "page.html", "size": 10,
+     "content_type": "text/html"}, 400, "unsupported_media_type", "content_type"),
+    ("a malformed type", {"file_name": "a.mp4", "size": 10, "content_type": "mp4"}, 400,
+     "invalid_field", "content_type"),
     ("a string size", {"file_name": "a.mp4", "size": "10"}, 400, "invalid_field", "size"),
     ("a list body", [1, 2], 400, "invalid_body", None),
 ]  # fmt: skip

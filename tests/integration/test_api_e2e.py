@@ -19,7 +19,7 @@ import requests
 from tests import media
 from tests.services import Process, api_process, free_port, operator_process, started
 from tests.stack import REPO, job_namespace, stack_env
-from tests.uploads import upload
+from tests.uploads import upload, wait_finished
 from tests.verify import assert_complete
 
 pytestmark = pytest.mark.stack
@@ -110,6 +110,63 @@ async def test_a_client_on_one_replica_sees_the_jobs_of_an_upload_through_the_ot
         report = media.probe(url)
         assert abs(float(report["format"]["duration"]) - 4) <= 0.2, url  # type: ignore[index]
     await asyncio.to_thread(assert_complete, video_id)
+
+
+def announce_put_complete(api: Process, token: str, path: Path, announced: str) -> str:
+    """An upload as a client that announces ``announced`` sends it: the POST, the PUT with the
+    headers the answer lists (the announced type among them), the completion."""
+    headers = {"Authorization": f"Bearer {token}"}
+    created = requests.post(
+        f"{api.url}/v1/videos", headers=headers, timeout=30,
+        json={"file_name": path.name, "size": path.stat().st_size, "content_type": announced},
+    )  # fmt: skip
+    assert created.status_code == 201, f"{path.name} as {announced}: {created.text}"
+    body = created.json()
+    assert body["upload"]["headers"]["Content-Type"] == announced.lower()
+    put = requests.put(
+        body["upload"]["url"], data=path.read_bytes(), headers=body["upload"]["headers"],
+        timeout=60,
+    )  # fmt: skip
+    assert put.status_code == 200, put.text
+    done = requests.post(
+        f"{api.url}/v1/videos/{body['id']}/complete", json={}, headers=headers, timeout=60
+    )
+    assert done.status_code == 202, done.text
+    return str(body["id"])
+
+
+def test_uploads_as_real_clients_send_them(
+    replicas: list[Process], operator: Process, token: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    """A Matroska file announced as application/octet-stream and a transport stream announced
+    with the type many clients' tables give `.ts` (a Qt translation file) are taken and
+    transcoded: the bytes decide. A text file announced as application/octet-stream is taken
+    too, and fails with the probe's reason."""
+    api = replicas[0]
+    folder = tmp_path_factory.mktemp("clients")
+    clip = media.make_clip(folder / "base.mp4", seconds=3, width=854, height=480, tone=1230)
+    mkv, ts = folder / "holiday.mkv", folder / "broadcast.ts"
+    for out in (mkv, ts):
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy",
+             str(out)],
+            check=True, timeout=60,
+        )  # fmt: skip
+    text = media.make_text_file(folder / "notes")
+    sent = {
+        announce_put_complete(api, token, mkv, "application/octet-stream"): "Ready",
+        announce_put_complete(api, token, ts, "text/vnd.trolltech.linguist"): "Ready",
+        announce_put_complete(api, token, text, "application/octet-stream"): "Failed",
+    }
+    got = wait_finished(api, list(sent), timeout=400, operator=operator)
+    assert {vid: v["phase"] for vid, v in got.items()} == sent, got
+    failed = next(v for vid, v in got.items() if sent[vid] == "Failed")
+    assert "not a readable video or audio file" in (failed["failure_reason"] or ""), failed
+    for vid, view in got.items():
+        if sent[vid] == "Ready":
+            assert set(view["renditions"]) == {"480p"}, view["renditions"]
+    assert_complete(*[vid for vid, phase in sent.items() if phase == "Ready"])
 
 
 class RepeatingStream:

@@ -99,11 +99,16 @@ def test_sizes(size: Any, status: int, message: str) -> None:
 @pytest.mark.parametrize(
     ("body", "field", "message"),
     [
-        ({"file_name": "a.mp4", "size": 1, "content_type": "text/plain"}, "content_type",
+        ({"file_name": "notes.txt", "size": 1, "content_type": "text/plain"}, "content_type",
          "is not a video or audio type"),
-        ({"file_name": "a.mp4", "size": 1, "content_type": "application/x-mpegURL"},
-         "content_type", "is not a video or audio type"),
-        ({"file_name": "notes", "size": 1}, "content_type", "cannot be told from the file name"),
+        ({"file_name": "list.m3u8", "size": 1, "content_type": "application/x-mpegURL"},
+         "content_type", "is not named as a video or audio file"),
+        ({"file_name": "notes.txt", "size": 1}, "content_type",
+         "is named as a text/plain file, not a video or audio file"),
+        ({"file_name": "a.mp4", "size": 1, "content_type": "video"}, "content_type",
+         "is not a media type (type/subtype)"),
+        ({"file_name": "a.mp4", "size": 1, "content_type": "video/" + "x" * 130}, "content_type",
+         "is not a media type (type/subtype)"),
         ({"file_name": "a.mp4", "size": 1, "content_type": 7}, "content_type", "must be a string"),
         ({"file_name": 42, "size": 1}, "file_name", "must be a string"),
         ({"size": 1}, "file_name", "file_name is required"),
@@ -117,6 +122,32 @@ def test_fields_are_checked_one_by_one(body: dict[str, Any], field: str, message
     assert err.status == 400
     assert err.field == field
     assert message in err.message
+
+
+@pytest.mark.parametrize(
+    ("name", "announced", "recorded"),
+    [
+        ("clip.mkv", "application/octet-stream", "application/octet-stream"),
+        ("clip.webm", "binary/octet-stream", "binary/octet-stream"),
+        ("clip.ts", "text/vnd.trolltech.linguist", "text/vnd.trolltech.linguist"),
+        ("clip.ts", None, "video/mp2t"),
+        ("clip.ts", "", "video/mp2t"),
+        ("song.m4a", " ", "audio/mp4"),
+        ("recording", None, "application/octet-stream"),
+        ("a.mp4", "application/x-mpegURL", "application/x-mpegurl"),
+        ("notes.txt", "application/octet-stream", "application/octet-stream"),
+        ("A.MKV", "Video/X-Matroska; charset=x", "video/x-matroska"),
+    ],
+)  # fmt: skip
+def test_the_bytes_not_the_announced_type_decide(
+    name: str, announced: str | None, recorded: str
+) -> None:
+    """What real clients send is accepted when the name or the generic type leaves it to the
+    probe; the recorded type is what the client announced (its PUT is signed with it)."""
+    body: dict[str, Any] = {"file_name": name, "size": 1}
+    if announced is not None:
+        body["content_type"] = announced
+    assert parse_upload_request(body, max_bytes=LIMIT).content_type == recorded
 
 
 @pytest.mark.parametrize("body", [None, [], "upload", 3])

@@ -84,7 +84,9 @@ SCHEMAS: dict[str, Any] = {
             "size": {"type": "integer", "minimum": 1, "description": "Bytes"},
             "content_type": {
                 "type": "string",
-                "description": "video/* or audio/*; guessed from file_name when left out",
+                "description": "video/*, audio/*, application/octet-stream, or any type for a "
+                "file named as a media file (the probe decides what the bytes are); the name's "
+                "media type when left out or empty",
                 "examples": ["video/mp4"],
             },
             "title": {"type": "string", "maxLength": 200},

@@ -22,9 +22,23 @@ MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 5000
 MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
 _MEDIA_TYPE = re.compile(r"^(video|audio)/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+_ANY_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 _EXTENSION = re.compile(r"\.([A-Za-z0-9]{1,10})$")
-# Types mimetypes may not know on every machine.
-_EXTRA_TYPES = {".mkv": "video/x-matroska", ".m4a": "audio/mp4", ".m4v": "video/mp4"}
+# What a client announces when it cannot tell: the bytes will.
+GENERIC_TYPE = "application/octet-stream"
+GENERIC_TYPES = frozenset({GENERIC_TYPE, "binary/octet-stream"})
+# The names of the containers the probe reads (vtx.core.media.INPUT_FORMATS), with their types:
+# the name, not a client's guess (mimetypes takes .ts for a Qt translation file), says media.
+MEDIA_EXTENSIONS = {
+    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".3gp": "video/3gpp",
+    ".3g2": "video/3gpp2", ".mkv": "video/x-matroska", ".webm": "video/webm",
+    ".avi": "video/x-msvideo", ".flv": "video/x-flv", ".ts": "video/mp2t", ".m2ts": "video/mp2t",
+    ".mts": "video/mp2t", ".mpg": "video/mpeg", ".mpeg": "video/mpeg", ".vob": "video/mpeg",
+    ".ogv": "video/ogg", ".wmv": "video/x-ms-wmv", ".asf": "video/x-ms-asf",
+    ".m4a": "audio/mp4", ".mka": "audio/x-matroska", ".mp3": "audio/mpeg", ".aac": "audio/aac",
+    ".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
+    ".opus": "audio/ogg", ".wma": "audio/x-ms-wma",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -93,28 +107,47 @@ def safe_file_name(name: str) -> str:
 
 
 def media_type(value: Any, file_name: str) -> str:
-    """The upload's media type: the one given, else guessed from the name; audio or video."""
+    """The upload's media type, recorded and signed into its PUT (the client sends it back).
+
+    The bytes, not the announced type, decide what a file is: the operator's probe reads them
+    and fails a file that is no video or audio with the reason. So besides a video or audio
+    type, the generic ``application/octet-stream`` (what many clients and ``curl -T`` send) is
+    accepted, and so is any type for a file named as a media file (a ``.ts`` that a client took
+    for a Qt translation file). No type at all takes the file name's media type, else the
+    generic one. Refused: a malformed type, and a specific type that is not video or audio for
+    a name that is no media file's (``text/plain`` for ``notes.txt``)."""
     field = "content_type"
-    if value is None:
-        guessed = mimetypes.guess_type(file_name, strict=False)[0]
-        ext = _EXTENSION.search(file_name)
-        guessed = guessed or (_EXTRA_TYPES.get(f".{ext.group(1).lower()}") if ext else None)
-        if guessed is None:
-            raise ApiError(
-                400, "missing_field", "content_type is required (it cannot be told from the "
-                "file name)", field=field,
-            )  # fmt: skip
-        value = guessed
-    if not isinstance(value, str):
+    if value is not None and not isinstance(value, str):
         raise ApiError(400, "invalid_field", "content_type must be a string", field=field)
-    base = value.split(";", 1)[0].strip().lower()
-    if not _MEDIA_TYPE.match(base):
+    announced = value or ""
+    base = announced.split(";", 1)[0].strip().lower()
+    ext_match = _EXTENSION.search(file_name)
+    ext = f".{ext_match.group(1).lower()}" if ext_match else ""
+    named_type = MEDIA_EXTENSIONS.get(ext)
+    if not base:
+        guessed = named_type or mimetypes.guess_type(file_name, strict=False)[0]
+        if guessed is not None and not _MEDIA_TYPE.match(guessed):
+            raise ApiError(
+                400, "unsupported_media_type",
+                f"{file_name[:100]!r} is named as a {guessed} file, not a video or audio file; "
+                "give its content_type if it is one",
+                field=field,
+            )  # fmt: skip
+        return guessed or GENERIC_TYPE
+    if len(base) > 127 or not _ANY_TYPE.match(base):
         raise ApiError(
-            400, "unsupported_media_type",
-            f"content_type {value[:100]!r} is not a video or audio type (video/*, audio/*)",
-            field=field,
+            400, "invalid_field",
+            f"content_type {announced[:100]!r} is not a media type (type/subtype)", field=field,
         )  # fmt: skip
-    return base
+    if _MEDIA_TYPE.match(base) or base in GENERIC_TYPES or named_type is not None:
+        return base
+    raise ApiError(
+        400, "unsupported_media_type",
+        f"content_type {announced[:100]!r} is not a video or audio type (video/*, audio/*), and "
+        f"{file_name[:100]!r} is not named as a video or audio file; send "
+        f"{GENERIC_TYPE} if the client cannot tell",
+        field=field,
+    )  # fmt: skip
 
 
 def _size(value: Any, max_bytes: int) -> int:
