@@ -23,16 +23,18 @@ def upload(api: Process, token: str, path: Path) -> str:
     return vid
 
 
-def announce_and_put(api: Process, token: str, path: Path) -> str:
-    """An upload announced and its bytes PUT to storage, not completed: the video's id."""
+def announce_and_put(api: Process, token: str, path: Path, content_type: str = "video/mp4") -> str:
+    """An upload announced as ``content_type`` and its bytes PUT to storage with the headers
+    the answer lists (that type among them), not completed: the video's id."""
     created = requests.post(
         f"{api.url}/v1/videos",
-        json={"file_name": path.name, "size": path.stat().st_size, "content_type": "video/mp4"},
+        json={"file_name": path.name, "size": path.stat().st_size, "content_type": content_type},
         headers=bearer(token),
         timeout=30,
     )
-    assert created.status_code == 201, created.text
+    assert created.status_code == 201, f"{path.name} as {content_type}: {created.text}"
     body: dict[str, Any] = created.json()
+    assert body["upload"]["headers"]["Content-Type"] == content_type.lower()
     with path.open("rb") as f:
         put = requests.put(
             body["upload"]["url"], data=f, headers=body["upload"]["headers"], timeout=120

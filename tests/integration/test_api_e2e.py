@@ -19,7 +19,7 @@ import requests
 from tests import media
 from tests.services import Process, api_process, free_port, operator_process, started
 from tests.stack import REPO, job_namespace, stack_env
-from tests.uploads import upload, wait_finished
+from tests.uploads import announce_and_put, complete, upload, wait_finished
 from tests.verify import assert_complete
 
 pytestmark = pytest.mark.stack
@@ -112,29 +112,6 @@ async def test_a_client_on_one_replica_sees_the_jobs_of_an_upload_through_the_ot
     await asyncio.to_thread(assert_complete, video_id)
 
 
-def announce_put_complete(api: Process, token: str, path: Path, announced: str) -> str:
-    """An upload as a client that announces ``announced`` sends it: the POST, the PUT with the
-    headers the answer lists (the announced type among them), the completion."""
-    headers = {"Authorization": f"Bearer {token}"}
-    created = requests.post(
-        f"{api.url}/v1/videos", headers=headers, timeout=30,
-        json={"file_name": path.name, "size": path.stat().st_size, "content_type": announced},
-    )  # fmt: skip
-    assert created.status_code == 201, f"{path.name} as {announced}: {created.text}"
-    body = created.json()
-    assert body["upload"]["headers"]["Content-Type"] == announced.lower()
-    put = requests.put(
-        body["upload"]["url"], data=path.read_bytes(), headers=body["upload"]["headers"],
-        timeout=60,
-    )  # fmt: skip
-    assert put.status_code == 200, put.text
-    done = requests.post(
-        f"{api.url}/v1/videos/{body['id']}/complete", json={}, headers=headers, timeout=60
-    )
-    assert done.status_code == 202, done.text
-    return str(body["id"])
-
-
 def test_uploads_as_real_clients_send_them(
     replicas: list[Process], operator: Process, token: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -155,10 +132,12 @@ def test_uploads_as_real_clients_send_them(
         )  # fmt: skip
     text = media.make_text_file(folder / "notes")
     sent = {
-        announce_put_complete(api, token, mkv, "application/octet-stream"): "Ready",
-        announce_put_complete(api, token, ts, "text/vnd.trolltech.linguist"): "Ready",
-        announce_put_complete(api, token, text, "application/octet-stream"): "Failed",
+        announce_and_put(api, token, mkv, "application/octet-stream"): "Ready",
+        announce_and_put(api, token, ts, "text/vnd.trolltech.linguist"): "Ready",
+        announce_and_put(api, token, text, "application/octet-stream"): "Failed",
     }
+    for vid in sent:
+        complete(api, token, vid, expect=202)
     got = wait_finished(api, list(sent), timeout=400, operator=operator)
     assert {vid: v["phase"] for vid, v in got.items()} == sent, got
     failed = next(v for vid, v in got.items() if sent[vid] == "Failed")
