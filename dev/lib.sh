@@ -14,6 +14,8 @@ VTX_STATE="${VTX_STATE:-$REPO_DIR/.stack}"
 # Machine-wide marker (tmpfs, like the kernel state it describes): which state folder the
 # kernel state (mounts, bridge, iptables) belongs to, so a later `up` from any clone can sweep it.
 VTX_RUN_MARK=/run/vtx-stack
+# make up refuses to start with less free space than this on VTX_STATE's disk.
+STATE_MIN_FREE_GB="${STATE_MIN_FREE_GB:-5}"
 
 GO_ROOT="$VTX_CACHE/go-$GO_VERSION"
 GOPROXY_URL="${GOPROXY_URL:-https://proxy.golang.org}"

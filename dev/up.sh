@@ -7,6 +7,12 @@
 started=$SECONDS
 mkdir -p "$VTX_STATE" "$LOGS" "$PIDS"
 
+# Uploads, outputs and the servers' logs all land in VTX_STATE: a nearly full disk would make the
+# servers fail later in ways that do not say why.
+free_gb=$(( $(df --output=avail -k "$VTX_STATE" | tail -1) / 1024 / 1024 ))
+[ "$free_gb" -ge "$STATE_MIN_FREE_GB" ] ||
+  die "only ${free_gb} GB free on the disk of $VTX_STATE; the stack needs at least ${STATE_MIN_FREE_GB} GB (STATE_MIN_FREE_GB)"
+
 stack_healthy() {
   local p
   for p in "${PARTS[@]}"; do pid_alive "$p" || return 1; done

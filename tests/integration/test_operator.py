@@ -490,6 +490,13 @@ def stalls_counted(metrics: str) -> float:
     return float(line.split()[1])
 
 
+def freeze_ffmpeg(video_id: str) -> None:
+    """Freeze the video's FFmpeg (it runs as a process of this machine): its pod is alive and
+    mid-encode, and makes no progress until something kills it."""
+    frozen = subprocess.run(["pkill", "-STOP", "-f", f"ffmpeg .*{video_id}"], check=False)
+    assert frozen.returncode == 0, "found the pod's FFmpeg to freeze"
+
+
 def test_a_stalled_encode_gets_its_pod_replaced(
     ns: str, operator: Path, store: ObjectStore, db: Database,
     tmp_path_factory: pytest.TempPathFactory,
@@ -498,9 +505,7 @@ def test_a_stalled_encode_gets_its_pod_replaced(
 
     wait_for_progress(ns, name, "480p", 5)
     stalls_before = stalls_counted(operator_metrics())
-    # Freeze FFmpeg (it runs as a process of this machine): the pod is alive but makes no progress.
-    frozen = subprocess.run(["pkill", "-STOP", "-f", f"ffmpeg .*{video.id}"], check=False)
-    assert frozen.returncode == 0, "found the pod's FFmpeg to freeze"
+    freeze_ffmpeg(video.id)
     wait_until(
         "a Stalled warning on the resource",
         lambda: (
@@ -551,6 +556,8 @@ def test_a_jobrunner_pod_deleted_mid_encode_is_retried_to_ready(
     video, name = start_long_transcode(ns, store, db, tmp_path_factory)
 
     wait_for_progress(ns, name, "480p", 10)
+    # A 480p encode is quick: frozen, the pod is surely still encoding when it is deleted.
+    freeze_ffmpeg(video.id)
     kubectl(
         "delete",
         "pod",
