@@ -128,11 +128,13 @@ def unique(title: str) -> str:
 
 
 def failed_video_with_an_unbroken_reason() -> str:
-    """A video that failed with a reason no space breaks (the allow-list of formats, as ffprobe
-    names it when it refuses a source): at phone width it has to wrap, not widen the page."""
+    """A video that failed with a technical detail no space breaks (the allow-list of formats,
+    as ffprobe names it when it refuses a source): at phone width it has to wrap, not widen the
+    page."""
     video_id = str(uuid.uuid4())
     formats = ",".join(["mov", "mp4", "m4a", "3gp", "matroska", "webm", "mpegts", "avi"] * 6)
-    reason = f"InvalidSource: hls input is not allowed (Format not on whitelist '{formats}')"
+    detail = f"InvalidSource: hls input is not allowed (Format not on whitelist '{formats}')"
+    reason = "This file is an HLS playlist, not a video. Upload the video file itself."
     # The page's token's own: a token lists its own videos.
     owner = stack_env()["VTX_API_TOKENS"].split(":", 1)[0]
     db = Database(Settings.from_env(stack_env()).database_url, max_connections=1)
@@ -140,9 +142,9 @@ def failed_video_with_an_unbroken_reason() -> str:
         db.transaction(
             lambda cur: cur.execute(
                 "INSERT INTO videos (id, title, file_name, content_type, file_size, upload_status,"
-                " phase, failure_reason, owner) VALUES (%s, %s, 'refused.mp4', 'video/mp4', 1,"
-                " 'failed', 'Failed', %s, %s)",
-                (video_id, unique("Refused"), reason, owner),
+                " phase, failure_reason, failure_detail, owner) VALUES (%s, %s, 'refused.mp4',"
+                " 'video/mp4', 1, 'failed', 'Failed', %s, %s, %s)",
+                (video_id, unique("Refused"), reason, detail, owner),
             )
         )
     finally:
@@ -236,7 +238,10 @@ def test_an_upload_is_watched_to_ready_and_plays_from_storage_and_ipfs(
 
     # At phone width: one column, nothing wider than the screen, long failure reasons included.
     page.set_viewport_size({"width": 390, "height": 844})
-    expect(page.locator(f"#video-{refused} .failure")).to_contain_text("Format not on whitelist")
+    refusal = page.locator(f"#video-{refused} .failure")
+    expect(refusal).to_contain_text("This file is an HLS playlist, not a video.")
+    refusal.get_by_text("Technical detail").click()
+    expect(refusal.locator(".failure-detail code")).to_contain_text("Format not on whitelist")
     layout = page.evaluate(
         """() => {
           const player = document.getElementById("player").getBoundingClientRect();
@@ -296,8 +301,15 @@ def test_a_bad_file_shows_its_failure_reason_in_words(
     assert_verified(video_id)
     failure = item.locator(".failure")
     expect(failure).to_be_visible()
-    expect(failure).to_contain_text("InvalidSource")
-    assert api_video(servers, video_id)["failure_reason"] in failure.inner_text()
+    # In words; what ffprobe said is one click away.
+    expect(failure).to_contain_text("Failed: This file is a text file, not a video.")
+    detail = failure.locator(".failure-detail code")
+    expect(detail).to_be_hidden()
+    failure.get_by_text("Technical detail").click()
+    expect(detail).to_contain_text("InvalidSource: the source is not a readable video")
+    view = api_video(servers, video_id)
+    assert view["failure_reason"] in failure.inner_text()
+    assert view["failure_detail"] in detail.inner_text()
     expect(item.get_by_role("button", name="Play")).to_be_hidden()
 
 

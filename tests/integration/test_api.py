@@ -247,7 +247,7 @@ async def test_reads_list_newest_first_and_page(client: AppClient, token: str, c
     progress = await (await client.get(f"/video/{ids[0]}/progress")).json()
     assert progress == {
         "video_id": ids[0], "status": "awaiting_upload", "phase": None, "progress": 0,
-        "renditions": {}, "failure_reason": None,
+        "renditions": {}, "failure_reason": None, "failure_detail": None,
     }  # fmt: skip
     deleted = await client.delete(f"/v1/videos/{ids[0]}", headers=auth(token))
     assert deleted.status == 202

@@ -141,7 +141,9 @@ def test_uploads_as_real_clients_send_them(
     got = wait_finished(api, list(sent), timeout=400, operator=operator)
     assert {vid: v["phase"] for vid, v in got.items()} == sent, got
     failed = next(v for vid, v in got.items() if sent[vid] == "Failed")
-    assert "not a readable video or audio file" in (failed["failure_reason"] or ""), failed
+    # In words for whoever uploaded it, with what ffprobe said beside it.
+    assert failed["failure_reason"] == "This file is a text file, not a video.", failed
+    assert "not a readable video or audio file" in (failed["failure_detail"] or ""), failed
     for vid, view in got.items():
         if sent[vid] == "Ready":
             assert set(view["renditions"]) == {"480p"}, view["renditions"]

@@ -172,10 +172,14 @@ def test_a_rendition_the_ladder_does_not_have_fails_the_resource_clearly(
     assert "spec.renditions names 360p" in ready["message"]
     jobs = kubectl("get", "jobs", "-n", ns, "-l", f"vtx.dev/video-id={video.id}", "-o", "name")
     assert jobs.strip() == "", "no Job for a spec that names no rung"
-    row = fetch_one(db, "SELECT upload_status, failure_reason FROM videos WHERE id = %s", video.id)
+    row = fetch_one(
+        db, "SELECT upload_status, failure_reason, failure_detail FROM videos WHERE id = %s",
+        video.id,
+    )  # fmt: skip
     assert row is not None
     assert row[0] == "failed"
-    assert str(row[1]).startswith("InvalidSpec: spec.renditions names 360p")
+    assert row[1] == "The transcode request for this video was not valid, so it was not started."
+    assert str(row[2]).startswith("InvalidSpec: spec.renditions names 360p")
     assert_verified(video.id)
 
 

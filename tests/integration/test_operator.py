@@ -245,8 +245,16 @@ def test_the_plan_follows_the_source(
 
 
 HOSTILE = {
-    "a text file named .mp4": (media.make_text_file, "Invalid data found"),
-    "a playlist disguised as .mp4": (media.make_disguised_playlist, "not a readable video"),
+    "a text file named .mp4": (
+        media.make_text_file,
+        "Invalid data found",
+        "This file is a text file, not a video.",
+    ),
+    "a playlist disguised as .mp4": (
+        media.make_disguised_playlist,
+        "not a readable video",
+        "This file is an HLS playlist, not a video. Upload the video file itself.",
+    ),
 }
 
 
@@ -254,7 +262,7 @@ HOSTILE = {
 def test_a_hostile_source_fails_as_invalid_without_jobs(
     case: str, ns: str, operator: Path, store: ObjectStore, db: Database, tmp_path: Path
 ) -> None:
-    make, words = HOSTILE[case]
+    make, words, said = HOSTILE[case]
     video = upload_video(store, db, make(tmp_path / "upload.mp4"))
     name = submit(video, ns)
     obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=120)
@@ -268,13 +276,16 @@ def test_a_hostile_source_fails_as_invalid_without_jobs(
 
     def upload_status(cur: Cursor) -> Any:
         cur.execute(
-            "SELECT upload_status, failure_reason, phase FROM videos WHERE id = %s", (video.id,)
+            "SELECT upload_status, failure_reason, failure_detail, phase FROM videos WHERE id = %s",
+            (video.id,),
         )
         return cur.fetchone()
 
-    state, reason, phase = db.transaction(upload_status)
+    state, reason, detail, phase = db.transaction(upload_status)
     assert state == "failed"
-    assert reason.startswith("InvalidSource")
+    assert reason == said, "the reason in words, for whoever uploaded it"
+    assert detail.startswith("InvalidSource")
+    assert words in detail
     assert phase == "Failed"
     assert_verified(video.id)
 

@@ -158,10 +158,16 @@ def test_a_probed_source_is_planned_and_decided_again_for_admission() -> None:
 
 
 def test_an_unusable_source_fails_without_a_job() -> None:
-    d = decide(snap(vt.VideoTranscodeStatus(), probe=ProbeResult(refused="not a video")))
+    refused = ProbeResult(
+        refused="the source is not a readable video or audio file: Invalid data found",
+        looks_like="an HLS playlist",
+    )
+    d = decide(snap(vt.VideoTranscodeStatus(), probe=refused))
     assert d.status.phase == "Failed"
     assert d.status.plan is None
-    assert MarkFailed("InvalidSource: not a video") in d.actions
+    said = "This file is an HLS playlist, not a video."
+    assert MarkFailed(said, f"InvalidSource: {refused.refused}") in d.actions
+    assert d.note == said, "the status event says it in words"
     assert not [a for a in d.actions if isinstance(a, CreateTranscodeJob)]
     c = cond(d.status, "Probed")
     assert (c.status, c.reason) == ("False", "InvalidSource")
@@ -180,9 +186,9 @@ def test_a_source_that_cannot_be_read_now_is_probed_again_later_then_fails() -> 
     status = dataclasses.replace(first.status, probe_failures=4)
     last = decide(snap(status, probe=ProbeResult(unavailable="timed out")))
     assert last.status.phase == "Failed"
-    assert MarkFailed("SourceUnreadable: the source could not be read 5 times: timed out") in (
-        last.actions
-    )
+    failed = next(a for a in last.actions if isinstance(a, MarkFailed))
+    assert failed.detail == "SourceUnreadable: the source could not be read 5 times: timed out"
+    assert failed.reason.startswith("The file could not be read, even after several tries.")
 
 
 def test_renditions_asked_for_by_name() -> None:
@@ -200,7 +206,11 @@ def test_renditions_asked_for_by_name() -> None:
     too_big = dataclasses.replace(SPEC, renditions=(vt.RenditionSpec("1080p"),))
     d = decide(snap(vt.VideoTranscodeStatus(), spec=too_big, probe=ProbeResult(facts=small)))
     assert d.status.phase == "Failed", "never upscaled, and never the whole ladder instead"
-    assert "none of 1080p fits" in (d.note or "")
+    failed = next(a for a in d.actions if isinstance(a, MarkFailed))
+    assert "none of 1080p fits" in failed.detail
+    assert (
+        d.note == "This video is smaller than every version asked for (videos are never upscaled)."
+    )
 
 
 # --- admission and the cap ---------------------------------------------------------------------
@@ -404,7 +414,20 @@ def test_total_failure_fails_the_video() -> None:
     status = planned("Transcoding", r480p=failed, r720p=failed, r1080p=failed)
     d = decide(snap(status, jobs=all_jobs("failed")))
     assert d.status.phase == "Failed"
-    assert MarkFailed("RenditionsFailed: every rendition failed: 480p, 720p, 1080p") in d.actions
+    assert (
+        MarkFailed(
+            "None of the versions of this video could be made.",
+            "RenditionsFailed: every rendition failed: 480p, 720p, 1080p (first: x)",
+        )
+        in d.actions
+    )
+    # What the first failed rendition said decides the sentence.
+    damaged = vt.RenditionStatus(
+        phase="Failed", message="InvalidSource: FFmpeg could not decode the source: bad slice"
+    )
+    status = planned("Transcoding", r480p=damaged, r720p=failed, r1080p=failed)
+    d = decide(snap(status, jobs=all_jobs("failed")))
+    assert d.note == "This file is damaged: part of it could not be decoded."
 
 
 def test_decode_errors_are_a_warning_on_a_ready_video() -> None:

@@ -164,7 +164,16 @@ SCHEMAS: dict[str, Any] = {
             },
             "progress": {"type": "integer", "minimum": 0, "maximum": 100},
             "renditions": {"type": "object", "additionalProperties": _ref("Rendition")},
-            "failure_reason": {"type": ["string", "null"]},
+            "failure_reason": {
+                "type": ["string", "null"],
+                "description": "Why the video failed, as a sentence for the person who uploaded "
+                "it (for example: This file is an HLS playlist, not a video.)",
+            },
+            "failure_detail": {
+                "type": ["string", "null"],
+                "description": "What the tools said, for whoever runs vtx: the condition reason "
+                "and ffprobe's, FFmpeg's or a check's words",
+            },
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "source": {
@@ -229,6 +238,7 @@ SCHEMAS: dict[str, Any] = {
             "progress": {"type": "integer"},
             "renditions": {"type": "object"},
             "failure_reason": {"type": ["string", "null"]},
+            "failure_detail": {"type": ["string", "null"]},
         },
     },
 }

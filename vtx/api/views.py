@@ -97,6 +97,7 @@ def video_view(row: videos.VideoRow, services: Services, request: web.Request) -
         "progress": row.progress,
         "renditions": renditions,
         "failure_reason": row.failure_reason,
+        "failure_detail": row.failure_detail,
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
         "source": {"key": row.key, "cid": row.source_cid, "checksum": row.checksum},
@@ -120,6 +121,7 @@ def progress_view(row: videos.VideoRow) -> dict[str, Any]:
             for name, r in sorted(row.renditions.items(), key=_rendition_order)
         },
         "failure_reason": row.failure_reason,
+        "failure_detail": row.failure_detail,
     }
 
 

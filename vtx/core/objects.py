@@ -203,6 +203,12 @@ class ObjectStore:
     def get_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
+    def get_head(self, key: str, size: int) -> bytes:
+        """The first ``size`` bytes of the object (all of it when it is smaller)."""
+        resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{size - 1}")
+        body: bytes = resp["Body"].read()
+        return body[:size]
+
     def get_bytes_if_there(self, key: str) -> bytes | None:
         """The object's bytes, or None when it does not exist."""
         try:

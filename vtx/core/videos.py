@@ -51,7 +51,7 @@ def allowed_from(target: str) -> tuple[str, ...]:
 _COLUMNS = (
     "id::TEXT, title, description, file_name, file_path, content_type, file_size, upload_status,"
     " failure_reason, upload_id, part_size, phase, progress, renditions, outputs, ipfs_cid,"
-    " checksum, created_at, updated_at, source_duration, owner, resource"
+    " checksum, created_at, updated_at, source_duration, owner, resource, failure_detail"
 )
 
 
@@ -79,6 +79,7 @@ class VideoRow:
     source_duration: float | None = None  # seconds, as the probe read the source
     owner: str | None = None  # the API token (by name) that announced it; None: made by hand
     resource: str | None = None  # <namespace>/<name> of the VideoTranscode working on it
+    failure_detail: str | None = None  # what the tools said, beside failure_reason's sentence
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -96,6 +97,7 @@ def _row(r: Sequence[Any]) -> VideoRow:
         progress=int(r[12] or 0), renditions=_json(r[13]), outputs=_json(r[14]),
         source_cid=r[15], checksum=r[16], created_at=r[17], updated_at=r[18],
         source_duration=None if r[19] is None else float(r[19]), owner=r[20], resource=r[21],
+        failure_detail=r[22],
     )  # fmt: skip
 
 
@@ -195,8 +197,15 @@ def mark_uploaded(cur: Cursor, video_id: str) -> bool:
     return _move(cur, video_id, UPLOADED, ", phase = COALESCE(phase, 'Pending')")
 
 
-def mark_failed(cur: Cursor, video_id: str, reason: str, *, resource: str | None = None) -> bool:
-    return _move(cur, video_id, FAILED, ", failure_reason = %s", (reason,), resource=resource)
+def mark_failed(
+    cur: Cursor, video_id: str, reason: str, detail: str | None = None, *,
+    resource: str | None = None,
+) -> bool:  # fmt: skip
+    """Failed for good: ``reason`` is a sentence for people, ``detail`` what the tools said."""
+    return _move(
+        cur, video_id, FAILED, ", failure_reason = %s, failure_detail = %s", (reason, detail),
+        resource=resource,
+    )  # fmt: skip
 
 
 def mark_deleted(cur: Cursor, video_id: str) -> bool:

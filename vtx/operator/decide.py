@@ -21,6 +21,7 @@ from typing import Literal
 
 from vtx.core import media, videos
 from vtx.core import resource as vt
+from vtx.core.failures import explain
 from vtx.core.jobargs import source_key_of
 from vtx.core.ladder import DEFAULT_LADDER, InvalidSource, Rendition, Rung, SourceFacts, plan_ladder
 from vtx.core.verify import record_problems
@@ -39,6 +40,7 @@ DONE = ("Succeeded", "Failed")
 class ProbeResult:
     facts: SourceFacts | None = None
     refused: str | None = None  # the source cannot be transcoded: why
+    looks_like: str | None = None  # what a refused file's first bytes say it is (failures.sniff)
     unavailable: str | None = None  # it could not be read just now: why
 
 
@@ -149,7 +151,8 @@ class ReplacePods:
 
 @dataclass(frozen=True)
 class MarkFailed:
-    reason: str
+    reason: str  # a sentence for the person who uploaded the video
+    detail: str  # the condition reason and what the tools said
 
 
 @dataclass(frozen=True)
@@ -240,16 +243,19 @@ class _Draft:
         self.entries[name] = dataclasses.replace(self.entry(name), **changes)  # type: ignore[arg-type]
 
     def fail(
-        self, reason: str, message: str, *, probed: bool | None = None, ours: bool = True
-    ) -> None:
-        """Failed for good; the video's row says so only when the video is this resource's."""
+        self, reason: str, message: str, *, probed: bool | None = None, ours: bool = True,
+        looks_like: str | None = None,
+    ) -> None:  # fmt: skip
+        """Failed for good; the video's row says so only when the video is this resource's.
+        The conditions keep the technical words; the row and the status event get a sentence."""
         self.set(phase="Failed", observed_generation=self.s.generation)
         if probed is False:
             self.condition("Probed", "False", reason, message)
         self.condition("Ready", "False", reason, message)
-        self.note = f"{reason}: {message}"
+        detail = f"{reason}: {message}"
+        self.note = explain(detail, looks_like)
         if ours:
-            self.act(MarkFailed(self.note))
+            self.act(MarkFailed(self.note, detail))
         self.emit("Warning", reason, message)
 
     def claimed(self) -> bool:
@@ -290,7 +296,7 @@ class _Draft:
                 self.act(Probe())
             return
         if probe.refused is not None:
-            self.fail("InvalidSource", probe.refused, probed=False)
+            self.fail("InvalidSource", probe.refused, probed=False, looks_like=probe.looks_like)
             return
         if probe.unavailable is not None:
             failures = self.status.probe_failures + 1
@@ -576,6 +582,9 @@ class _Draft:
             return
         if not done:
             message = "every rendition failed: " + ", ".join(r.name for r in failed)
+            first = next((e.message for e in entries if e.phase == "Failed" and e.message), None)
+            if first:
+                message += f" (first: {first})"
             self.fail("RenditionsFailed", message)
             return
         self.set(phase="Publishing")

@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from vtx.core import failpoints, videos
 from vtx.core import resource as vt
+from vtx.core.failures import MAX_HEAD, explain, sniff
 from vtx.core.ladder import InvalidSource
 from vtx.core.sources import ProbeUnavailable, probe_source
 from vtx.core.verify import check_rendition, record_problems, segments_of
@@ -173,11 +174,12 @@ def _refuse(step: Step, exc: ValueError) -> None:
         conditions=vt.set_condition((), "Ready", "False", reason, message, step.generation, now),
     )
     write_status(step, failed.to_dict())
-    step.note = f"{reason}: {message}"
+    detail = f"{reason}: {message}"
+    step.note = explain(detail)
     kopf.warn(step.body, reason=reason, message=message)
     video_id = str((step.body.get("spec") or {}).get("videoId") or "")
     if named_after(step.name, video_id):
-        _mark_failed(step.ctx, video_id, step.note or reason, step.ref)
+        _mark_failed(step.ctx, video_id, step.note, detail, step.ref)
 
 
 def named_after(name: str, video_id: str) -> bool:
@@ -279,7 +281,7 @@ def apply(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision) -> None:
                 )  # fmt: skip
             ctx.stalls.restart((ns, action.name), time.monotonic())
         elif isinstance(action, MarkFailed):
-            _mark_failed(ctx, spec.video_id, action.reason, step.ref)
+            _mark_failed(ctx, spec.video_id, action.reason, action.detail, step.ref)
         elif isinstance(action, Emit):
             post = kopf.warn if action.kind == "Warning" else kopf.info
             post(step.body, reason=action.reason, message=action.message)
@@ -287,9 +289,9 @@ def apply(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision) -> None:
         failpoints.hit("operator.jobs-created")
 
 
-def _mark_failed(ctx: Context, video_id: str, reason: str, resource: str) -> None:
+def _mark_failed(ctx: Context, video_id: str, reason: str, detail: str, resource: str) -> None:
     ctx.db.transaction(
-        lambda cur: videos.mark_failed(cur, video_id, reason, resource=resource),
+        lambda cur: videos.mark_failed(cur, video_id, reason, detail, resource=resource),
         name="mark failed",
     )
 
@@ -383,10 +385,20 @@ def _probe(ctx: Context, spec: vt.VideoTranscodeSpec, tries: int) -> ProbeResult
     try:
         return ProbeResult(facts=probe_source(url, ctx.settings))
     except InvalidSource as exc:
-        return ProbeResult(refused=str(exc))
+        return ProbeResult(refused=str(exc), looks_like=_looks_like(ctx, spec.source.key))
     except ProbeUnavailable as exc:
         log.warning("the source of video %s could not be read: %s", spec.video_id, exc)
         return ProbeResult(unavailable=str(exc))
+
+
+def _looks_like(ctx: Context, key: str) -> str | None:
+    """What the first bytes of a refused source say it is (for the sentence its uploader
+    reads); None when they do not tell, or cannot be read."""
+    try:
+        return sniff(ctx.store.get_head(key, MAX_HEAD))
+    except Exception:
+        log.warning("could not read the first bytes of %s", key, exc_info=True)
+        return None
 
 
 def _verify(

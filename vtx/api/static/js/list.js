@@ -224,7 +224,14 @@ export class VideoList {
     const badge = el("span", { class: "badge" });
     const meta = el("p", { class: "video-meta" });
     const renditions = el("ul", { class: "renditions", "aria-label": "Renditions" });
-    const failure = el("p", { class: "failure error", hidden: true });
+    // Why it failed in words; what the tools said under a disclosure, for whoever runs vtx.
+    const failureText = el("p", { class: "failure-reason" });
+    const detailText = el("code");
+    const detail = el("details", { class: "failure-detail", hidden: true }, [
+      el("summary", { text: "Technical detail" }),
+      detailText,
+    ]);
+    const failure = el("div", { class: "failure error", hidden: true }, [failureText, detail]);
     const play = el("button", {
       type: "button",
       class: "play",
@@ -239,7 +246,10 @@ export class VideoList {
       failure,
       el("div", { class: "video-actions" }, [play]),
     ]);
-    return { root, title, badge, meta, renditions, failure, play, rows: new Map() };
+    return {
+      root, title, badge, meta, renditions, failure, failureText, detail, detailText, play,
+      rows: new Map(),
+    };
   }
 
   patch(item, video) {
@@ -261,8 +271,10 @@ export class VideoList {
     for (const [name, r] of entries) this.patchRendition(item, name, r);
 
     const reason = video.failure_reason || (phase === "Failed" ? "the transcode failed" : "");
-    setText(item.failure, reason ? `Failed: ${reason}` : "");
+    setText(item.failureText, reason ? `Failed: ${reason}` : "");
     show(item.failure, Boolean(reason));
+    setText(item.detailText, video.failure_detail || "");
+    show(item.detail, Boolean(video.failure_detail));
 
     const playable = Boolean(video.playback?.hls || video.playback?.ipfs);
     // Offered (disabled) while a transcode may still make it playable; gone when none will.
