@@ -165,7 +165,7 @@ def test_an_unusable_source_fails_without_a_job() -> None:
     d = decide(snap(vt.VideoTranscodeStatus(), probe=refused))
     assert d.status.phase == "Failed"
     assert d.status.plan is None
-    said = "This file is an HLS playlist, not a video."
+    said = "This file is an HLS playlist, not a video. Upload the video file itself."
     assert MarkFailed(said, f"InvalidSource: {refused.refused}") in d.actions
     assert d.note == said, "the status event says it in words"
     assert not [a for a in d.actions if isinstance(a, CreateTranscodeJob)]

@@ -94,7 +94,9 @@ def test_every_limit_the_probe_holds_reads_as_a_sentence(facts: SourceFacts, sai
 def test_a_file_ffprobe_cannot_read_is_named_by_its_bytes() -> None:
     stderr = "http://s3:7070/videos/x/source/a.mp4?X-Amz-Signature=abc: Invalid data found\n"
     detail = UNREADABLE + failure_reason(stderr)
-    assert explain(detail, "an HLS playlist") == "This file is an HLS playlist, not a video."
+    assert explain(detail, "an HLS playlist") == (
+        "This file is an HLS playlist, not a video. Upload the video file itself."
+    )
     assert explain(detail, "a PNG image") == "This file is a PNG image, not a video."
     assert explain(detail, "an empty file") == "This file is empty."
     assert explain(detail, None).startswith("This file is not a video or audio file that can be")

@@ -81,6 +81,7 @@ _NOT_MEDIA = (
     " that is not supported."
 )
 
+_POINTERS = ("an HLS playlist", "a DASH manifest")  # files that point at the video
 _HLS = "This file is an HLS playlist, not a video. Upload the video file itself."
 _CONCAT = "This file is a list of other files (an FFmpeg concat script), not a video."
 _NO_STREAMS = "This file has neither pictures nor sound."
@@ -113,6 +114,8 @@ def explain(detail: str, looks_like: str | None = None) -> str:
     if reason == "InvalidSource" and "not a readable video or audio file" in detail:
         if looks_like == "an empty file":
             return "This file is empty."
+        if looks_like in _POINTERS:
+            return f"This file is {looks_like}, not a video. Upload the video file itself."
         if looks_like is not None:
             return f"This file is {looks_like}, not a video."
     if m := _TOO_LONG.search(detail):
