@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, cast
@@ -53,6 +54,38 @@ def make_audio_only(path: Path, *, seconds: float = 8, tone: int = 330) -> Path:
             check=True, timeout=120,
         )  # fmt: skip
     return path
+
+
+def make_interlaced(path: Path, *, seconds: float = 4) -> Path:
+    """A broadcast recording: 1080i25 MPEG-2 (top field first) and MP2 audio in MPEG-TS, its
+    two fields of each frame taken 1/50 s apart from a moving pattern (so it combs)."""
+    if not path.exists():
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+             "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=50",
+             "-f", "lavfi", "-i", "sine=frequency=550:sample_rate=48000", "-t", str(seconds),
+             "-vf", "tinterlace=mode=interleave_top,setfield=tff", "-flags", "+ilme+ildct",
+             "-top", "1", "-c:v", "mpeg2video", "-b:v", "12M", "-c:a", "mp2", "-f", "mpegts",
+             str(path)],
+            check=True, timeout=300,
+        )  # fmt: skip
+    return path
+
+
+def field_detection(path_or_url: str) -> dict[str, int]:
+    """Frames FFmpeg's ``idet`` filter finds interlaced (top or bottom field first) and
+    progressive, by its multi-frame detection over the whole video."""
+    out = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostats", "-i", path_or_url, "-map", "0:v:0", "-vf", "idet",
+         "-f", "null", "-"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stderr  # fmt: skip
+    found = re.search(
+        r"Multi frame detection: TFF:\s*(\d+)\s+BFF:\s*(\d+)\s+Progressive:\s*(\d+)", out
+    )
+    assert found, f"idet printed no summary: {out[-500:]}"
+    tff, bff, progressive = (int(n) for n in found.groups())
+    return {"interlaced": tff + bff, "progressive": progressive}
 
 
 def make_text_file(path: Path) -> Path:

@@ -27,7 +27,13 @@ from vtx.core.hls import parse_media_playlist
 from vtx.core.ipfs import IpfsClient
 from vtx.core.objects import ObjectStore
 from vtx.core.outbox import OutboxRelay, write_event
-from vtx.core.resource import SourceRef, VideoTranscodeSpec, build_resource, video_id_from_name
+from vtx.core.resource import (
+    RenditionSpec,
+    SourceRef,
+    VideoTranscodeSpec,
+    build_resource,
+    video_id_from_name,
+)
 from vtx.operator.jobs import job_name
 
 pytestmark = pytest.mark.stack
@@ -241,6 +247,26 @@ def test_the_plan_follows_the_source(
         got.append(f"{rendition}:{size}")
     assert sorted(got) == sorted(expected)
     media.probe(f"{gateway}/master.m3u8")
+    assert_complete(video.id)
+
+
+def test_an_interlaced_broadcast_recording_comes_out_progressive(
+    ns: str, operator: Path, store: ObjectStore, db: Database, tmp_path: Path
+) -> None:
+    clip = media.make_interlaced(tmp_path / "broadcast.ts", seconds=4)
+    combed = media.field_detection(str(clip))
+    assert combed["interlaced"] > 0.9 * sum(combed.values()), f"the source combs: {combed}"
+    video = upload_video(store, db, clip, content_type="video/mp2t")
+    name = submit(video, ns, renditions=(RenditionSpec("1080p"),))
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    assert obj["status"]["source"]["fieldOrder"] == "tt"
+    mp4 = obj["status"]["renditions"]["1080p"]["outputs"]["mp4"]
+    frames = media.field_detection(store.presign_get(mp4, expires_s=600, public=False))
+    total = sum(frames.values())
+    assert total >= 95, f"the 1080p output has its 4 s of frames at 25 fps: {frames}"
+    assert frames["interlaced"] <= 0.02 * total, f"no combing left: {frames}"
+    assert frames["progressive"] >= 0.9 * total, frames
     assert_complete(video.id)
 
 

@@ -96,6 +96,29 @@ def test_one_decode_feeds_every_rendition_and_each_is_written_twice() -> None:
     assert "concat" not in formats
 
 
+def test_an_interlaced_source_is_deinterlaced_once_before_it_is_scaled() -> None:
+    outs = ffmpeg.outputs_for([R480, R720], Path("/scratch/w"))
+
+    def graph(outputs: list[ffmpeg.Output], deinterlace: bool) -> list[str]:
+        cmd = ffmpeg.build_encode_command(
+            "http://s3/src", outputs, has_audio=True, duration_s=10, max_pixels=MAX_PIXELS,
+            deinterlace=deinterlace,
+        )  # fmt: skip
+        return cmd[cmd.index("-filter_complex") + 1].split(";")
+
+    both = graph(outs, True)
+    assert both[:2] == [
+        "[0:V:0]bwdif=mode=send_frame:parity=auto:deint=interlaced[di]",
+        "[di]split=2[s0][s1]",
+    ]
+    assert all("bwdif" not in chain for chain in both[1:]), "once, for every rendition"
+    one = graph(outs[:1], True)
+    assert one[0].endswith("[di]")
+    assert one[1].startswith("[di]scale=854:480")
+    # A progressive source is left as it is: no deinterlacer at all.
+    assert not any("bwdif" in chain for chain in graph(outs, False))
+
+
 def test_an_audio_only_rendition_has_no_video() -> None:
     outs = ffmpeg.outputs_for([AUDIO], Path("/s"))
     cmd = ffmpeg.build_encode_command(

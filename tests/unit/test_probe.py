@@ -60,6 +60,28 @@ def test_a_phone_video_is_known_to_be_rotated() -> None:
     assert (lowest.width, lowest.height) == (480, 854), "stays portrait"
 
 
+@pytest.mark.parametrize(
+    ("said", "order", "interlaced"),
+    [
+        ("tt", "tt", True),
+        ("bb", "bb", True),
+        ("tb", "tb", True),
+        ("bt", "bt", True),
+        ("progressive", "progressive", False),
+        ("unknown", "unknown", False),
+        (None, "unknown", False),
+        ("tt; rm -rf /", "unknown", False),  # anything else a file makes ffprobe say
+        (7, "unknown", False),
+    ],
+)
+def test_the_field_order_is_read_into_a_known_value(
+    said: object, order: str, interlaced: bool
+) -> None:
+    video = {**PHONE["streams"][0], "field_order": said}
+    facts = facts_from_ffprobe({**PHONE, "streams": [video, PHONE["streams"][1]]})
+    assert (facts.field_order, facts.interlaced) == (order, interlaced)
+
+
 def test_cover_art_is_not_video() -> None:
     facts = facts_from_ffprobe(COVER_ART_AUDIO)
     assert not facts.has_video

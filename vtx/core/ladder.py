@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
+FIELD_ORDERS = ("progressive", "tt", "bb", "tb", "bt", "unknown")
+INTERLACED_ORDERS = ("tt", "bb", "tb", "bt")
+
 
 class InvalidSource(ValueError):
     """The source cannot be transcoded; the message says why."""
@@ -53,6 +56,13 @@ class SourceFacts:
     fps: float | None = None
     video_codec: str | None = None
     audio_codec: str | None = None
+    # As the stream says: progressive, tt, bb, tb or bt (interlaced, the first letter the field
+    # shown first), unknown when it does not say.
+    field_order: str = "unknown"
+
+    @property
+    def interlaced(self) -> bool:
+        return self.field_order in INTERLACED_ORDERS
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from vtx.core.ladder import SourceFacts
+from vtx.core.ladder import FIELD_ORDERS, SourceFacts
 
 
 def ffprobe_args(
@@ -86,12 +86,15 @@ def facts_from_ffprobe(report: Mapping[str, Any]) -> SourceFacts:
     width = height = None
     sar = Fraction(1)
     rotation = 0
+    field_order = "unknown"
     if video is not None:
         rate = _ratio(video.get("avg_frame_rate")) or _ratio(video.get("r_frame_rate"))
         fps = round(float(rate), 3) if rate else None
         width, height = _int(video.get("width")), _int(video.get("height"))
         sar = _ratio(video.get("sample_aspect_ratio")) or Fraction(1)
         rotation = _rotation(video)
+        order = video.get("field_order")
+        field_order = order if isinstance(order, str) and order in FIELD_ORDERS else "unknown"
     return SourceFacts(
         duration=duration,
         has_video=video is not None,
@@ -103,4 +106,5 @@ def facts_from_ffprobe(report: Mapping[str, Any]) -> SourceFacts:
         fps=fps,
         video_codec=str(video.get("codec_name")) if video and video.get("codec_name") else None,
         audio_codec=str(audio.get("codec_name")) if audio and audio.get("codec_name") else None,
+        field_order=field_order,
     )

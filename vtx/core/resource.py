@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
-from vtx.core.ladder import InvalidPlan, Rendition, plan_from_list, rendition_to_dict
+from vtx.core.ladder import FIELD_ORDERS, InvalidPlan, Rendition, plan_from_list, rendition_to_dict
 
 GROUP = "vtx.dev"
 VERSION = "v1alpha1"
@@ -314,6 +314,14 @@ def set_condition(
     return tuple(new if c is previous else c for c in conditions)
 
 
+def _field_order(value: str) -> str:
+    if value not in FIELD_ORDERS:
+        raise InvalidStatus(
+            f"status.source.fieldOrder is {value[:20]!r}, not one of {FIELD_ORDERS}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class SourceStatus:
     """What the probe read from the source."""
@@ -326,6 +334,7 @@ class SourceStatus:
     video_codec: str = ""
     audio_codec: str = ""
     has_audio: bool = False
+    field_order: str = "unknown"  # progressive, tt, bb, tb, bt (interlaced) or unknown
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -337,6 +346,7 @@ class SourceStatus:
             "videoCodec": self.video_codec,
             "audioCodec": self.audio_codec,
             "hasAudio": self.has_audio,
+            "fieldOrder": self.field_order,
         }
 
     @classmethod
@@ -351,6 +361,7 @@ class SourceStatus:
             video_codec=_optional(d, "videoCodec", "string", w) or "",
             audio_codec=_optional(d, "audioCodec", "string", w) or "",
             has_audio=_flag(d, "hasAudio", w, False),
+            field_order=_field_order(_optional(d, "fieldOrder", "string", w) or "unknown"),
         )
 
 

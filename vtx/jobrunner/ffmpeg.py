@@ -79,6 +79,11 @@ def _tee_target(out: Output) -> str:
     return f"[f=mp4:movflags=+faststart]{out.mp4}|[{hls}]{out.playlist}"
 
 
+# Frame rate (one frame per frame, not per field): the plan's frame rate and cost stay those of
+# the source; field rate would double both for smoother motion.
+DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=interlaced"
+
+
 def build_encode_command(
     source_url: str,
     outputs: Sequence[Output],
@@ -88,8 +93,13 @@ def build_encode_command(
     max_pixels: int,
     rw_timeout_s: int = 30,
     threads: int = 0,
+    deinterlace: bool = False,
 ) -> list[str]:
     """The FFmpeg argument list: one decode, one encode per rendition, MP4 and HLS from each.
+
+    An interlaced source (``deinterlace``) is deinterlaced once, before it is split and scaled:
+    bwdif at the frame rate, on the frames the decoder marks interlaced (a progressive frame in
+    it passes untouched). A progressive source gets no such filter at all.
 
     FFmpeg decodes only what the probe saw and allowed: the first video stream that is not an
     attached picture (``0:V:0``, as the probe chose it), no frame larger than ``max_pixels``
@@ -108,11 +118,15 @@ def build_encode_command(
     videos = [o for o in outputs if o.rendition.kind == "video"]
     if videos:
         chains = []
+        decoded = "[0:V:0]"
+        if deinterlace:
+            chains.append(f"{decoded}{DEINTERLACE}[di]")
+            decoded = "[di]"
         if len(videos) == 1:
-            sources = ["[0:V:0]"]
+            sources = [decoded]
         else:
             labels = [f"[s{i}]" for i in range(len(videos))]
-            chains.append(f"[0:V:0]split={len(videos)}{''.join(labels)}")
+            chains.append(f"{decoded}split={len(videos)}{''.join(labels)}")
             sources = labels
         for i, (src, out) in enumerate(zip(sources, videos, strict=True)):
             r = out.rendition

@@ -145,8 +145,10 @@ def run_transcode(
         cmd = build_encode_command(
             url, outputs, has_audio=facts.has_audio, duration_s=facts.duration,
             max_pixels=settings.max_source_width * settings.max_source_height,
+            deinterlace=facts.interlaced,
         )  # fmt: skip
-        log.info("encoding %s of %s (%.1fs)", ",".join(names), job.video_id, facts.duration)
+        log.info("encoding %s of %s (%.1fs, %s)", ",".join(names), job.video_id, facts.duration,
+                 "deinterlaced" if facts.interlaced else facts.field_order)  # fmt: skip
         encode = _Encode(cmd, scratch / "ffmpeg.log")
         failure: list[BaseException] = []
         encoding_done = threading.Event()

@@ -335,7 +335,7 @@ class _Draft:
                 duration=facts.duration, width=facts.width or 0, height=facts.height or 0,
                 fps=facts.fps or 0.0, rotation=facts.rotation,
                 video_codec=facts.video_codec or "", audio_codec=facts.audio_codec or "",
-                has_audio=facts.has_audio,
+                has_audio=facts.has_audio, field_order=facts.field_order,
             ),
         )  # fmt: skip
         self.entries = {r.name: vt.RenditionStatus(phase="Queued") for r in plan}
