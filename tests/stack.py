@@ -174,7 +174,8 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float, every: 
 
 
 def install_crd() -> None:
-    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    # The checkout's CRDs win over what a chart test (helm, kubectl replace) left in the cluster.
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd/videotranscodes.vtx.dev",
         "crd/kopfpeerings.kopf.dev", "crd/clusterkopfpeerings.kopf.dev",
