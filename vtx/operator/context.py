@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import OrderedDict
@@ -49,6 +50,11 @@ class Context:
     claimed: set[str] = field(default_factory=set)  # resources known to own their video
     reports: ReportBook = field(default_factory=ReportBook)  # the jobrunners' progress
     probed: ProbeMemo = field(default_factory=lambda: ProbeMemo())
+    # One step at a time per resource (the timer's, or one a Job's end woke); and what a woken
+    # step wrote, until the resource's watch brings it to the timer (handlers.py).
+    step_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    woken: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    wakes: set[asyncio.Task[None]] = field(default_factory=set)
 
     def plain(self, obj: Any) -> Any:
         """A client model as the API's JSON (camelCase dicts)."""

@@ -14,10 +14,13 @@ import functools
 import logging
 import random
 import threading
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
 from vtx.core import bus, events, failpoints, media, videos
@@ -45,6 +48,9 @@ from vtx.operator.state import job_obs
 
 log = logging.getLogger(__name__)
 INTERVAL_S = 2.0
+# A woken step's status is awaited on the resource's watch for at most this long: until then a
+# timer tick whose body is older does nothing (it would decide again from a status overwritten).
+WOKEN_STALE_S = 10.0
 RETRY_S = 10.0  # a step that raised (a server away, say) runs again after this
 PEERING_LIFETIME_S = 30
 EXIT_DEADLINE_S = 8.0
@@ -128,7 +134,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.health.stop()
 
 
-def _active(status: kopf.Status, **_: Any) -> bool:
+def _active(status: Mapping[str, Any], **_: Any) -> bool:
     """The timer runs until the resource has finished and its ingest has ended."""
     ingest = (status.get("ingest") or {}).get("phase")
     return status.get("phase") not in TERMINAL or ingest == "Running"
@@ -171,12 +177,88 @@ async def reconcile(
         return  # the deletion handler has it
     if _still_waiting(ctx, status, spec, namespace, str(meta["name"])):
         return  # the common case with many queued: decided here, no thread, no API call
+    key = (namespace, str(meta["name"]))
+    lock = ctx.step_locks.setdefault(key, asyncio.Lock())
+    if lock.locked() or _behind(ctx, key, status):
+        return  # a woken step runs, or the watch has not brought what it wrote: next tick
+    async with lock:
+        written = await _step(ctx, body, dict(spec), dict(status), meta, namespace)
+    _forget_finished(ctx, key, written)
+
+
+async def _step(
+    ctx: Context, body: kopf.Body, spec: dict[str, Any], status: dict[str, Any],
+    meta: kopf.Meta, namespace: str,
+) -> dict[str, Any]:  # fmt: skip
     # kopf's event posting reads context variables: the thread runs in a copy of this context.
     run = functools.partial(
-        contextvars.copy_context().run, _reconcile, ctx, body, dict(spec), dict(status), meta,
-        namespace,
-    )  # fmt: skip
-    await asyncio.get_running_loop().run_in_executor(ctx.executor, run)
+        contextvars.copy_context().run, _reconcile, ctx, body, spec, status, meta, namespace
+    )
+    return await asyncio.get_running_loop().run_in_executor(ctx.executor, run)
+
+
+def _ours(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k in vt.STATUS_KEYS}
+
+
+def _behind(ctx: Context, key: tuple[str, str], status: kopf.Status) -> bool:
+    """Whether the timer's body is older than what a woken step wrote (for a little while)."""
+    woken = ctx.woken.get(key)
+    if woken is None:
+        return False
+    at, written = woken
+    if _ours(status) == written or time.monotonic() - at > WOKEN_STALE_S:
+        del ctx.woken[key]
+        return False
+    return True
+
+
+def _forget_finished(ctx: Context, key: tuple[str, str], status: Mapping[str, Any]) -> None:
+    """A finished resource is stepped no more: its lock and last write go."""
+    if not _active(status):
+        ctx.step_locks.pop(key, None)
+        ctx.woken.pop(key, None)
+
+
+def wake(ctx: Context, namespace: str, name: str) -> None:
+    """Step the resource now, not at its next tick: one of its Jobs has just ended."""
+    task = asyncio.create_task(_woken_step(ctx, namespace, name), name=f"wake {name}")
+    ctx.wakes.add(task)
+    task.add_done_callback(ctx.wakes.discard)
+
+
+async def _woken_step(ctx: Context, namespace: str, name: str) -> None:
+    key = (namespace, name)
+    lock = ctx.step_locks.setdefault(key, asyncio.Lock())
+    loop = asyncio.get_running_loop()
+    try:
+        async with lock:
+            # Read afresh: the resource's own watch may not have brought the last step's status.
+            obj = await loop.run_in_executor(ctx.executor, _read, ctx, namespace, name)
+            if obj is None:
+                return
+            body = kopf.Body(cast(kopf.RawBody, obj))
+            if being_deleted(body) or not _active(body.status):
+                return
+            written = await _step(ctx, body, dict(body.spec), dict(body.status), body.meta,
+                                  namespace)  # fmt: skip
+            ctx.woken[key] = (time.monotonic(), _ours(written))
+        _forget_finished(ctx, key, written)
+    except Exception:
+        log.warning("%s/%s: the step a Job's end woke failed", namespace, name, exc_info=True)
+
+
+def _read(ctx: Context, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj: dict[str, Any] = ctx.custom.get_namespaced_custom_object(
+            vt.GROUP, vt.VERSION, namespace, vt.PLURAL, name,
+            _request_timeout=ctx.settings.request_timeout_s,
+        )  # fmt: skip
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
 
 
 def _still_waiting(
@@ -198,7 +280,8 @@ def _reconcile(
     status: dict[str, Any],
     meta: kopf.Meta,
     namespace: str,
-) -> None:
+) -> dict[str, Any]:
+    """One step of the resource; the status it leaves."""
     step = Step(ctx, body, meta, namespace, status)
     try:
         reconcile_step(step, spec)
@@ -211,6 +294,7 @@ def _reconcile(
         if step.status.get("phase") == "Ready" != step.initial.get("phase"):
             failpoints.hit("operator.ready-written")
         _after_step(ctx, step, spec)
+    return step.status
 
 
 def _after_step(ctx: Context, step: Step, spec: dict[str, Any]) -> None:
@@ -269,6 +353,12 @@ async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # after a restart, was counted by the operator that saw it end).
     if previous is None or job_obs(previous).state != "active":
         return
+    owner = next(
+        (o.get("name") for o in meta.get("ownerReferences") or [] if o.get("kind") == vt.KIND),
+        None,
+    )
+    if owner:
+        wake(ctx, str(meta["namespace"]), str(owner))
     if (meta.get("labels") or {}).get(LABEL_KIND) != "transcode":
         return
     if state.state == "failed":
@@ -298,6 +388,8 @@ def cleanup(
     ctx.phases.set(key, None)
     ctx.view.forget(*key)
     ctx.synced.pop(key, None)
+    ctx.step_locks.pop(key, None)
+    ctx.woken.pop(key, None)
     video_id = str(spec.get("videoId") or "")
     ref = f"{key[0]}/{key[1]}"
     ctx.claimed.discard(ref)
