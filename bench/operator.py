@@ -3,11 +3,14 @@
 1. Time to Ready: a VideoTranscode for a 1080p source, from creation to Ready (one Job per
    rendition, then all renditions in one grouped Job), against bare FFmpeg making the same ladder
    (the jobrunner's own grouped command, reading the same object from S3, writing to local disk).
-2. Many at once: N resources created together; the time until every one is Queued or has its
+2. Ready after the last Job: short 480p transcodes one after another, the time from their Job's
+   completion to Ready with the operator woken by the Job's end (the default), against the same
+   with only its 2 s timer stepping the resource (VTX_WAKE_ON_JOB_END=false).
+3. Many at once: N resources created together; the time until every one is Queued or has its
    Jobs, against the time the API server took to accept them; and the operator's peak RSS.
 
 Needs the stack (make up) and the images (make images). Usage:
-    python -m bench.operator [--seconds 20] [--count 1000]
+    python -m bench.operator [--seconds 20] [--count 1000] [--only ready|lag|many]
 """
 
 from __future__ import annotations
@@ -161,6 +164,59 @@ def part_one(args: argparse.Namespace, settings: Settings, work: Path) -> None:
     print("   target: operator ≤ 1.3x bare FFmpeg")
 
 
+def ready_lag(custom: Any, batch: Any, obj: dict[str, Any], ns: str) -> float:
+    """Seconds from the moment every transcode Job of ``obj`` is seen complete to the moment
+    the resource is seen Ready, both polled every 0.1 s."""
+    name = obj["metadata"]["name"]
+    selector = f"vtx.dev/video-id={obj['spec']['videoId']},vtx.dev/job-kind=transcode"
+    custom.create_namespaced_custom_object(vt.GROUP, vt.VERSION, ns, vt.PLURAL, obj)
+    marks: dict[str, float] = {}
+
+    def ready() -> bool:
+        jobs = batch.list_namespaced_job(ns, label_selector=selector).items
+        if jobs and all((j.status.succeeded or 0) >= 1 for j in jobs):
+            marks.setdefault("jobs", time.monotonic())
+        got = custom.get_namespaced_custom_object(vt.GROUP, vt.VERSION, ns, vt.PLURAL, name)
+        phase = (got.get("status") or {}).get("phase")
+        if phase == "Failed":
+            raise RuntimeError(f"{name} failed: {got.get('status')}")
+        return phase == "Ready"
+
+    wait(f"{name} to be Ready", ready, timeout=600, every=0.1)
+    return time.monotonic() - marks.setdefault("jobs", time.monotonic())
+
+
+def part_lag(args: argparse.Namespace, settings: Settings, work: Path) -> None:
+    store, db = ObjectStore(settings), Database(settings.database_url, max_connections=2)
+    custom: Any = client.CustomObjectsApi()
+    batch: Any = client.BatchV1Api()
+    source = make_clip(work / "short.mp4", seconds=2, width=854, height=480, fps=25)
+    size = source.stat().st_size
+    lags: dict[bool, list[float]] = {}
+    with job_namespace("vtx-bench-lag") as ns:
+        for woken in (True, False):
+            proc = operator_process(
+                work / f"operator-lag-{woken}.log", ns, health_port=free_port(),
+                metrics_port=free_port(), env={"VTX_WAKE_ON_JOB_END": str(woken).lower()},
+            )  # fmt: skip
+            proc.start()
+            try:
+                lags[woken] = []
+                for _ in range(args.runs):
+                    video_id, key = upload(store, db, source)
+                    obj = resource_for(video_id, key, size, ns, False)
+                    lags[woken].append(ready_lag(custom, batch, obj, ns))
+            finally:
+                proc.stop()
+    print(f"2. last transcode Job complete → Ready, 2 s 480p source, {args.runs} runs each")
+    base = sum(lags[False]) / len(lags[False])
+    for woken, label in ((False, "2 s timer only (VTX_WAKE_ON_JOB_END=false)"),
+                         (True, "woken by the Job's end (default)")):  # fmt: skip
+        mean = sum(lags[woken]) / len(lags[woken])
+        print(f"   {label:<46} mean {mean:4.2f} s  max {max(lags[woken]):4.2f} s  "
+              f"{mean / base:.2f}x")  # fmt: skip
+
+
 def part_two(args: argparse.Namespace, settings: Settings, work: Path) -> None:
     store, db = ObjectStore(settings), Database(settings.database_url, max_connections=2)
     custom: Any = client.CustomObjectsApi()
@@ -251,7 +307,7 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 def report_many(count: int, created: float, total: float, peak: float, pods: bool) -> None:
     where = "their pods running on this node" if pods else "pods kept from starting (quota 0)"
-    print(f"2. {count} resources created at once (cap 4 running Jobs; {where})", flush=True)
+    print(f"3. {count} resources created at once (cap 4 running Jobs; {where})", flush=True)
     print(f"   API server accepting them (16 client threads)          {created:7.1f} s  1.00")
     print(f"   until every one is Queued or has its Jobs               {total:7.1f} s  "
           f"{total / created:.2f}x   target ≤ 60 s")  # fmt: skip
@@ -263,7 +319,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20, help="length of the 1080p source")
     parser.add_argument("--count", type=int, default=1000, help="resources created at once")
-    parser.add_argument("--only", choices=("ready", "many"), help="run one part")
+    parser.add_argument("--only", choices=("ready", "lag", "many"), help="run one part")
+    parser.add_argument("--runs", type=int, default=8, help="transcodes per mode in part 2")
     parser.add_argument(
         "--with-pods", action="store_true",
         help="let the admitted Jobs' pods run (on this node) during part 2",
@@ -277,6 +334,8 @@ def main() -> None:
         work = Path(tmp)
         if args.only in (None, "ready"):
             part_one(args, settings, work)
+        if args.only in (None, "lag"):
+            part_lag(args, settings, work)
         if args.only in (None, "many"):
             part_two(args, settings, work)
 

@@ -205,6 +205,7 @@ class Settings:
     upload_retry_seconds: int = setting("VTX_UPLOAD_RETRY_SECONDS", _positive_int, "300")
     status_patch_seconds: int = setting("VTX_STATUS_PATCH_SECONDS", _positive_int, "3")
     max_running_jobs: int = setting("VTX_MAX_RUNNING_JOBS", _positive_int, "4")
+    wake_on_job_end: bool = setting("VTX_WAKE_ON_JOB_END", _bool, "true")
     stall_seconds: int = setting("VTX_STALL_SECONDS", _positive_int, "300")
     redo_limit: int = setting("VTX_REDO_LIMIT", _non_negative_int, "2")
     probe_retry_limit: int = setting("VTX_PROBE_RETRY_LIMIT", _positive_int, "5")

@@ -357,7 +357,7 @@ async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         (o.get("name") for o in meta.get("ownerReferences") or [] if o.get("kind") == vt.KIND),
         None,
     )
-    if owner:
+    if owner and ctx.settings.wake_on_job_end:
         wake(ctx, str(meta["namespace"]), str(owner))
     if (meta.get("labels") or {}).get(LABEL_KIND) != "transcode":
         return
