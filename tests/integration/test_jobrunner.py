@@ -110,7 +110,9 @@ def run_job(
 
 @dataclass
 class StatusListener:
-    """Collects the status events of one video from video-status-updates."""
+    """Collects the status events of one video from video-status-updates, each with the time
+    the jobrunner's producer sent it (its publish timestamp, in seconds): the cadence checked
+    is the jobrunner's, not the broker's delivery on a busy machine."""
 
     settings: Settings
     video_id: str
@@ -136,7 +138,7 @@ class StatusListener:
             event, msg = got
             self._consumer.ack(msg)
             if isinstance(event, events.StatusUpdate) and event.video_id == self.video_id:
-                self.received.append((time.monotonic(), event))
+                self.received.append((msg.publish_timestamp() / 1000, event))
 
     def close(self) -> None:
         self._stop.set()

@@ -39,6 +39,7 @@ from vtx.jobrunner.report import Reporter
 from vtx.jobrunner.retry import StorageUnavailable
 
 log = logging.getLogger(__name__)
+FFMPEG_NICENESS = 10
 ENCODE_SHARE = 95.0  # progress while encoding goes to 95%; uploading the MP4 takes the rest
 
 
@@ -66,9 +67,11 @@ class _Encode:
         self._log = log_path.open("w")
         # FFmpeg gets no credential of the jobrunner's: whatever a source makes it do, it
         # has nothing to give away.
+        # FFmpeg yields to the jobrunner's own threads (progress reports, segment uploads): on a
+        # busy node they keep their cadence, and the encode takes what they leave.
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True,
-            env=MEDIA_ENV,
+            ["nice", "-n", str(FFMPEG_NICENESS), *cmd], stdout=subprocess.PIPE, stderr=self._log,
+            stdin=subprocess.DEVNULL, text=True, env=MEDIA_ENV,
         )  # fmt: skip
         self.encoded_s = 0.0
         self._reader = threading.Thread(target=self._read, name="ffmpeg-progress", daemon=True)
