@@ -72,20 +72,6 @@ def make_interlaced(path: Path, *, seconds: float = 4) -> Path:
     return path
 
 
-def make_unflagged_interlaced(path: Path, *, seconds: float = 4) -> Path:
-    """An interlaced 1080i25 video whose stream does not say so: MJPEG in AVI (ffprobe's field
-    order is unknown, every frame is marked progressive), its fields 1/50 s apart."""
-    if not path.exists():
-        subprocess.run(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-             "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=50", "-t", str(seconds),
-             "-vf", "tinterlace=mode=interleave_top,setfield=tff", "-c:v", "mjpeg", "-q:v", "4",
-             "-pix_fmt", "yuvj420p", "-f", "avi", str(path)],
-            check=True, timeout=300,
-        )  # fmt: skip
-    return path
-
-
 def field_detection(path_or_url: str) -> dict[str, int]:
     """Frames FFmpeg's ``idet`` filter finds interlaced (top or bottom field first) and
     progressive, by its multi-frame detection over the whole video."""

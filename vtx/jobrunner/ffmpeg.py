@@ -6,11 +6,9 @@ writes every encode twice, as a fast-start MP4 and as fMP4 HLS, so both hold the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from vtx.core.ladder import Rendition
 from vtx.core.media import (
@@ -83,34 +81,7 @@ def _tee_target(out: Output) -> str:
 
 # Frame rate (one frame per frame, not per field): the plan's frame rate and cost stay those of
 # the source; field rate would double both for smoother motion.
-DEINTERLACE = "bwdif=mode=send_frame:parity=auto"
-Deinterlace = Literal["interlaced", "all"]  # bwdif's deint: the frames marked so, or every one
-IDET_FRAMES = 250  # frames idet looks at when the stream does not say how it is scanned
-
-
-def build_idet_command(source_url: str, *, max_pixels: int, rw_timeout_s: int = 30) -> list[str]:
-    """FFmpeg's ``idet`` over the first frames of the video, decoded as the encode decodes
-    (the same allow-lists and pixel limit), written nowhere: its summary says how it is
-    scanned (:func:`idet_interlaced`)."""
-    return [
-        "ffmpeg", "-hide_banner", "-nostdin", "-nostats",
-        *input_options(source_url, rw_timeout_s=rw_timeout_s),
-        "-max_pixels", str(max_pixels), "-i", source_url,
-        "-map", "0:V:0", "-frames:v", str(IDET_FRAMES), "-vf", "idet", "-an", "-f", "null", "-",
-    ]  # fmt: skip
-
-
-_IDET = re.compile(r"Multi frame detection: TFF:\s*(\d+)\s+BFF:\s*(\d+)\s+Progressive:\s*(\d+)")
-
-
-def idet_interlaced(stderr: str) -> bool | None:
-    """Whether idet found most frames interlaced (``None``: it printed no summary). Undetermined
-    frames count for neither side; a handful of interlaced ones among progressive do not tip it."""
-    found = _IDET.search(stderr)
-    if found is None:
-        return None
-    tff, bff, progressive = (int(n) for n in found.groups())
-    return tff + bff >= 10 and tff + bff > progressive
+DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=interlaced"
 
 
 def build_encode_command(
@@ -122,15 +93,13 @@ def build_encode_command(
     max_pixels: int,
     rw_timeout_s: int = 30,
     threads: int = 0,
-    deinterlace: Deinterlace | None = None,
+    deinterlace: bool = False,
 ) -> list[str]:
     """The FFmpeg argument list: one decode, one encode per rendition, MP4 and HLS from each.
 
-    An interlaced source is deinterlaced once, before it is split and scaled: bwdif at the
-    frame rate, on the frames the decoder marks interlaced (``deinterlace="interlaced"``: the
-    stream says it is interlaced; a progressive frame in it passes untouched) or on every frame
-    (``"all"``: the stream does not say, and ``idet`` found it combed). A progressive source
-    gets no such filter at all.
+    An interlaced source (``deinterlace``) is deinterlaced once, before it is split and scaled:
+    bwdif at the frame rate, on the frames the decoder marks interlaced (a progressive frame in
+    it passes untouched). A progressive source gets no such filter at all.
 
     FFmpeg decodes only what the probe saw and allowed: the first video stream that is not an
     attached picture (``0:V:0``, as the probe chose it), no frame larger than ``max_pixels``
@@ -150,8 +119,8 @@ def build_encode_command(
     if videos:
         chains = []
         decoded = "[0:V:0]"
-        if deinterlace is not None:
-            chains.append(f"{decoded}{DEINTERLACE}:deint={deinterlace}[di]")
+        if deinterlace:
+            chains.append(f"{decoded}{DEINTERLACE}[di]")
             decoded = "[di]"
         if len(videos) == 1:
             sources = [decoded]

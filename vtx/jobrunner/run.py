@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 from types import FrameType
 
@@ -17,7 +16,7 @@ from vtx.core import failpoints
 from vtx.core.db import Database
 from vtx.core.ipfs import IpfsClient
 from vtx.core.jobargs import TranscodeArgs
-from vtx.core.ladder import InvalidSource, SourceFacts
+from vtx.core.ladder import InvalidSource
 from vtx.core.media import (
     EXIT_INVALID_INPUT,
     EXIT_RETRYABLE,
@@ -30,11 +29,7 @@ from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 from vtx.core.sources import MEDIA_ENV, ProbeUnavailable, probe_source
 from vtx.jobrunner.ffmpeg import (
-    IDET_FRAMES,
-    Deinterlace,
     build_encode_command,
-    build_idet_command,
-    idet_interlaced,
     out_time_seconds,
     outputs_for,
     parse_progress,
@@ -112,37 +107,6 @@ class _Encode:
         self._log.close()
 
 
-IDET_TIMEOUT_S = 120
-
-
-def scan(
-    url: str, facts: SourceFacts, job: TranscodeArgs, max_pixels: int, stop: threading.Event
-) -> Deinterlace | None:
-    """How the video is to be deinterlaced: as the stream says when it says; when it does not
-    (MJPEG, MPEG-4 Part 2 or DNxHD in AVI, say), by what idet finds in its first frames."""
-    if facts.interlaced:
-        return "interlaced"
-    if facts.field_order != "unknown" or not any(r.kind == "video" for r in job.renditions):
-        return None
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(
-            build_idet_command(url, max_pixels=max_pixels), capture_output=True, text=True,
-            stdin=subprocess.DEVNULL, env=MEDIA_ENV, timeout=IDET_TIMEOUT_S, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        log.warning("idet did not finish within %ss: the video is taken as progressive",
-                    IDET_TIMEOUT_S)  # fmt: skip
-        return None
-    if stop.is_set():
-        raise Interrupted
-    verdict = idet_interlaced(proc.stderr)
-    log.info("idet over the first %d frames (%.1fs): %s", IDET_FRAMES,
-             time.monotonic() - started,
-             {None: "no verdict", True: "interlaced", False: "progressive"}[verdict])  # fmt: skip
-    return "all" if verdict else None
-
-
 def run_transcode(
     job: TranscodeArgs, scratch: Path, settings: Settings, stop: threading.Event
 ) -> int:
@@ -181,14 +145,13 @@ def run_transcode(
             )
             for out in outputs
         ]  # fmt: skip
-        max_pixels = settings.max_source_width * settings.max_source_height
-        deinterlace = scan(url, facts, job, max_pixels, stop)
         cmd = build_encode_command(
             url, outputs, has_audio=facts.has_audio, duration_s=facts.duration,
-            max_pixels=max_pixels, deinterlace=deinterlace,
+            max_pixels=settings.max_source_width * settings.max_source_height,
+            deinterlace=facts.interlaced,
         )  # fmt: skip
-        log.info("encoding %s of %s (%.1fs, field order %s, deinterlace: %s)", ",".join(names),
-                 job.video_id, facts.duration, facts.field_order, deinterlace)  # fmt: skip
+        log.info("encoding %s of %s (%.1fs, %s)", ",".join(names), job.video_id, facts.duration,
+                 "deinterlaced" if facts.interlaced else facts.field_order)  # fmt: skip
         encode = _Encode(cmd, scratch / "ffmpeg.log")
         failure: list[BaseException] = []
         encoding_done = threading.Event()
