@@ -92,12 +92,18 @@ def bare_ffmpeg(url: str, seconds: float, work: Path) -> float:
     return time.monotonic() - start
 
 
-def time_to_ready(custom: Any, obj: dict[str, Any], ns: str) -> tuple[float, str]:
-    """Seconds from creation to Ready, and when each phase (and each rendition's end) was
-    first seen, polling every 0.2 s."""
+def transcode_jobs_done(batch: Any, obj: dict[str, Any], ns: str) -> bool:
+    """Whether ``obj`` has transcode Jobs and every one of them has completed."""
+    selector = f"vtx.dev/video-id={obj['spec']['videoId']},vtx.dev/job-kind=transcode"
+    jobs = batch.list_namespaced_job(ns, label_selector=selector).items
+    return bool(jobs) and all((j.status.succeeded or 0) >= 1 for j in jobs)
+
+
+def time_to_ready(custom: Any, obj: dict[str, Any], ns: str) -> tuple[float, dict[str, float]]:
+    """Seconds from creation to Ready, and when each phase (and each rendition's end, and the
+    end of every transcode Job) was first seen, polling every 0.2 s."""
     name = obj["metadata"]["name"]
     batch: Any = client.BatchV1Api()
-    selector = f"vtx.dev/video-id={obj['spec']['videoId']},vtx.dev/job-kind=transcode"
     start = time.monotonic()
     custom.create_namespaced_custom_object(vt.GROUP, vt.VERSION, ns, vt.PLURAL, obj)
     seen: dict[str, float] = {}
@@ -108,23 +114,19 @@ def time_to_ready(custom: Any, obj: dict[str, Any], ns: str) -> tuple[float, str
         phase = status.get("phase")
         if phase == "Failed":
             raise RuntimeError(f"{name} failed: {status}")
-        jobs = batch.list_namespaced_job(ns, label_selector=selector).items
         marks = [str(phase)] + [
             f"{r} done"
             for r, entry in sorted((status.get("renditions") or {}).items())
             if (entry or {}).get("phase") == "Succeeded"
         ]
-        if jobs and all((j.status.succeeded or 0) >= 1 for j in jobs):
+        if transcode_jobs_done(batch, obj, ns):
             marks.append("Jobs complete")
         for mark in marks:
             seen.setdefault(mark, time.monotonic() - start)
         return phase == "Ready"
 
     took = wait(f"{name} to be Ready", ready, timeout=1800)
-    timeline = ", ".join(
-        f"{mark} {at:.1f}" for mark, at in sorted(seen.items(), key=lambda m: m[1])
-    )
-    return took, timeline
+    return took, seen
 
 
 def part_one(args: argparse.Namespace, settings: Settings, work: Path) -> None:
@@ -157,9 +159,10 @@ def part_one(args: argparse.Namespace, settings: Settings, work: Path) -> None:
     for grouped, label in ((False, "operator, one Job per rendition (default)"),
                            (True, "operator, one grouped Job")):  # fmt: skip
         print(f"   {label:<58}{results[grouped]:7.1f} s  {results[grouped] / bare:.2f}x")
-        print(f"      first seen (s): {timelines[grouped]}")
-        marks = dict(m.rsplit(" ", 1) for m in timelines[grouped].split(", "))
-        lag = float(marks["Ready"]) - float(marks["Jobs complete"])
+        seen = timelines[grouped]
+        timeline = ", ".join(f"{m} {at:.1f}" for m, at in sorted(seen.items(), key=lambda m: m[1]))
+        print(f"      first seen (s): {timeline}")
+        lag = seen["Ready"] - seen["Jobs complete"]
         print(f"      last transcode Job complete → Ready: {lag:.1f} s (polled every 0.2 s)")
     print("   target: operator ≤ 1.3x bare FFmpeg")
 
@@ -168,13 +171,11 @@ def ready_lag(custom: Any, batch: Any, obj: dict[str, Any], ns: str) -> float:
     """Seconds from the moment every transcode Job of ``obj`` is seen complete to the moment
     the resource is seen Ready, both polled every 0.1 s."""
     name = obj["metadata"]["name"]
-    selector = f"vtx.dev/video-id={obj['spec']['videoId']},vtx.dev/job-kind=transcode"
     custom.create_namespaced_custom_object(vt.GROUP, vt.VERSION, ns, vt.PLURAL, obj)
     marks: dict[str, float] = {}
 
     def ready() -> bool:
-        jobs = batch.list_namespaced_job(ns, label_selector=selector).items
-        if jobs and all((j.status.succeeded or 0) >= 1 for j in jobs):
+        if transcode_jobs_done(batch, obj, ns):
             marks.setdefault("jobs", time.monotonic())
         got = custom.get_namespaced_custom_object(vt.GROUP, vt.VERSION, ns, vt.PLURAL, name)
         phase = (got.get("status") or {}).get("phase")

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
 from vtx.core import bus, events, failpoints, media, videos
@@ -43,7 +42,13 @@ from vtx.operator.metrics import (
     TIME_TO_READY,
 )
 from vtx.operator.publish import unpin_replaced
-from vtx.operator.reconcile import Step, being_deleted, named_after, reconcile_step
+from vtx.operator.reconcile import (
+    Step,
+    being_deleted,
+    named_after,
+    read_resource,
+    reconcile_step,
+)
 from vtx.operator.state import job_obs
 
 log = logging.getLogger(__name__)
@@ -234,7 +239,7 @@ async def _woken_step(ctx: Context, namespace: str, name: str) -> None:
     try:
         async with lock:
             # Read afresh: the resource's own watch may not have brought the last step's status.
-            obj = await loop.run_in_executor(ctx.executor, _read, ctx, namespace, name)
+            obj = await loop.run_in_executor(ctx.executor, read_resource, ctx, namespace, name)
             if obj is None:
                 return
             body = kopf.Body(cast(kopf.RawBody, obj))
@@ -244,21 +249,8 @@ async def _woken_step(ctx: Context, namespace: str, name: str) -> None:
                                   namespace)  # fmt: skip
             ctx.woken[key] = (time.monotonic(), _ours(written))
         _forget_finished(ctx, key, written)
-    except Exception:
+    except Exception:  # any failure: the timer steps it again; this was only to be early
         log.warning("%s/%s: the step a Job's end woke failed", namespace, name, exc_info=True)
-
-
-def _read(ctx: Context, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        obj: dict[str, Any] = ctx.custom.get_namespaced_custom_object(
-            vt.GROUP, vt.VERSION, namespace, vt.PLURAL, name,
-            _request_timeout=ctx.settings.request_timeout_s,
-        )  # fmt: skip
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return obj
 
 
 def _still_waiting(

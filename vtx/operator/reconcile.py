@@ -366,16 +366,22 @@ def _still_unprobed(step: Step) -> bool:
     start (the step's body can be tens of seconds old when a thousand resources change)."""
     if being_deleted(step.body):
         return False
+    now = read_resource(step.ctx, step.namespace, step.name)
+    return now is not None and not being_deleted(now) and not (now.get("status") or {}).get("plan")
+
+
+def read_resource(ctx: Context, namespace: str, name: str) -> dict[str, Any] | None:
+    """The resource as the API server has it now; None when it is gone."""
     try:
-        now = step.ctx.custom.get_namespaced_custom_object(
-            vt.GROUP, vt.VERSION, step.namespace, vt.PLURAL, step.name,
-            _request_timeout=step.ctx.settings.request_timeout_s,
+        obj: dict[str, Any] = ctx.custom.get_namespaced_custom_object(
+            vt.GROUP, vt.VERSION, namespace, vt.PLURAL, name,
+            _request_timeout=ctx.settings.request_timeout_s,
         )  # fmt: skip
     except ApiException as exc:
         if exc.status == 404:
-            return False
+            return None
         raise
-    return not being_deleted(now) and not (now.get("status") or {}).get("plan")
+    return obj
 
 
 def _probe(ctx: Context, spec: vt.VideoTranscodeSpec, tries: int) -> ProbeResult:
@@ -396,7 +402,7 @@ def _looks_like(ctx: Context, key: str) -> str | None:
     reads); None when they do not tell, or cannot be read."""
     try:
         return sniff(ctx.store.get_head(key, MAX_HEAD))
-    except Exception:
+    except Exception:  # any failure: the sentence is a courtesy, the refusal stands anyway
         log.warning("could not read the first bytes of %s", key, exc_info=True)
         return None
 
