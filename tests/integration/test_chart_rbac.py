@@ -126,18 +126,31 @@ OPERATOR_ELSEWHERE_MAY_NOT = [
 ]
 
 
+# Nodes are cluster-scoped: one ClusterRole lets the operator list them (to choose grouping).
+NODES = [("list", "nodes", "")]
+NOT_NODES = [("get", "nodes", ""), ("patch", "nodes", ""), ("delete", "nodes", "")]
+
+
 def test_each_component_may_do_only_its_part() -> None:
     install_crd()
-    with namespace("chart-rbac") as ns, namespace("chart-rbac-other") as other:
-        apply(*rbac_objects(ns))
+    # The node reader's name holds the (fresh) release namespace: no two runs share it.
+    with (
+        namespace("chart-rbac") as ns,
+        namespace("chart-rbac-other") as other,
+        cluster_objects(rbac_objects(ns)),
+    ):
         expect((ns, "vtx-api"), ns, API_MAY, API_MAY_NOT)
         expect((ns, "vtx-jobrunner"), ns, JOBRUNNER_MAY, JOBRUNNER_MAY_NOT)
         peering = [("get", "kopfpeerings.kopf.dev", ""), ("patch", "kopfpeerings.kopf.dev", "")]
         # The queue consumer creates the resources uploads lack, in the release namespace.
         intake = [("create", VT, "")]
-        expect((ns, "vtx-operator"), ns, OPERATOR_MAY + peering + intake, OPERATOR_MAY_NOT)
+        expect(
+            (ns, "vtx-operator"), ns, OPERATOR_MAY + peering + intake + NODES,
+            OPERATOR_MAY_NOT + NOT_NODES,
+        )  # fmt: skip
         expect((ns, "vtx-operator"), other, [], OPERATOR_ELSEWHERE_MAY_NOT)
-        expect((ns, "vtx-api"), other, [], API_MAY)
+        expect((ns, "vtx-api"), other, [], API_MAY + NODES)
+        expect((ns, "vtx-jobrunner"), ns, [], NODES)
 
 
 def test_watched_namespaces_get_the_operator_and_jobrunner_roles() -> None:
@@ -146,7 +159,9 @@ def test_watched_namespaces_get_the_operator_and_jobrunner_roles() -> None:
         ns = stack.enter_context(namespace("chart-rbac"))
         watched = stack.enter_context(namespace("chart-rbac-watched"))
         other = stack.enter_context(namespace("chart-rbac-other"))
-        apply(*rbac_objects(ns, f"operator.watchNamespaces={{{watched}}}"))
+        stack.enter_context(
+            cluster_objects(rbac_objects(ns, f"operator.watchNamespaces={{{watched}}}"))
+        )
         # Resources of uploads are created in the release namespace only.
         not_here = [*OPERATOR_MAY_NOT, ("create", VT, "")]
         expect((ns, "vtx-operator"), watched, OPERATOR_MAY, not_here)
@@ -165,6 +180,6 @@ def test_cluster_wide_operator_reaches_every_namespace_but_no_secret() -> None:
             cluster_peering = [("patch", "clusterkopfpeerings.kopf.dev", "")]
             for where in (ns, other):
                 expect(operator, where, OPERATOR_MAY, OPERATOR_MAY_NOT)
-            expect(operator, ns, cluster_peering, [])
+            expect(operator, ns, cluster_peering + NODES, NOT_NODES)
             expect((ns, f"{name}-jobrunner"), ns, JOBRUNNER_MAY, JOBRUNNER_MAY_NOT)
             expect((ns, f"{name}-api"), other, [], API_MAY)

@@ -119,6 +119,12 @@ def test_a_1080p_upload_becomes_ready_with_three_renditions(
     }
     row = kubectl("get", "vt", name, "-n", ns, "--no-headers").split()
     assert row[1:4] == ["Ready", "100", "3/3"]
+    # One schedulable node: the spec leaves it open, so the renditions share one Job (one
+    # decode), and the status says why.
+    grouping = status["grouping"]
+    assert (grouping["grouped"], grouping["reason"]) == (True, "OneNode"), grouping
+    assert grouping["message"].startswith("1 schedulable node: "), grouping
+    assert len({status["renditions"][r]["job"] for r in ("480p", "720p", "1080p")}) == 1
 
     # The master playlist plays from the IPFS gateway by the root CID...
     gateway = f"{settings.ipfs_gateway_url}/ipfs/{status['outputs']['cid']}/master.m3u8"

@@ -109,6 +109,26 @@ def of_kind(docs: list[Doc], *kinds: str) -> list[Doc]:
     return [d for d in docs if d["kind"] in kinds]
 
 
+NODE_READER = f"vtx-operator-{NAMESPACE}-nodes"
+
+
+def cluster_scoped_but_the_node_reader(docs: list[Doc]) -> list[Doc]:
+    """What the release makes outside namespaces besides the operator's ClusterRole to list
+    nodes (and its binding), checked to grant that and nothing else."""
+    reader = find(docs, "ClusterRole", NODE_READER, None)
+    assert rules(reader) == [(("",), ("nodes",), ("list",))]
+    binding = find(docs, "ClusterRoleBinding", NODE_READER, None)
+    assert binding["roleRef"]["name"] == NODE_READER
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "vtx-operator", "namespace": NAMESPACE}
+    ]
+    return [
+        d
+        for d in of_kind(docs, "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering")
+        if d["metadata"]["name"] != NODE_READER
+    ]
+
+
 def pod_specs(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
     for d in of_kind(docs, "Deployment", "StatefulSet", "DaemonSet", "Job"):
         yield d["metadata"]["name"], d["spec"]["template"]["spec"]
@@ -208,7 +228,7 @@ def test_defaults_render_every_part(defaults: list[Doc]) -> None:
     find(defaults, "PodDisruptionBudget", "vtx-api")
     find(defaults, "KopfPeering", "vtx")
     find(defaults, "ConfigMap", "vtx-dashboard")
-    assert not of_kind(defaults, "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering")
+    assert not cluster_scoped_but_the_node_reader(defaults)
     assert not of_kind(defaults, "ServiceMonitor"), "the ServiceMonitor is off by default"
 
     image = "localhost/vtx-operator:0.1.0"
@@ -488,7 +508,7 @@ INTAKE_RULE = (("vtx.dev",), ("videotranscodes",), ("create",))
 
 def test_operator_roles_in_each_watched_namespace(two_more_namespaces: list[Doc]) -> None:
     docs = two_more_namespaces
-    assert not of_kind(docs, "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering")
+    assert not cluster_scoped_but_the_node_reader(docs)
     peering = (("kopf.dev",), ("kopfpeerings",), ("get", "list", "patch", "watch"))
     for ns in (NAMESPACE, "media", "archive"):
         role = find(docs, "Role", "vtx-operator", ns)
@@ -504,6 +524,11 @@ def test_operator_roles_in_each_watched_namespace(two_more_namespaces: list[Doc]
     op = find(docs, "Deployment", "vtx-operator")["spec"]["template"]["spec"]["containers"][0]
     assert op["args"][5:] == ["--namespace", NAMESPACE, "--namespace", "media",
                               "--namespace", "archive"]  # fmt: skip
+
+
+def test_without_node_reading_the_release_makes_nothing_cluster_wide(helm: Path) -> None:
+    docs = render(helm, "--set", "operator.readNodes=false")
+    assert not of_kind(docs, "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering")
 
 
 def test_operator_cluster_role_only_when_cluster_wide(clusterwide: list[Doc]) -> None:

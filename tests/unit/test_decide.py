@@ -36,6 +36,7 @@ from vtx.operator.decide import (
     decide,
     missing_jobs,
 )
+from vtx.operator.grouping import Capacity, Nodes
 from vtx.operator.jobs import job_name, planned_jobs
 from vtx.operator.reports import Report
 from vtx.operator.state import JobObs
@@ -249,6 +250,63 @@ def test_grouped_renditions_share_one_job() -> None:
     created = [a for a in d.actions if isinstance(a, CreateTranscodeJob)]
     assert len(created) == 1
     assert created[0].renditions == PLAN
+
+
+def capacity(nodes: int, mcpu: int = 4000, running: int = 0) -> Capacity:
+    return Capacity(Nodes(nodes, mcpu), running, 0, 4, 500)
+
+
+def created_jobs(d: Decision) -> list[tuple[str, ...]]:
+    return [
+        tuple(r.name for r in a.renditions) for a in d.actions if isinstance(a, CreateTranscodeJob)
+    ]
+
+
+def test_on_one_node_the_plan_groups_the_renditions_and_says_why() -> None:
+    d = decide(
+        snap(vt.VideoTranscodeStatus(), probe=ProbeResult(facts=FACTS), capacity=capacity(1))
+    )
+    assert d.status.grouping is not None
+    assert (d.status.grouping.grouped, d.status.grouping.reason) == (True, "OneNode")
+    assert "1 schedulable node" in d.status.grouping.message
+    assert cond(d.status, "Probed").message.endswith("; one Job (OneNode)")
+    # Admission, in the same step: one Job for the three renditions.
+    after = decide(snap(d.status, slots=4))
+    assert created_jobs(after) == [("480p", "720p", "1080p")]
+
+
+def test_on_free_nodes_each_rendition_gets_its_job() -> None:
+    d = decide(
+        snap(vt.VideoTranscodeStatus(), probe=ProbeResult(facts=FACTS), capacity=capacity(3))
+    )
+    assert d.status.grouping == vt.Grouping(False, "Spread", d.status.grouping.message)  # type: ignore[union-attr]
+    after = decide(snap(d.status, slots=4))
+    assert created_jobs(after) == [("480p",), ("720p",), ("1080p",)]
+
+
+def test_the_spec_forces_either_way() -> None:
+    for forced, expect in ((False, [("480p",), ("720p",), ("1080p",)]),
+                           (True, [("480p", "720p", "1080p")])):  # fmt: skip
+        spec = dataclasses.replace(SPEC, group_renditions=forced)
+        probe = ProbeResult(facts=FACTS)
+        d = decide(snap(vt.VideoTranscodeStatus(), spec=spec, probe=probe, capacity=capacity(1)))
+        assert d.status.grouping is not None
+        assert (d.status.grouping.grouped, d.status.grouping.reason) == (forced, "Spec")
+        assert created_jobs(decide(snap(d.status, spec=spec, slots=4))) == expect
+
+
+def test_the_choice_is_kept_whatever_the_cluster_says_later() -> None:
+    status = dataclasses.replace(planned("Queued"), grouping=vt.Grouping(True, "OneNode", ""))
+    d = decide(snap(status, slots=4, capacity=capacity(5, mcpu=64000)))
+    assert created_jobs(d) == [("480p", "720p", "1080p")]
+
+
+def test_a_plan_made_before_the_operator_chose_follows_its_spec() -> None:
+    """Resources planned by an operator that did not choose (no status.grouping) keep the Jobs
+    they were planned with: the spec's flag, then false by default."""
+    assert created_jobs(decide(snap(planned("Queued"), slots=4))) == [
+        ("480p",), ("720p",), ("1080p",)
+    ]  # fmt: skip
 
 
 # --- following the Jobs --------------------------------------------------------------------------

@@ -163,7 +163,7 @@ class VideoTranscodeSpec:
     storage_ipfs: bool = True
     suspend: bool = False
     deletion_policy: DeletionPolicy = "Retain"
-    group_renditions: bool = False
+    group_renditions: bool | None = None  # None: the operator chooses (vtx/operator/grouping.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "video_id", _uuid(self.video_id, "spec.videoId"))
@@ -210,7 +210,7 @@ class VideoTranscodeSpec:
             deletion_policy=cast(
                 DeletionPolicy, _one_of(policy, get_args(DeletionPolicy), "spec.deletionPolicy")
             ),
-            group_renditions=_flag(d, "groupRenditions", "spec", False),
+            group_renditions=_optional(d, "groupRenditions", "boolean", "spec"),
         )
 
 
@@ -443,6 +443,35 @@ class IngestStatus:
         )
 
 
+GroupingReason = Literal["Spec", "OneRendition", "NodesUnknown", "OneNode", "NoRoom", "Spread"]
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """Whether the renditions share one Job, and why (vtx/operator/grouping.py decides)."""
+
+    grouped: bool
+    reason: GroupingReason
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "grouped": self.grouped,
+            "reason": self.reason,
+            "message": self.message[:MESSAGE_LIMIT],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Grouping:
+        w = "status.grouping"
+        reason = _required(d, "reason", "string", w)
+        return cls(
+            grouped=_flag(d, "grouped", w, False),
+            reason=cast(GroupingReason, _one_of(reason, get_args(GroupingReason), f"{w}.reason")),
+            message=(_optional(d, "message", "string", w) or "")[:MESSAGE_LIMIT],
+        )
+
+
 @dataclass(frozen=True)
 class PublishedOutputs:
     master: str  # S3 key of the HLS master playlist
@@ -509,6 +538,14 @@ class VideoTranscodeStatus:
     conditions: tuple[Condition, ...] = ()
     probe_failures: int = 0  # probes in a row that could not read the source for a passing reason
     probe_retry_at: str | None = None  # when to probe again after such a failure
+    grouping: Grouping | None = None  # decided with the plan
+
+    def grouped(self, spec: VideoTranscodeSpec) -> bool:
+        """Whether the planned renditions share one Job. A status planned before the operator
+        chose (no ``grouping``) followed the spec, whose default was one Job per rendition."""
+        if self.grouping is not None:
+            return self.grouping.grouped
+        return bool(spec.group_renditions)
 
     def condition(self, type: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type), None)
@@ -531,6 +568,7 @@ class VideoTranscodeStatus:
                 "conditions": [c.to_dict() for c in self.conditions],
                 "probeFailures": self.probe_failures or None,
                 "probeRetryAt": self.probe_retry_at,
+                "grouping": None if self.grouping is None else self.grouping.to_dict(),
             }
         )
 
@@ -551,6 +589,7 @@ class VideoTranscodeStatus:
         ingest = _optional(d, "ingest", "object", "status")
         outputs = _optional(d, "outputs", "object", "status")
         conditions = _optional(d, "conditions", "array", "status") or []
+        grouping = _optional(d, "grouping", "object", "status")
         return cls(
             phase=None
             if phase is None
@@ -573,6 +612,7 @@ class VideoTranscodeStatus:
             ),
             probe_failures=_optional(d, "probeFailures", "integer", "status") or 0,
             probe_retry_at=_optional(d, "probeRetryAt", "string", "status"),
+            grouping=None if grouping is None else Grouping.from_dict(grouping),
         )
 
 
@@ -581,5 +621,6 @@ STATUS_KEYS = frozenset(
     {
         "phase", "observedGeneration", "progress", "renditionsReady", "source", "plan",
         "renditions", "ingest", "outputs", "conditions", "probeFailures", "probeRetryAt",
+        "grouping",
     }
 )  # fmt: skip

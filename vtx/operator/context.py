@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from vtx.core.kube import load_kube_config
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 from vtx.operator.decide import Snapshot, missing_jobs
+from vtx.operator.grouping import Nodes, schedulable_nodes
 from vtx.operator.index import ClusterView
 from vtx.operator.metrics import PhaseBook
 from vtx.operator.reports import ReportBook
@@ -50,6 +53,7 @@ class Context:
     claimed: set[str] = field(default_factory=set)  # resources known to own their video
     reports: ReportBook = field(default_factory=ReportBook)  # the jobrunners' progress
     probed: ProbeMemo = field(default_factory=lambda: ProbeMemo())
+    nodes: NodeBook = field(default_factory=lambda: NodeBook(None))
     # One step at a time per resource (the timer's, or one a Job's end woke); and what a woken
     # step wrote, until the resource's watch brings it to the timer (handlers.py).
     step_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
@@ -59,6 +63,39 @@ class Context:
     def plain(self, obj: Any) -> Any:
         """A client model as the API's JSON (camelCase dicts)."""
         return self.batch.api_client.sanitize_for_serialization(obj)
+
+
+class NodeBook:
+    """The schedulable nodes, listed at most every ``ttl`` seconds (read when a video is
+    planned). None when they cannot be read: no client, or no RBAC to list nodes (the chart's
+    ``operator.readNodes: false``); said once in the log."""
+
+    def __init__(self, core: Any, ttl: float = 15.0) -> None:
+        self._core = core
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._at = -ttl
+        self._nodes: Nodes | None = None
+        self._warned = False
+
+    def schedulable(self) -> Nodes | None:
+        with self._lock:
+            now = time.monotonic()
+            if self._core is None or now - self._at < self._ttl:
+                return self._nodes
+            self._at = now
+            try:
+                listed = self._core.list_node(_preload_content=False, _request_timeout=10)
+                items = json.loads(listed.data)["items"]
+            except (ApiException, OSError, ValueError, KeyError) as exc:
+                if not self._warned:
+                    log.warning("the nodes could not be read (renditions are grouped): %s", exc)
+                    self._warned = True
+                self._nodes = None
+                return None
+            self._nodes = schedulable_nodes(items)
+            self._warned = False
+            return self._nodes
 
 
 class ProbeMemo:
@@ -130,6 +167,7 @@ class StallWatch:
 
 def connect(cfg: Settings) -> Context:
     load_kube_config()
+    core = client.CoreV1Api()
     return Context(
         settings=cfg,
         store=ObjectStore(cfg),
@@ -137,7 +175,8 @@ def connect(cfg: Settings) -> Context:
         db=Database(cfg.database_url, max_connections=8, application_name="vtx-operator"),
         batch=client.BatchV1Api(),
         custom=client.CustomObjectsApi(),
-        core=client.CoreV1Api(),
+        core=core,
+        nodes=NodeBook(core),
     )
 
 

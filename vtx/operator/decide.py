@@ -26,6 +26,7 @@ from vtx.core.jobargs import source_key_of
 from vtx.core.ladder import DEFAULT_LADDER, InvalidSource, Rendition, Rung, SourceFacts, plan_ladder
 from vtx.core.verify import record_problems
 from vtx.core.videos import RenditionRecord
+from vtx.operator.grouping import Capacity, choose
 from vtx.operator.jobs import planned_jobs
 from vtx.operator.reports import Report
 from vtx.operator.state import JobObs
@@ -72,6 +73,7 @@ class Snapshot:
     published: vt.PublishedOutputs | None = None
     claim: videos.Claim | None = None  # whether this resource may work on the video
     reports: Mapping[str, Report] = field(default_factory=dict)  # rendition → its jobrunner's
+    capacity: Capacity | None = None  # what the cluster offers (read when a plan is to be made)
 
 
 # --- what it decided ----------------------------------------------------------------------------
@@ -188,7 +190,7 @@ def missing_jobs(s: Snapshot) -> int:
     if plan is None or s.spec.suspend or s.status.phase in TERMINAL:
         return 0
     entries = s.status.renditions
-    jobs = planned_jobs(s.name, plan, s.spec.group_renditions, _redos(entries))
+    jobs = planned_jobs(s.name, plan, s.status.grouped(s.spec), _redos(entries))
     return sum(
         1
         for name, group in jobs.items()
@@ -324,8 +326,10 @@ class _Draft:
                 return
             plan = chosen
         facts = probe.facts
+        grouping = choose(s.spec.group_renditions, len(plan), s.capacity)
         self.set(
             plan=tuple(plan),
+            grouping=grouping,
             phase="Queued",
             progress=0,
             renditions_ready=f"0/{len(plan)}",
@@ -340,8 +344,10 @@ class _Draft:
         )  # fmt: skip
         self.entries = {r.name: vt.RenditionStatus(phase="Queued") for r in plan}
         names = ", ".join(r.name for r in plan)
-        self.condition("Probed", "True", "Probed", f"{len(plan)} renditions planned: {names}")
-        self.emit("Normal", "Probed", names)
+        jobs = "one Job" if grouping.grouped or len(plan) == 1 else f"{len(plan)} Jobs"
+        said = f"{len(plan)} renditions planned: {names}; {jobs} ({grouping.reason})"
+        self.condition("Probed", "True", "Probed", said)
+        self.emit("Normal", "Probed", f"{names}; {jobs}: {grouping.message}")
         self.act(Continue())
 
     def select(self, plan: list[Rendition], wanted: list[str]) -> list[Rendition] | None:
@@ -442,7 +448,7 @@ class _Draft:
         s = self.s
         plan = self.status.plan
         assert plan is not None
-        jobs = planned_jobs(s.name, plan, s.spec.group_renditions, _redos(self.entries))
+        jobs = planned_jobs(s.name, plan, self.status.grouped(s.spec), _redos(self.entries))
         for name in s.jobs:
             if name not in jobs:
                 self.act(DeleteJob(name))  # made for an earlier try of its renditions
@@ -600,7 +606,7 @@ class _Draft:
         bad = [(r, s.checks[r.name]) for r in done if s.checks[r.name]]
         if bad:
             redone = [job for r, problems in bad if (job := self.redo(r, problems)) is not None]
-            self.create(redone, len(planned_jobs(s.name, plan, s.spec.group_renditions)))
+            self.create(redone, len(planned_jobs(s.name, plan, self.status.grouped(s.spec))))
             self.conclude()
             return
         if s.published is None:

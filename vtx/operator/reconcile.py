@@ -49,6 +49,7 @@ from vtx.operator.decide import (
     decide,
     missing_jobs,
 )
+from vtx.operator.grouping import Capacity, cpu_millis
 from vtx.operator.jobs import build_ingest_job, build_transcode_job
 from vtx.operator.metrics import PROBES, STALLS
 from vtx.operator.publish import publish_video
@@ -226,6 +227,19 @@ def gather(
         published=observed.published,
         claim=videos.Claim() if step.ref in ctx.claimed else observed.claim,
         reports=reports,
+        # Read only for the round that makes the plan: the grouping is chosen then, once.
+        capacity=capacity(ctx) if status.plan is None and observed.probe is not None else None,
+    )
+
+
+def capacity(ctx: Context) -> Capacity:
+    """What the cluster offers a video being planned (grouping.py's rule reads it)."""
+    return Capacity(
+        nodes=ctx.nodes.schedulable(),
+        running_jobs=ctx.view.running_transcodes(),
+        queued_jobs=ctx.view.queued(),
+        max_running_jobs=ctx.settings.max_running_jobs,
+        job_cpu_request_mcpu=cpu_millis(ctx.settings.job_cpu_request),
     )
 
 
