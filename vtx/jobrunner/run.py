@@ -202,8 +202,10 @@ def run_transcode(
             log.warning("the source decoded with %d errors: %s", decode_errors,
                         failure_reason(stderr))  # fmt: skip
         report_all("uploading", ENCODE_SHARE)
+        log.info("encoded; storing and recording what is left")
         for p in publishers:
             p.finish(decode_errors)
+        log.info("recorded %s", ",".join(names))
         failpoints.hit("jobrunner.recorded")
         for p in publishers:
             reporter.update(p.name, "done", 100.0, "outputs recorded")
