@@ -70,7 +70,7 @@ def encoder_args(r: Rendition) -> list[str]:
         "-c:v", "libx264", "-preset", ffmpeg.X264_PRESET, "-profile:v", "high",
         "-b:v", f"{r.video_bitrate_k}k", "-maxrate", f"{r.maxrate_k}k",
         "-bufsize", f"{r.bufsize_k}k",
-        "-force_key_frames", f"expr:gte(t,n_forced*{media.KEYFRAME_SECONDS})",
+        "-force_key_frames", media.keyframe_expression(),
         "-sc_threshold", "0",
         "-c:a", "aac", "-b:a", f"{r.audio_bitrate_k}k", "-ac", "2", "-ar", "48000",
     ]  # fmt: skip
@@ -83,7 +83,7 @@ def naive(url: str, ladder: list[Rendition], out: Path, cost: Cost) -> None:
         (d / "hls").mkdir(parents=True)
         run([*base, *encoder_args(r), "-movflags", "+faststart", str(d / "video.mp4")], cost)
         run(
-            [*base, *encoder_args(r), "-f", "hls", "-hls_time", str(media.SEGMENT_SECONDS),
+            [*base, *encoder_args(r), "-f", "hls", "-hls_time", str(media.HLS_TIME),
              "-hls_playlist_type", "vod", "-hls_segment_type", "fmp4",
              "-hls_segment_filename", str(d / "hls" / "seg_%05d.m4s"),
              str(d / "hls" / "index.m3u8")],

@@ -131,6 +131,16 @@ def probe(path_or_url: str, token: str | None = None) -> dict[str, object]:
     return report
 
 
+def keyframe_times(path: Path) -> list[float]:
+    """When each keyframe of the first video stream of a local file or playlist is shown."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey",
+         "-show_entries", "frame=pts_time", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    return [float(t.strip(",")) for t in out.split() if t.strip(",")]
+
+
 def streams(report: dict[str, object], kind: str | None = None) -> list[dict[str, Any]]:
     """The streams of an ffprobe report (of one ``codec_type`` when given)."""
     found = cast(list[dict[str, Any]], report.get("streams") or [])

@@ -32,7 +32,7 @@ from vtx.core.db import Cursor, Database
 from vtx.core.hls import parse_media_playlist
 from vtx.core.ipfs import IpfsClient
 from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
-from vtx.core.media import EXIT_INVALID_INPUT
+from vtx.core.media import EXIT_INVALID_INPUT, segment_start
 from vtx.core.objects import ObjectStore
 from vtx.core.resource import RenditionSpec, SourceRef, VideoTranscodeSpec, build_resource
 from vtx.core.settings import Settings
@@ -221,6 +221,18 @@ def check_rendition(
     hls_streams = {s["codec_type"]: s for s in hls["streams"]}  # type: ignore[attr-defined]
     assert (hls_streams["video"]["width"], hls_streams["video"]["height"]) == (r.width, r.height)
     assert abs(duration_of(hls) - source_duration) <= 0.1
+    # Fast start: 1 s, 2 s, then 4 s segments, each opening on a keyframe at the planned instant
+    # (so at the same instant in every rendition) and holding no other keyframe.
+    starts = [segment_start(n) for n in range(len(playlist.segments))]
+    frame = 1 / (r.fps or 30) + 0.01
+    planned = [b - a for a, b in zip(starts, [*starts[1:], source_duration], strict=True)]
+    got = [s.duration for s in playlist.segments]
+    assert all(abs(g - p) <= frame for g, p in zip(got, planned, strict=True)), (got, planned)
+    keyframes = media.keyframe_times(local / "index.m3u8")
+    assert len(keyframes) == len(starts), (keyframes, starts)
+    # From the first frame's time (the playlist's timeline starts after the audio's priming).
+    shown = [k - keyframes[0] for k in keyframes]
+    assert all(abs(k - t) <= frame for k, t in zip(shown, starts, strict=True)), keyframes
 
     # Rows: MP4 and HLS, each for S3 and IPFS, once; one segment row per segment.
     table = rows(db, video.id)

@@ -26,8 +26,33 @@ INPUT_FORMATS = (
     "h264",
     "hevc",
 )
+# HLS segments: short ones first, so that playback can start soon after the encode does, then
+# the regular length. Every segment starts on a keyframe at the same instant in every rendition
+# (players switch renditions there) and holds no other keyframe: FFmpeg's HLS muxer cuts at the
+# first keyframe at or after n x its hls_time for segment n, so with hls_time at the shortest
+# length and keyframes only at the planned starts it cuts exactly there.
+FIRST_SEGMENTS = (1, 2)  # seconds
 SEGMENT_SECONDS = 4
-KEYFRAME_SECONDS = 2  # every segment starts on a keyframe at the same time in every rendition
+HLS_TIME = min(*FIRST_SEGMENTS, SEGMENT_SECONDS)
+
+
+def segment_start(n: int) -> float:
+    """When segment ``n`` (0-based) of a video rendition starts, in seconds."""
+    if n < len(FIRST_SEGMENTS):
+        return float(sum(FIRST_SEGMENTS[:n]))
+    return float(sum(FIRST_SEGMENTS) + (n - len(FIRST_SEGMENTS)) * SEGMENT_SECONDS)
+
+
+def keyframe_expression() -> str:
+    """FFmpeg's ``-force_key_frames`` expression that puts a keyframe at every segment_start:
+    the k-th forced keyframe (``n_forced``) comes at the first frame at or after start k."""
+    regular = f"{sum(FIRST_SEGMENTS)}+(n_forced-{len(FIRST_SEGMENTS)})*{SEGMENT_SECONDS}"
+    at = regular
+    for n in reversed(range(len(FIRST_SEGMENTS))):
+        at = f"if(eq(n_forced,{n}),{segment_start(n):g},{at})"
+    return f"expr:gte(t,{at})"
+
+
 EXIT_INVALID_INPUT = 42  # the operator's podFailurePolicy fails the Job at once on this code
 EXIT_RETRYABLE = 75  # EX_TEMPFAIL: storage, network or an interruption; the Job retries
 

@@ -13,12 +13,13 @@ from pathlib import Path
 from vtx.core.ladder import Rendition
 from vtx.core.media import (
     HLS_PLAYLIST,
+    HLS_TIME,
     INIT_NAME,
     INPUT_FORMATS,
-    KEYFRAME_SECONDS,
     SEGMENT_PATTERN,
     SEGMENT_SECONDS,
     allowed_protocols,
+    keyframe_expression,
     mp4_name,
 )
 
@@ -65,10 +66,13 @@ def outputs_for(renditions: Sequence[Rendition], scratch: Path) -> list[Output]:
 
 def _tee_target(out: Output) -> str:
     hls_dir = out.playlist.parent
+    # With video, segments are cut at the keyframes the encoder puts at each planned start (see
+    # media.FIRST_SEGMENTS); audio alone is cut by time, at the regular length.
+    hls_time = HLS_TIME if out.rendition.kind == "video" else SEGMENT_SECONDS
     hls = ":".join(
         [
             "f=hls",
-            f"hls_time={SEGMENT_SECONDS}",
+            f"hls_time={hls_time}",
             "hls_playlist_type=event",
             "hls_segment_type=fmp4",
             "hls_flags=independent_segments+temp_file",
@@ -146,12 +150,13 @@ def build_encode_command(
                 "-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", "high",
                 "-b:v", f"{r.video_bitrate_k}k", "-maxrate", f"{r.maxrate_k}k",
                 "-bufsize", f"{r.bufsize_k}k",
-                "-force_key_frames", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
+                "-force_key_frames", keyframe_expression(),
                 "-sc_threshold", "0",
             ]  # fmt: skip
             if r.fps:
-                gop = max(1, round(r.fps * KEYFRAME_SECONDS))
-                cmd += ["-g", str(gop), "-keyint_min", str(gop)]
+                # No keyframe of the encoder's own inside a segment: the forced ones only.
+                longest, shortest = max(r.fps * SEGMENT_SECONDS, 1), max(r.fps * HLS_TIME, 1)
+                cmd += ["-g", str(round(longest) + 1), "-keyint_min", str(round(shortest))]
             if threads:
                 cmd += ["-threads", str(threads)]
         else:
