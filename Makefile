@@ -28,6 +28,7 @@ venv: $(VENV_STAMP) ## the Python environment from the lock files
 lock: ## re-resolve the lock files from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header -q -o requirements.lock
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header -q -o requirements-dev.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra bench -c requirements-dev.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header -q -o requirements-bench.lock
 
 .PHONY: up down status logs env
 up: venv ## bring the local stack up (builds what is missing)
@@ -76,3 +77,9 @@ test-faults: venv up images ## the fault suite: servers and processes fail under
 	rm -f $(FAULT_FIGURES)
 	VTX_FAULT_FIGURES=$(abspath $(FAULT_FIGURES)) $(VENV)/bin/pytest tests/faults $(PYTEST_ARGS)
 	$(PY) -m tests.faults.table $(FAULT_FIGURES)
+
+BENCH_ARGS ?=
+.PHONY: bench
+bench: venv up images ## every benchmark; writes docs/benchmarks.md and its plots (BENCH_ARGS=--quick: a short run)
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements-bench.lock
+	$(PY) -m bench.report $(BENCH_ARGS)

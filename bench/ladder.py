@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import json
 import re
 import resource
 import shutil
@@ -137,6 +138,7 @@ def ssim(encoded: Path, source: Path, r: Rendition) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--json", type=Path, help="also write the costs here (for bench.report)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vtx-bench-ladder-"))
     try:
@@ -178,6 +180,10 @@ def main() -> None:
             ratios = f"{c.cpu_s / f.cpu_s:11.2f}{c.wall_s / f.wall_s:12.2f}"
             print(f"{name:<15}{c.cpu_s:9.1f}{c.wall_s:9.1f}{ratios}")
         print(f"naive/grouped cpu: {costs['naive'].cpu_s / costs['grouped'].cpu_s:.2f}x")
+        if args.json:
+            args.json.write_text(json.dumps(
+                {name: {"cpu_s": c.cpu_s, "wall_s": c.wall_s} for name, c in costs.items()}
+            ))  # fmt: skip
         print("SSIM against the source (MP4 outputs):")
         source = src_dir / "source.mp4"
         for r in ladder:

@@ -41,6 +41,7 @@ from vtx.jobrunner.retry import StorageUnavailable
 log = logging.getLogger(__name__)
 FFMPEG_NICENESS = 10
 ENCODE_SHARE = 95.0  # progress while encoding goes to 95%; uploading the MP4 takes the rest
+PUBLISH_POLL_S = 0.2  # how often FFmpeg's playlists are read for new segments (a file read)
 
 
 class Interrupted(Exception):
@@ -161,7 +162,7 @@ def run_transcode(
                 while not encoding_done.is_set():
                     for p in publishers:
                         p.publish_ready()
-                    encoding_done.wait(0.5)
+                    encoding_done.wait(PUBLISH_POLL_S)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 failure.append(exc)
 

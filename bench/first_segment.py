@@ -1,0 +1,192 @@
+"""Benchmark: how soon an upload starts to play, against baselines measured in the same run.
+
+For each source length (1080p30 with audio, default 10 s, 30 s and 2 min):
+
+1. A no-op Job: the jobrunner's image running ``true``, from creation to Complete, polled every
+   50 ms: what running any pod costs on this cluster (the baseline of the target).
+2. Bare FFmpeg: the jobrunner's own grouped command on this host, reading the source from S3,
+   until the first 480p HLS segment file is whole on disk, and until it ends.
+3. vtx: the REST flow (announce, PUT, complete) through an API and an operator on this host;
+   from ``complete`` answering to the first 480p segment being readable through the API (the
+   API's media playlist lists one, and its signed URL answers 200), then to ``Ready``.
+
+Needs the stack (make up) and the images (make images). Usage:
+    python -m bench.first_segment [--lengths 10,30,120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+from kubernetes import client
+
+from bench.operator import wait
+from tests.media import make_clip
+from tests.services import Process, api_process, free_port, operator_process
+from tests.stack import job_namespace, stack_env
+from tests.uploads import announce_and_put, bearer, complete
+from vtx.core import media
+from vtx.core.hls import parse_media_playlist
+from vtx.core.kube import load_kube_config
+from vtx.core.ladder import SourceFacts, plan_ladder
+from vtx.core.objects import ObjectStore
+from vtx.core.settings import Settings
+from vtx.jobrunner import ffmpeg
+
+POLL_S = 0.05
+
+
+def noop_job(ns: str, settings: Settings) -> float:
+    """Seconds from creating a Job that runs ``true`` in the jobrunner's image to its Complete."""
+    batch: Any = client.BatchV1Api()
+    name = f"noop-{uuid.uuid4().hex[:8]}"
+    container = {"name": "noop", "image": settings.job_image, "command": ["true"],
+                 "imagePullPolicy": "IfNotPresent"}  # fmt: skip
+    body = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "containers": [container],
+            "automountServiceAccountToken": False,
+        }}},
+    }  # fmt: skip
+    batch.create_namespaced_job(ns, body)
+
+    def complete() -> bool:
+        conditions = batch.read_namespaced_job_status(name, ns).status.conditions or []
+        return any(c.type == "Complete" and c.status == "True" for c in conditions)
+
+    return wait(f"the no-op Job {name} to complete", complete, timeout=120, every=POLL_S)
+
+
+def bare_ffmpeg(url: str, seconds: float, work: Path) -> tuple[float, float]:
+    """Seconds until bare FFmpeg (the jobrunner's grouped command) has the first 480p segment
+    whole on disk (FFmpeg writes it under a temporary name and renames it), and until it ends."""
+    ladder = plan_ladder(SourceFacts(duration=seconds, has_video=True, has_audio=True,
+                                     width=1920, height=1080, fps=30))  # fmt: skip
+    outputs = ffmpeg.outputs_for(ladder, work)
+    for o in outputs:
+        o.playlist.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ffmpeg.build_encode_command(
+        url, outputs, has_audio=True, duration_s=seconds, max_pixels=7680 * 4320
+    )
+    cmd = [c for c in cmd if c not in ("-progress", "pipe:1")]
+    first = next(o for o in outputs if o.rendition.name == "480p").playlist.parent / (
+        media.SEGMENT_PATTERN % 0
+    )
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        segment = wait("bare FFmpeg's first 480p segment", first.exists, 600, every=POLL_S)
+        if proc.wait(timeout=3600) != 0:
+            raise RuntimeError(f"bare FFmpeg failed with {proc.returncode}")
+        return segment, time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def through_the_api(api: Process, token: str, source: Path) -> tuple[float, float]:
+    """Seconds from ``complete`` answering to the first 480p segment readable through the API,
+    and to Ready."""
+    vid = announce_and_put(api, token, source)
+    headers = bearer(token)
+    playlist_url = f"{api.url}/v1/videos/{vid}/play/480p/hls/index.m3u8"
+    complete(api, token, vid, expect=202)
+    start = time.monotonic()
+
+    def first_segment() -> bool:
+        got = requests.get(playlist_url, headers=headers, timeout=10)
+        if got.status_code != 200:
+            return False
+        segments = parse_media_playlist(got.text).segments
+        return bool(segments) and requests.get(segments[0].uri, timeout=10).status_code == 200
+
+    wait(f"the first 480p segment of {vid} through the API", first_segment, 900, every=POLL_S)
+    first = time.monotonic() - start
+
+    def ready() -> bool:
+        view = requests.get(f"{api.url}/v1/videos/{vid}", headers=headers, timeout=10).json()
+        if view["phase"] == "Failed":
+            raise RuntimeError(f"{vid} failed: {view}")
+        return bool(view["phase"] == "Ready")
+
+    wait(f"{vid} to be Ready", ready, timeout=1800, every=0.2)
+    return first, time.monotonic() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lengths", default="10,30,120", help="source lengths in seconds")
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench.report)")
+    args = parser.parse_args()
+    lengths = [float(s) for s in args.lengths.split(",")]
+    env = stack_env()
+    os.environ["KUBECONFIG"] = env["KUBECONFIG"]
+    load_kube_config()
+    settings = Settings.from_env(env)
+    store = ObjectStore(settings)
+    token = env["VTX_API_TOKEN"]
+    rows = []
+    with (
+        tempfile.TemporaryDirectory(prefix="vtx-bench-first-") as tmp,
+        job_namespace("vtx-bench-first") as ns,
+    ):
+        work = Path(tmp)
+        # One PUT per source, whatever its size: what is measured starts at `complete`.
+        api = api_process(work / "api.log", ns, env={"VTX_MULTIPART_THRESHOLD": str(4 * 2**30)})
+        operator = operator_process(
+            work / "operator.log", ns, health_port=free_port(), metrics_port=free_port(),
+            env={"VTX_MAX_RUNNING_JOBS": "4"},
+        )  # fmt: skip
+        api.start()
+        operator.start()
+        try:
+            noop_job(ns, settings)  # the image's first start on this node is not the baseline
+            for seconds in lengths:
+                raw = make_clip(work / f"raw-{seconds:g}.mp4", seconds=seconds)
+                source = work / f"source-{seconds:g}.mp4"
+                subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(raw), "-c",
+                                "copy", "-movflags", "+faststart", str(source)],
+                               check=True, timeout=600)  # fmt: skip
+                key = f"bench/first-segment/{uuid.uuid4()}.mp4"
+                store.upload_file(source, key, content_type="video/mp4")
+                url = store.presign_get(key, expires_s=3600, public=False)
+                noop = noop_job(ns, settings)
+                bare, bare_all = bare_ffmpeg(url, seconds, work / f"bare-{seconds:g}")
+                first, ready = through_the_api(api, token, source)
+                rows.append((seconds, noop, bare, first, bare_all, ready))
+        finally:
+            operator.stop()
+            api.stop()
+    print("time to the first 480p segment, 1080p30 source with audio, ladder 480p/720p/1080p (s)")
+    print(f"   {'source':>8} {'no-op Job':>10} {'bare FFmpeg':>12} {'vtx':>7} {'vtx/no-op':>10}"
+          f" {'vtx/bare':>9}")  # fmt: skip
+    for seconds, noop, bare, first, _, _ in rows:
+        print(f"   {seconds:7g}s {noop:10.2f} {bare:12.2f} {first:7.2f} {first / noop:9.2f}x"
+              f" {first / bare:8.2f}x")  # fmt: skip
+    print("   target: vtx ≤ 1.5x the no-op Job")
+    print("time to Ready: from `complete` through the API, against bare FFmpeg's whole ladder (s)")
+    print(f"   {'source':>8} {'bare FFmpeg':>12} {'vtx':>7} {'vtx/bare':>9}")
+    for seconds, _, _, _, bare_all, ready in rows:
+        print(f"   {seconds:7g}s {bare_all:12.1f} {ready:7.1f} {ready / bare_all:8.2f}x")
+    print("   target: vtx ≤ 1.15x bare FFmpeg")
+    if args.json:
+        keys = ("source_s", "noop_job_s", "bare_first_segment_s", "first_segment_s",
+                "bare_ready_s", "ready_s")  # fmt: skip
+        args.json.write_text(json.dumps([dict(zip(keys, row, strict=True)) for row in rows]))
+
+
+if __name__ == "__main__":
+    main()
