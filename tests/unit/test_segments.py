@@ -22,6 +22,7 @@ def test_the_schedule_starts_short_then_keeps_the_regular_length() -> None:
     durations = [b - a for a, b in itertools.pairwise(starts)]
     assert durations[: len(media.FIRST_SEGMENTS)] == list(media.FIRST_SEGMENTS)
     assert set(durations[len(media.FIRST_SEGMENTS) :]) == {media.SEGMENT_SECONDS}
+    assert [media.segment_count(d) for d in (0.5, 1, 3, 3.5, 7, 60)] == [1, 1, 2, 3, 3, 17]
     # The muxer's rule (cut at the first keyframe at or after n x hls_time) meets every start.
     assert all(media.segment_start(n) >= n * media.HLS_TIME for n in range(50))
 

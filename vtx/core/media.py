@@ -43,6 +43,14 @@ def segment_start(n: int) -> float:
     return float(sum(FIRST_SEGMENTS) + (n - len(FIRST_SEGMENTS)) * SEGMENT_SECONDS)
 
 
+def segment_count(duration: float) -> int:
+    """How many segments a video rendition of ``duration`` seconds has (the last may be short)."""
+    n = 0
+    while segment_start(n) < duration - 1e-3:
+        n += 1
+    return n
+
+
 def keyframe_expression() -> str:
     """FFmpeg's ``-force_key_frames`` expression that puts a keyframe at every segment_start:
     the k-th forced keyframe (``n_forced``) comes at the first frame at or after start k."""
