@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import aiohttp
+import requests
 
 from tests.services import api_process
 from tests.stack import job_namespace, stack_env
@@ -70,10 +71,9 @@ async def load(
     return latencies, failures
 
 
-VIDEO_ID = "00000000-0000-4000-8000-00000000be01"
-
-
-async def _clients(url: str, token: str, clients: int, count: int, conn: Connection) -> None:
+async def _clients(
+    url: str, token: str, video_id: str, clients: int, count: int, conn: Connection
+) -> None:
     """``clients`` WebSocket clients in this process; sends "ready", then the delays."""
     delays: list[float] = []
     connected = 0
@@ -82,7 +82,7 @@ async def _clients(url: str, token: str, clients: int, count: int, conn: Connect
         async def client() -> None:
             nonlocal connected
             async with http.ws_connect(url, protocols=("vtx.v1", f"bearer.{token}")) as ws:
-                await ws.send_json({"type": "subscribe", "videos": [VIDEO_ID]})
+                await ws.send_json({"type": "subscribe", "videos": [video_id]})
                 assert (await ws.receive_json(timeout=60))["type"] == "snapshot"
                 connected += 1
                 if connected == clients:
@@ -94,7 +94,7 @@ async def _clients(url: str, token: str, clients: int, count: int, conn: Connect
                     if frame.type != aiohttp.WSMsgType.TEXT:
                         raise RuntimeError(f"the socket ended: {frame.type!r}, {ws.close_code}")
                     msg = json.loads(frame.data)
-                    if msg.get("type") == "status" and msg.get("video_id") == VIDEO_ID:
+                    if msg.get("type") == "status" and msg.get("video_id") == video_id:
                         delays.append(arrived - float(msg["message"]))
                         seen += 1
 
@@ -102,23 +102,32 @@ async def _clients(url: str, token: str, clients: int, count: int, conn: Connect
     conn.send(delays)
 
 
-def _client_process(url: str, token: str, clients: int, count: int, conn: Connection) -> None:
-    asyncio.run(_clients(url, token, clients, count, conn))
+def _client_process(
+    url: str, token: str, video_id: str, clients: int, count: int, conn: Connection
+) -> None:
+    asyncio.run(_clients(url, token, video_id, clients, count, conn))
 
 
 async def fan_out(
     api_url: str, token: str, settings: Settings, clients: int, count: int, processes: int
 ) -> list[float]:
-    """Seconds from a producer's send to each client's receipt, for ``count`` events. The
-    clients are spread over ``processes`` so that one client loop reading a thousand sockets in
-    turn does not add its own queue to the figure."""
+    """Seconds from a producer's send to each client's receipt, for ``count`` events of one
+    video the token owns (announced through the API: a client may follow only a video it may
+    see). The clients are spread over ``processes`` so that one client loop reading a thousand
+    sockets in turn does not add its own queue to the figure."""
     url = api_url.replace("http://", "ws://") + "/ws"
+    announced = await asyncio.to_thread(
+        requests.post, f"{api_url}/v1/videos", headers={"Authorization": f"Bearer {token}"},
+        timeout=30, json={"file_name": "fan-out.mp4", "size": 1000, "content_type": "video/mp4"},
+    )  # fmt: skip
+    announced.raise_for_status()
+    video_id = str(announced.json()["id"])
     ctx = multiprocessing.get_context("spawn")
     pipes, procs = [], []
     for i in range(processes):
         n = clients // processes + (1 if i < clients % processes else 0)
         ours, theirs = ctx.Pipe()
-        proc = ctx.Process(target=_client_process, args=(url, token, n, count, theirs))
+        proc = ctx.Process(target=_client_process, args=(url, token, video_id, n, count, theirs))
         proc.start()
         pipes.append(ours)
         procs.append(proc)
@@ -131,7 +140,7 @@ async def fan_out(
     producer = pulsar.create_producer(bus.topic(settings, events.STATUS_UPDATES))
     try:
         for _ in range(count):
-            event = events.StatusUpdate(video_id=VIDEO_ID, phase="encoding", progress=1.0,
+            event = events.StatusUpdate(video_id=video_id, phase="encoding", progress=1.0,
                                         message=f"{time.time():.6f}")  # fmt: skip
             producer.send(events.encode(event))
             await asyncio.sleep(0.5)
