@@ -29,7 +29,7 @@ from typing import Any
 import requests
 from kubernetes import client
 
-from bench.operator import wait
+from bench.operator import bare_command, wait
 from tests.media import make_clip
 from tests.services import Process, api_process, free_port, operator_process
 from tests.stack import job_namespace, stack_env
@@ -37,10 +37,8 @@ from tests.uploads import announce_and_put, bearer, complete
 from vtx.core import media
 from vtx.core.hls import parse_media_playlist
 from vtx.core.kube import load_kube_config
-from vtx.core.ladder import SourceFacts, plan_ladder
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
-from vtx.jobrunner import ffmpeg
 
 POLL_S = 0.05
 
@@ -72,15 +70,7 @@ def noop_job(ns: str, settings: Settings) -> float:
 def bare_ffmpeg(url: str, seconds: float, work: Path) -> tuple[float, float]:
     """Seconds until bare FFmpeg (the jobrunner's grouped command) has the first 480p segment
     whole on disk (FFmpeg writes it under a temporary name and renames it), and until it ends."""
-    ladder = plan_ladder(SourceFacts(duration=seconds, has_video=True, has_audio=True,
-                                     width=1920, height=1080, fps=30))  # fmt: skip
-    outputs = ffmpeg.outputs_for(ladder, work)
-    for o in outputs:
-        o.playlist.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ffmpeg.build_encode_command(
-        url, outputs, has_audio=True, duration_s=seconds, max_pixels=7680 * 4320
-    )
-    cmd = [c for c in cmd if c not in ("-progress", "pipe:1")]
+    cmd, outputs = bare_command(url, seconds, work)
     first = next(o for o in outputs if o.rendition.name == "480p").playlist.parent / (
         media.SEGMENT_PATTERN % 0
     )

@@ -81,7 +81,9 @@ def wait(what: str, check: Callable[[], bool], timeout: float, every: float = 0.
     return time.monotonic() - start
 
 
-def bare_ffmpeg(url: str, seconds: float, work: Path) -> float:
+def bare_command(url: str, seconds: float, work: Path) -> tuple[list[str], list[ffmpeg.Output]]:
+    """The jobrunner's grouped command for a ``seconds`` long 1080p30 source at ``url``, writing
+    the default ladder under ``work`` (its folders made), without progress reports."""
     ladder = plan_ladder(
         SourceFacts(duration=seconds, has_video=True, has_audio=True, width=1920, height=1080,
                     fps=30)
@@ -92,7 +94,11 @@ def bare_ffmpeg(url: str, seconds: float, work: Path) -> float:
     encode = ffmpeg.build_encode_command(
         url, outputs, has_audio=True, duration_s=seconds, max_pixels=7680 * 4320
     )
-    cmd = [c for c in encode if c not in ("-progress", "pipe:1")]
+    return [c for c in encode if c not in ("-progress", "pipe:1")], outputs
+
+
+def bare_ffmpeg(url: str, seconds: float, work: Path) -> float:
+    cmd, _ = bare_command(url, seconds, work)
     start = time.monotonic()
     subprocess.run(cmd, check=True, capture_output=True, timeout=3600)
     return time.monotonic() - start
