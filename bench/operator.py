@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -32,7 +31,7 @@ from typing import Any
 from kubernetes import client
 
 from tests.media import make_clip
-from tests.services import Process, free_port, operator_process
+from tests.services import PROBE_LINE, Process, free_port, operator_process
 from tests.stack import STATE, apply, job_namespace, stack_env
 from vtx.core import media
 from vtx.core import resource as vt
@@ -369,8 +368,6 @@ def part_two(args: argparse.Namespace, settings: Settings, work: Path) -> None:
 
 
 PARTS = ("kube-apiserver", "etcd", "kube-controller-manager")
-# The operator's log line for each probe (vtx/operator/reconcile.py).
-PROBE_LINE = re.compile(r"probing the source of video ([0-9a-f-]{36}) \(try (\d+)\)")
 
 
 def part_pid(name: str) -> int:

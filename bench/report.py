@@ -76,12 +76,18 @@ def commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def plot_first_segment(rows: list[dict[str, float]], path: Path) -> None:
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing to files (imported here: only `make bench` installs it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_first_segment(rows: list[dict[str, float]], path: Path) -> None:
+    plt = pyplot()
     lengths = [r["source_s"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(lengths, [r["first_segment_s"] for r in rows], "o-", label="vtx (through the API)")
@@ -101,11 +107,7 @@ def plot_first_segment(rows: list[dict[str, float]], path: Path) -> None:
 
 
 def plot_ladder(costs: dict[str, dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ways = list(costs)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(ways, [costs[w]["cpu_s"] for w in ways], color="#4c72b0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import urllib.request
@@ -102,6 +103,10 @@ def started(process: Process) -> Iterator[Process]:
         yield process
     finally:
         process.stop()
+
+
+# The operator's log line for each probe (vtx/operator/reconcile.py): (video id, try).
+PROBE_LINE = re.compile(r"probing the source of video ([0-9a-f-]{36}) \(try (\d+)\)")
 
 
 def operator_process(

@@ -8,7 +8,6 @@ node running a thousand tiny encodes."""
 from __future__ import annotations
 
 import collections
-import re
 import signal
 import time
 import uuid
@@ -19,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from tests.faults.harness import clips, elapsed, record
-from tests.services import Process
+from tests.services import PROBE_LINE, Process
 from tests.stack import apply, wait_until
 from vtx.core import media
 from vtx.core import resource as vt
@@ -127,6 +126,3 @@ def test_a_thousand_resources_deleted_at_once_all_go(
         {"uploads": COUNT, "lost": 0, "duplicated": len(twice)},
         deleted_s,
     )
-
-
-PROBE_LINE = re.compile(r"probing the source of video ([0-9a-f-]{36}) \(try (\d+)\)")

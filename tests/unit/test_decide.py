@@ -279,7 +279,9 @@ def test_on_free_nodes_each_rendition_gets_its_job() -> None:
     d = decide(
         snap(vt.VideoTranscodeStatus(), probe=ProbeResult(facts=FACTS), capacity=capacity(3))
     )
-    assert d.status.grouping == vt.Grouping(False, "Spread", d.status.grouping.message)  # type: ignore[union-attr]
+    assert d.status.grouping is not None
+    assert (d.status.grouping.grouped, d.status.grouping.reason) == (False, "Spread")
+    assert d.status.grouping.message.startswith("3 schedulable nodes with ")
     after = decide(snap(d.status, slots=4))
     assert created_jobs(after) == [("480p",), ("720p",), ("1080p",)]
 

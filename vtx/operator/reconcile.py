@@ -227,8 +227,13 @@ def gather(
         published=observed.published,
         claim=videos.Claim() if step.ref in ctx.claimed else observed.claim,
         reports=reports,
-        # Read only for the round that makes the plan: the grouping is chosen then, once.
-        capacity=capacity(ctx) if status.plan is None and observed.probe is not None else None,
+        # Read only for the round that makes the plan from the probe's facts: the grouping is
+        # chosen then, once (a refused or unreadable source needs no cluster view).
+        capacity=(
+            capacity(ctx)
+            if status.plan is None and observed.probe is not None and observed.probe.facts
+            else None
+        ),
     )
 
 
