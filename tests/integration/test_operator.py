@@ -3,6 +3,7 @@ a VideoTranscode becomes probed, planned, transcoded and published."""
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from tests import media
 from tests.integration.test_core import fetch_one
 from tests.integration.test_jobrunner import Video, upload_video
-from tests.services import Process, free_port, started
+from tests.services import PROBE_LINE, Process, free_port, started
 from tests.services import operator_process as operator_process_for
 from tests.stack import apply, get, job_namespace, kubectl, wait_until
 from tests.verify import assert_complete, assert_verified
@@ -358,21 +359,34 @@ def test_the_cap_on_running_jobs_holds_and_every_resource_finishes(
     names = [submit(upload_video(store, db, clip), ns) for _ in range(5)]
     peak = 0
     queued: set[str] = set()
+    unprobed: set[str] = set()  # seen waiting for a slot before their probe
 
     def all_done() -> bool:
         nonlocal peak
         peak = max(peak, running_transcode_pods(ns))
-        phases = [get("videotranscode", n, ns).get("status", {}).get("phase") for n in names]
+        statuses = [get("videotranscode", n, ns).get("status", {}) for n in names]
+        phases = [st.get("phase") for st in statuses]
         queued.update(n for n, p in zip(names, phases, strict=True) if p == "Queued")
+        unprobed.update(
+            n
+            for n, st in zip(names, statuses, strict=True)
+            if st.get("phase") == "Queued" and not st.get("plan")
+            and any(c.get("reason") == "WaitingForSlot" for c in st.get("conditions") or [])
+        )  # fmt: skip
         return all(p in ("Ready", "Failed") for p in phases)
 
-    wait_until("5 resources (10 Jobs under a cap of 2) to finish", all_done, timeout=900, every=0.5)
+    wait_until("5 resources (a Job each, on one node) to finish under a cap of 2", all_done,
+               timeout=900, every=0.5)  # fmt: skip
     assert peak == 2, f"the cap is 2 running transcode pods; the most seen was {peak}"
-    # One resource's two Jobs fill the cap: the others are seen waiting in Queued.
+    # Two resources' Jobs fill the cap: the others are seen waiting in Queued, not yet probed.
     assert len(queued) >= 3, f"resources seen Queued: {sorted(queued)}"
+    assert len(unprobed) >= 2, f"resources seen waiting unprobed: {sorted(unprobed)}"
+    ids = [video_id_from_name(n) for n in names]
+    probes = collections.Counter(v for v, _ in PROBE_LINE.findall(operator.read_text()))
+    assert {v: probes[v] for v in ids} == dict.fromkeys(ids, 1), "one probe per source"
     for n in names:
         assert get("videotranscode", n, ns)["status"]["phase"] == "Ready"
-    assert_complete(*(video_id_from_name(n) for n in names))
+    assert_complete(*ids)
 
 
 def test_suspend_stops_the_jobs_and_resume_finishes(

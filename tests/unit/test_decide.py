@@ -141,10 +141,40 @@ def entry_phases(d: Decision) -> dict[str, str]:
 # --- the probe and the plan --------------------------------------------------------------------
 
 
-def test_a_new_resource_is_probed_first() -> None:
-    d = decide(snap(vt.VideoTranscodeStatus()))
+def test_a_new_resource_with_a_slot_is_probed_first() -> None:
+    s = snap(vt.VideoTranscodeStatus(), slots=1)
+    assert missing_jobs(s) == 1, "it asks admission for a slot before its probe"
+    d = decide(s)
     assert d.actions == (Probe(),)
     assert d.status == vt.VideoTranscodeStatus()
+
+
+def test_a_new_resource_without_a_slot_waits_queued_unprobed() -> None:
+    d = decide(snap(vt.VideoTranscodeStatus(), slots=0))
+    assert Probe() not in d.actions
+    assert d.status.phase == "Queued"
+    assert d.status.plan is None
+    c = cond(d.status, "Probed")
+    assert (c.status, c.reason) == ("Unknown", "WaitingForSlot")
+    assert events(d) == ["Queued"]
+    # Stepped again while no slot is free: nothing to write, no event, no probe.
+    again = decide(snap(d.status, slots=0))
+    assert again.actions == ()
+    assert again.status == d.status
+    # A slot frees: the probe, then the plan replaces the waiting condition.
+    assert decide(snap(d.status, slots=1)).actions == (Probe(),)
+    planned_ = decide(snap(d.status, slots=1, probe=ProbeResult(facts=FACTS)))
+    assert planned_.status.plan == PLAN
+    assert cond(planned_.status, "Probed").status == "True"
+
+
+def test_no_slot_is_asked_for_a_suspended_or_backing_off_unplanned_resource() -> None:
+    suspended = dataclasses.replace(SPEC, suspend=True)
+    assert missing_jobs(snap(vt.VideoTranscodeStatus(), spec=suspended)) == 0
+    backing_off = vt.VideoTranscodeStatus(probe_failures=1, probe_retry_at="2026-11-29T12:00:10Z")
+    assert missing_jobs(snap(backing_off)) == 0
+    later = dataclasses.replace(snap(backing_off), now=NOW + timedelta(seconds=11))
+    assert missing_jobs(later) == 1
 
 
 def test_a_probed_source_is_planned_and_decided_again_for_admission() -> None:
@@ -182,7 +212,7 @@ def test_a_source_that_cannot_be_read_now_is_probed_again_later_then_fails() -> 
     assert events(first) == ["ProbeRetry"]
     # Before the retry time: nothing, not even a probe.
     assert decide(snap(first.status)).actions == ()
-    later = dataclasses.replace(snap(first.status), now=NOW + timedelta(seconds=11))
+    later = dataclasses.replace(snap(first.status, slots=1), now=NOW + timedelta(seconds=11))
     assert decide(later).actions == (Probe(),)
     status = dataclasses.replace(first.status, probe_failures=4)
     last = decide(snap(status, probe=ProbeResult(unavailable="timed out")))
@@ -561,7 +591,8 @@ def test_suspend_after_admission_suspends_the_running_jobs_and_resume_resumes_th
 
 
 def test_restart_after_the_probe_before_the_plan_was_written_probes_again() -> None:
-    assert decide(snap(vt.VideoTranscodeStatus(phase="Pending"))).actions == (Probe(),)
+    status = vt.VideoTranscodeStatus(phase="Pending")
+    assert decide(snap(status, slots=1)).actions == (Probe(),)
 
 
 def test_restart_after_jobs_were_created_before_the_status_said_so() -> None:

@@ -32,6 +32,7 @@ from vtx.operator.reports import Report
 from vtx.operator.state import JobObs
 
 TERMINAL = ("Ready", "Failed")
+WAITING_FOR_SLOT = "the source is probed when a transcode slot is free for this video"
 DONE = ("Succeeded", "Failed")
 
 # --- what the step observed ---------------------------------------------------------------------
@@ -185,10 +186,14 @@ class Decision:
 
 
 def missing_jobs(s: Snapshot) -> int:
-    """Jobs the resource would create now with slots enough (what admission counts)."""
+    """Jobs the resource would create now with slots enough (what admission counts). A
+    resource not yet probed counts one: it is probed only when a slot is free for it, so a
+    thousand waiting resources cost no probe until they can run."""
     plan = s.status.plan
-    if plan is None or s.spec.suspend or s.status.phase in TERMINAL:
+    if s.spec.suspend or s.status.phase in TERMINAL:
         return 0
+    if plan is None:
+        return 1 if _may_probe(s) else 0
     entries = s.status.renditions
     jobs = planned_jobs(s.name, plan, s.status.grouped(s.spec), _redos(entries))
     return sum(
@@ -196,6 +201,12 @@ def missing_jobs(s: Snapshot) -> int:
         for name, group in jobs.items()
         if name not in s.jobs and any(_entry(entries, r.name).phase not in DONE for r in group)
     )
+
+
+def _may_probe(s: Snapshot) -> bool:
+    """Whether an unplanned resource would probe now (not while waiting out a failed probe)."""
+    retry_at = s.status.probe_retry_at
+    return retry_at is None or vt.parse_timestamp(retry_at) <= s.now
 
 
 def _entry(entries: Mapping[str, vt.RenditionStatus], name: str) -> vt.RenditionStatus:
@@ -293,9 +304,18 @@ class _Draft:
     def plan(self) -> None:
         s, probe = self.s, self.s.probe
         if probe is None:
-            retry_at = self.status.probe_retry_at
-            if retry_at is None or vt.parse_timestamp(retry_at) <= s.now:
+            if not _may_probe(s):
+                return
+            self.waiting = 1  # it keeps its place in the queue, and its slot while probed
+            if s.slots > 0:
                 self.act(Probe())
+                return
+            if self.status.phase != "Queued":
+                # Probed when a slot is free for it: its facts are read when they are used.
+                self.set(phase="Queued")
+                self.condition("Probed", "Unknown", "WaitingForSlot", WAITING_FOR_SLOT)
+                self.note = "queued: waiting for a transcode slot"
+                self.emit("Normal", "Queued", WAITING_FOR_SLOT)
             return
         if probe.refused is not None:
             self.fail("InvalidSource", probe.refused, probed=False, looks_like=probe.looks_like)

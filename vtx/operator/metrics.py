@@ -11,7 +11,10 @@ from vtx.core.resource import Phase
 
 RESOURCES = Gauge("vtx_resources", "VideoTranscode resources seen, by phase", ["phase"])
 JOBS_RUNNING = Gauge("vtx_transcode_jobs_running", "Transcode Jobs holding a slot of the cap")
-JOBS_QUEUED = Gauge("vtx_transcode_jobs_queued", "Transcode Jobs waiting for a slot")
+JOBS_QUEUED = Gauge(
+    "vtx_transcode_jobs_queued",
+    "Transcode Jobs waiting for a slot (a video not yet probed counts one)",
+)
 RECONCILE_ERRORS = Counter("vtx_reconcile_errors_total", "Reconciliations that raised")
 JOBS_FAILED = Counter("vtx_transcode_jobs_failed_total", "Transcode Jobs that failed for good")
 ENCODE_SPEED = Histogram(

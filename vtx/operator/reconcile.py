@@ -137,6 +137,7 @@ class Abandoned(Exception):
 
 def _rounds(step: Step, spec: vt.VideoTranscodeSpec, observed: Observed) -> None:
     ctx = step.ctx
+    cap = ctx.settings.max_running_jobs
     for _ in range(MAX_ROUNDS):
         if being_deleted(step.body):
             raise Abandoned
@@ -145,11 +146,14 @@ def _rounds(step: Step, spec: vt.VideoTranscodeSpec, observed: Observed) -> None
         missing = missing_jobs(snapshot)
         if missing:
             me = Waiting(str(step.meta["creationTimestamp"]), step.namespace, step.name, missing)
-            with ctx.admission:  # decide and create under one lock: no two take the last slot
-                slots = ctx.view.admit(me, ctx.settings.max_running_jobs)
-                decision = decide(replace(snapshot, slots=slots))
+            if status.plan is None:  # a slot to be probed in: no Job is made, so no lock
+                decision = decide(replace(snapshot, slots=ctx.view.admit(me, cap)))
                 apply(step, spec, decision)
-                ctx.view.set_waiting(replace(me, missing=decision.waiting))
+            else:
+                with ctx.admission:  # decide and create under one lock: no two take the last slot
+                    decision = decide(replace(snapshot, slots=ctx.view.admit(me, cap)))
+                    apply(step, spec, decision)
+            ctx.view.set_waiting(replace(me, missing=decision.waiting))
         else:
             decision = decide(snapshot)
             apply(step, spec, decision)
