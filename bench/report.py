@@ -1,8 +1,8 @@
 """`make bench`: every benchmark in one go, and docs/benchmarks.md written from what they print.
 
-Runs bench.ladder, bench.operator, bench.first_segment and bench.api one after another (each
-measures its own baselines in the same process), shows their output as it comes, and writes
-docs/benchmarks.md: the date, the machine and the commit, each benchmark's output as printed, and
+Runs bench.ladder, bench.operator, bench.first_segment, bench.api and bench.throughput one
+after another (each measures its own baselines in the same process), shows their output as it
+comes, and writes docs/benchmarks.md: the date, the machine and the commit, each benchmark's output as printed, and
 two plots drawn from the figures they wrote (time to the first segment and to Ready against the
 source's length; the ladder's CPU per way). Nothing in the report is typed by hand.
 
@@ -141,6 +141,8 @@ def main() -> None:
              ["--lengths", "6,12" if args.quick else "10,30,120", "--json", str(first_json)]),
             ("API: uploads under load, WebSocket fan-out", "bench.api",
              ["--seconds", "5" if args.quick else "20"]),
+            ("Throughput: many uploads at once, and where the CPU goes", "bench.throughput",
+             ["--seconds", "4" if args.quick else "10"]),
         ):  # fmt: skip
             out, took = run(module, *margs)
             parts.append((title, f"python -m {module} {' '.join(margs)}", out, took))

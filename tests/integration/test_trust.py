@@ -487,7 +487,12 @@ def reach_from_a_job_pod(ns: str, name: str, *, policy: bool) -> dict[str, Any]:
     from vtx.operator.jobs import _pod_spec
 
     settings = S.from_env({**stack_env(), "VTX_JOB_SECRET": "vtx-jobrunner"})
-    pod = _pod_spec(settings, ["--version"], {"app.kubernetes.io/name": "vtx-jobrunner"})
+    pod = _pod_spec(
+        settings,
+        ["--version"],
+        {"app.kubernetes.io/name": "vtx-jobrunner"},
+        settings.job_cpu_request,
+    )
     container = pod["spec"]["containers"][0]
     container["command"] = ["python3", "-c", REACH]
     container.pop("args")

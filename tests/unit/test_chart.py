@@ -438,7 +438,8 @@ def test_good_values_beside_the_defaults_are_accepted(helm: Path, tmp_path: Path
         "api": {"replicas": 0, "resources": {"requests": {"cpu": 0.25, "memory": 268435456}},
                 "podDisruptionBudget": {"maxUnavailable": "50%"},
                 "corsOrigins": ["https://videos.example.com", "*"]},
-        "jobrunner": {"image": {"tag": "1.2.3"}, "resources": {"limits": {"cpu": 4}}},
+        "jobrunner": {"image": {"tag": "1.2.3"}, "resources": {"limits": {"cpu": 4}},
+                      "ingestCpuRequest": "50m"},
         "extraSettings": {"VTX_MAX_SOURCE_SECONDS": "7200"},
         "metrics": {"serviceMonitor": {"enabled": True}, "dashboard": {"enabled": False}},
     }  # fmt: skip
@@ -447,6 +448,7 @@ def test_good_values_beside_the_defaults_are_accepted(helm: Path, tmp_path: Path
     assert env["VTX_MAX_SOURCE_SECONDS"] == "7200"
     assert env["VTX_JOB_IMAGE"] == "localhost/vtx-job:1.2.3"
     assert env["VTX_JOB_CPU_LIMIT"] == "4"
+    assert env["VTX_INGEST_CPU_REQUEST"] == "50m"
     assert env["VTX_CORS_ORIGINS"] == "https://videos.example.com,*"
     assert {d["metadata"]["name"] for d in of_kind(docs, "ServiceMonitor")} == {
         "vtx-api",

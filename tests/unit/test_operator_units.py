@@ -104,6 +104,9 @@ def test_the_ingest_job_checks_the_announced_size() -> None:
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--size") + 1] == "1234"
     assert job["metadata"]["name"] == f"{RESOURCE}-ingest"
+    # It streams bytes: a small CPU request, so that it never keeps a transcode pod off the node.
+    requests = job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert requests["cpu"] == "100m"
 
 
 def test_names_are_deterministic_per_group() -> None:
@@ -217,6 +220,19 @@ def test_the_view_admits_in_creation_order_under_the_cap() -> None:
     assert sorted(view.jobs_of("ns", "a")) == ["a-1", "a-2"]
     view.drop_job("ns", "a-1")
     assert sorted(view.jobs_of("ns", "a")) == ["a-2"]
+
+
+def test_a_free_slot_goes_to_the_first_in_the_queue() -> None:
+    view = ClusterView()
+    view.put_job(job("x-1", "x"))
+    view.set_waiting(Waiting("2026-01-01T00:00:03Z", "ns", "c", 1))
+    view.set_waiting(Waiting("2026-01-01T00:00:01Z", "ns", "a", 2))
+    view.set_waiting(Waiting("2026-01-01T00:00:02Z", "ns", "b", 1))
+    assert view.first_waiting(cap=1) == [], "no slot free"
+    assert view.first_waiting(cap=2) == [("ns", "a")]
+    assert view.first_waiting(cap=3) == [("ns", "a")], "a's two Jobs take both slots"
+    assert view.first_waiting(cap=4) == [("ns", "a"), ("ns", "b")]
+    assert view.first_waiting(cap=9) == [("ns", "a"), ("ns", "b"), ("ns", "c")]
 
 
 def test_the_row_keeps_the_plan_beside_the_progress() -> None:

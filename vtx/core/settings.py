@@ -224,6 +224,9 @@ class Settings:
     job_service_account: str = setting("VTX_JOB_SERVICE_ACCOUNT", _name, "vtx-jobrunner")
     job_cpu_request: str = setting("VTX_JOB_CPU_REQUEST", str, "500m")
     job_cpu_limit: str = setting("VTX_JOB_CPU_LIMIT", str, "2")
+    # An ingest pod streams the original to IPFS (Kubo hashes it): it needs little CPU, and
+    # asking for a transcode's share would keep transcode pods from being scheduled.
+    ingest_cpu_request: str = setting("VTX_INGEST_CPU_REQUEST", str, "100m")
     job_memory_request: str = setting("VTX_JOB_MEMORY_REQUEST", str, "512Mi")
     job_memory_limit: str = setting("VTX_JOB_MEMORY_LIMIT", str, "2Gi")
     job_scratch_limit: str = setting("VTX_JOB_SCRATCH_LIMIT", str, "4Gi")

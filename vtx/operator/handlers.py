@@ -353,6 +353,11 @@ async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         wake(ctx, str(meta["namespace"]), str(owner))
     if (meta.get("labels") or {}).get(LABEL_KIND) != "transcode":
         return
+    if ctx.settings.wake_on_job_end:
+        # Its slot is free: the resources first in the queue take it now, not at their tick.
+        for namespace, name in ctx.view.first_waiting(ctx.settings.max_running_jobs):
+            if (namespace, name) != (str(meta["namespace"]), owner):
+                wake(ctx, namespace, name)
     if state.state == "failed":
         JOBS_FAILED.inc()
         return

@@ -96,6 +96,20 @@ class ClusterView:
         with self._lock:
             return sum(w.missing for w in self._waiting.values())
 
+    def first_waiting(self, cap: int) -> list[Key]:
+        """The resources first in the queue whose missing Jobs the free slots under ``cap``
+        would take (whom to step now that a slot is free)."""
+        free = cap - self.running_transcodes()
+        with self._lock:
+            queue = sorted(self._waiting.values())
+        chosen: list[Key] = []
+        for w in queue:
+            if free <= 0:
+                break
+            chosen.append((w.namespace, w.name))
+            free -= w.missing
+        return chosen
+
     def admit(self, me: Waiting, cap: int) -> int:
         """How many of its missing Jobs ``me`` may create now: the free slots under ``cap``,
         to resources created earlier first. Call under the operator's admission lock, and

@@ -86,7 +86,9 @@ def _environment(settings: Settings) -> dict[str, Any]:
     return {"envFrom": env_from, "env": env}
 
 
-def _pod_spec(settings: Settings, args: list[str], labels: Mapping[str, str]) -> dict[str, Any]:
+def _pod_spec(
+    settings: Settings, args: list[str], labels: Mapping[str, str], cpu_request: str
+) -> dict[str, Any]:
     return {
         "metadata": {"labels": dict(labels)},
         "spec": {
@@ -112,7 +114,7 @@ def _pod_spec(settings: Settings, args: list[str], labels: Mapping[str, str]) ->
                     **_environment(settings),
                     "resources": {
                         "requests": {
-                            "cpu": settings.job_cpu_request,
+                            "cpu": cpu_request,
                             "memory": settings.job_memory_request,
                         },
                         "limits": {
@@ -210,7 +212,7 @@ def build_transcode_job(
         video_id=video_id, source_key=source_key, renditions=tuple(renditions), job=name,
         scratch=SCRATCH, ipfs=ipfs,
     ).argv()  # fmt: skip
-    pod = _pod_spec(settings, args, labels)
+    pod = _pod_spec(settings, args, labels, settings.job_cpu_request)
     deadline = active_deadline_seconds(duration_s, settings, len(renditions))
     annotations = {SOURCE_SECONDS: f"{duration_s:.3f}"}
     return _job(name, namespace, labels, pod, settings, deadline, owner, annotations)
@@ -234,7 +236,7 @@ def build_ingest_job(
         LABEL_KIND: "ingest",
     }
     args = IngestArgs(video_id=video_id, source_key=source_key, size=size).argv()
-    pod = _pod_spec(settings, args, labels)
+    pod = _pod_spec(settings, args, labels, settings.ingest_cpu_request)
     # Streaming at a (pessimistic) 5 MB/s, plus start-up.
     deadline = int(300 + size / 5_000_000)
     return _job(job_name(resource, "ingest"), namespace, labels, pod, settings, deadline, owner)
