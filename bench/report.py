@@ -2,9 +2,10 @@
 
 Runs bench.ladder, bench.operator, bench.first_segment, bench.api and bench.throughput one
 after another (each measures its own baselines in the same process), shows their output as it
-comes, and writes docs/benchmarks.md: the date, the machine and the commit, each benchmark's output as printed, and
-two plots drawn from the figures they wrote (time to the first segment and to Ready against the
-source's length; the ladder's CPU per way). Nothing in the report is typed by hand.
+comes, and writes docs/benchmarks.md: the date, the machine and the commit, each benchmark's
+output as printed, and two plots drawn from the figures they wrote (time to the first segment
+and to Ready against the source's length; the ladder's CPU per way). Nothing in the report is
+typed by hand.
 
 Needs the stack (make up), the images (make images) and matplotlib (the bench extra). Usage:
     python -m bench.report [--quick]   (--quick: shorter sources and fewer resources)

@@ -356,7 +356,8 @@ def test_the_cap_on_running_jobs_holds_and_every_resource_finishes(
     clip = media.make_clip(
         tmp_path_factory.mktemp("media") / "cap.mp4", seconds=4, width=1280, height=720
     )
-    names = [submit(upload_video(store, db, clip), ns) for _ in range(5)]
+    videos = [upload_video(store, db, clip) for _ in range(5)]
+    names = [submit(video, ns) for video in videos]  # created together, after every upload
     peak = 0
     queued: set[str] = set()
     unprobed: set[str] = set()  # seen waiting for a slot before their probe

@@ -222,6 +222,24 @@ def test_the_view_admits_in_creation_order_under_the_cap() -> None:
     assert sorted(view.jobs_of("ns", "a")) == ["a-2"]
 
 
+def test_a_probe_holds_its_slot_through_the_step() -> None:
+    """Resources created in the same second are ordered by name: each one arriving sees only
+    those already known, and without the held slot all of them would be probed at once."""
+    view = ClusterView()
+    same_second = "2026-01-01T00:00:01Z"
+    first, second, third = (Waiting(same_second, "ns", n, 1) for n in ("z", "a", "m"))
+    assert view.admit_probe(first, cap=2) == 1
+    assert view.admit_probe(second, cap=2) == 1, "one slot left, though 'a' sorts before 'z'"
+    assert view.admit_probe(third, cap=2) == 0, "both slots are held by probes"
+    assert view.admit_probe(first, cap=2) == 1, "its own slot, asked again in its step"
+    view.release_probe("ns", "z")
+    view.set_waiting(Waiting(same_second, "ns", "z", 0))
+    view.put_job(job("z-1", "z"))  # z planned and made its Job
+    assert view.admit_probe(third, cap=2) == 0, "z's Job and a's probe fill the cap"
+    view.forget("ns", "a")
+    assert view.admit_probe(third, cap=2) == 1
+
+
 def test_a_free_slot_goes_to_the_first_in_the_queue() -> None:
     view = ClusterView()
     view.put_job(job("x-1", "x"))

@@ -30,6 +30,7 @@ class ClusterView:
         self._jobs: dict[Key, dict[str, Any]] = {}
         self._by_owner: dict[Key, set[str]] = {}
         self._waiting: dict[Key, Waiting] = {}
+        self._probing: set[Key] = set()  # given a slot to be probed in, during their step
 
     # --- Jobs -------------------------------------------------------------------------------
     def put_job(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -90,6 +91,7 @@ class ClusterView:
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._waiting.pop((namespace, name), None)
+            self._probing.discard((namespace, name))
 
     def queued(self) -> int:
         """Transcode Jobs waiting for a slot, over all resources."""
@@ -109,6 +111,33 @@ class ClusterView:
             chosen.append((w.namespace, w.name))
             free -= w.missing
         return chosen
+
+    def admit_probe(self, me: Waiting, cap: int) -> int:
+        """1 when the unplanned ``me`` may be probed now: a slot under ``cap`` is free after the
+        running Jobs, the resources being probed (each will want a slot) and the resources
+        created earlier. The slot is held until :meth:`release_probe`, at the end of its step:
+        resources created in the same second, whose order is by name, then cannot each see a
+        slot free for the others."""
+        key = (me.namespace, me.name)
+        running = self.running_transcodes()
+        with self._lock:
+            self._waiting[key] = me
+            if key in self._probing:
+                return 1  # the slot it was given earlier in its step
+            free = cap - running - len(self._probing - {key})
+            ahead = sum(
+                w.missing
+                for k, w in self._waiting.items()
+                if w < me and k != key and k not in self._probing
+            )
+            if free - ahead < 1:
+                return 0
+            self._probing.add(key)
+            return 1
+
+    def release_probe(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._probing.discard((namespace, name))
 
     def admit(self, me: Waiting, cap: int) -> int:
         """How many of its missing Jobs ``me`` may create now: the free slots under ``cap``,

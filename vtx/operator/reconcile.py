@@ -129,6 +129,9 @@ def reconcile_step(step: Step, spec_dict: dict[str, Any]) -> None:
         _rounds(step, spec, observed)
     except Abandoned:
         return  # its finalizer does what is left; no probe, Job or status for it now
+    finally:
+        # Probed and planned in this step, it asked for its Jobs' slots as they are.
+        step.ctx.view.release_probe(step.namespace, step.name)
 
 
 class Abandoned(Exception):
@@ -147,7 +150,7 @@ def _rounds(step: Step, spec: vt.VideoTranscodeSpec, observed: Observed) -> None
         if missing:
             me = Waiting(str(step.meta["creationTimestamp"]), step.namespace, step.name, missing)
             if status.plan is None:  # a slot to be probed in: no Job is made, so no lock
-                decision = decide(replace(snapshot, slots=ctx.view.admit(me, cap)))
+                decision = decide(replace(snapshot, slots=ctx.view.admit_probe(me, cap)))
                 apply(step, spec, decision)
             else:
                 with ctx.admission:  # decide and create under one lock: no two take the last slot
