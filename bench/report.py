@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short sources, 100 resources")
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args()
-    began = datetime.now(UTC)
+    began, measured = datetime.now(UTC), commit()  # before this run rewrites the report
     with tempfile.TemporaryDirectory(prefix="vtx-bench-report-") as tmp:
         work = Path(tmp)
         ladder_json, first_json = work / "ladder.json", work / "first.json"
@@ -157,7 +157,7 @@ def main() -> None:
         "# Benchmarks",
         "",
         f"Written by `make bench` ({'`--quick`, ' if args.quick else ''}"
-        f"`python -m bench.report`) on {began:%Y-%m-%d %H:%M} UTC, commit `{commit()}`.",
+        f"`python -m bench.report`) on {began:%Y-%m-%d %H:%M} UTC, commit `{measured}`.",
         f"Machine: {machine()}. The local stack, the load and the measured program share it.",
         "Each figure below is printed by the benchmark named above it, with its baseline measured",
         "in the same run; the plots are drawn from the same figures.",
