@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -29,14 +28,12 @@ from typing import Any
 import requests
 from kubernetes import client
 
-from bench.operator import bare_command, wait
-from tests.media import make_clip
+from bench.operator import bare_command, faststart_source, on_the_stack, wait
 from tests.services import Process, api_process, free_port, operator_process
-from tests.stack import job_namespace, stack_env
+from tests.stack import job_namespace
 from tests.uploads import announce_and_put, bearer, complete
 from vtx.core import media
 from vtx.core.hls import parse_media_playlist
-from vtx.core.kube import load_kube_config
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 
@@ -122,10 +119,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here (bench.report)")
     args = parser.parse_args()
     lengths = [float(s) for s in args.lengths.split(",")]
-    env = stack_env()
-    os.environ["KUBECONFIG"] = env["KUBECONFIG"]
-    load_kube_config()
-    settings = Settings.from_env(env)
+    env, settings = on_the_stack()
     store = ObjectStore(settings)
     token = env["VTX_API_TOKEN"]
     rows = []
@@ -145,11 +139,7 @@ def main() -> None:
         try:
             noop_job(ns, settings)  # the image's first start on this node is not the baseline
             for seconds in lengths:
-                raw = make_clip(work / f"raw-{seconds:g}.mp4", seconds=seconds)
-                source = work / f"source-{seconds:g}.mp4"
-                subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(raw), "-c",
-                                "copy", "-movflags", "+faststart", str(source)],
-                               check=True, timeout=600)  # fmt: skip
+                source = faststart_source(seconds, work, f"source-{seconds:g}")
                 key = f"bench/first-segment/{uuid.uuid4()}.mp4"
                 store.upload_file(source, key, content_type="video/mp4")
                 url = store.presign_get(key, expires_s=3600, public=False)

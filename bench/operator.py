@@ -70,6 +70,23 @@ def resource_for(
     return vt.build_resource(spec, ns)
 
 
+def on_the_stack() -> tuple[dict[str, str], Settings]:
+    """The local stack's environment and settings, with the Kubernetes client pointed at it."""
+    env = stack_env()
+    os.environ["KUBECONFIG"] = env["KUBECONFIG"]
+    load_kube_config()
+    return env, Settings.from_env(env)
+
+
+def faststart_source(seconds: float, work: Path, name: str = "source") -> Path:
+    """A ``seconds`` long 1080p30 clip with audio, its index at the front as uploads have it."""
+    raw = make_clip(work / f"{name}-raw.mp4", seconds=seconds)
+    source = work / f"{name}.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(raw), "-c", "copy",
+                    "-movflags", "+faststart", str(source)], check=True, timeout=600)  # fmt: skip
+    return source
+
+
 def wait(what: str, check: Callable[[], bool], timeout: float, every: float = 0.2) -> float:
     """Seconds until ``check`` holds; raises naming ``what`` after ``timeout``."""
     start = time.monotonic()
@@ -179,10 +196,7 @@ def pod_marks(obj: dict[str, Any], ns: str, wall: float) -> dict[str, float]:
 def part_one(args: argparse.Namespace, settings: Settings, work: Path) -> None:
     store, db = ObjectStore(settings), Database(settings.database_url, max_connections=2)
     custom: Any = client.CustomObjectsApi()
-    raw = make_clip(work / "raw.mp4", seconds=args.seconds)
-    source = work / "source.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(raw), "-c", "copy", "-movflags",
-                    "+faststart", str(source)], check=True, timeout=300)  # fmt: skip
+    source = faststart_source(args.seconds, work)
     with job_namespace("vtx-bench-ready") as ns:
         proc = operator_process(
             work / "operator-ready.log", ns, health_port=free_port(), metrics_port=free_port(),
@@ -402,10 +416,7 @@ def main() -> None:
         help="let the admitted Jobs' pods run (on this node) during part 2",
     )  # fmt: skip
     args = parser.parse_args()
-    env = stack_env()
-    os.environ["KUBECONFIG"] = env["KUBECONFIG"]
-    load_kube_config()
-    settings = Settings.from_env(env)
+    _env, settings = on_the_stack()
     with tempfile.TemporaryDirectory(prefix="vtx-bench-operator-") as tmp:
         work = Path(tmp)
         if args.only in (None, "ready"):

@@ -33,14 +33,11 @@ from typing import Any
 import requests
 from kubernetes import client
 
-from bench.operator import bare_command, cpu_seconds, wait
-from tests.media import make_clip
+from bench.operator import bare_command, cpu_seconds, faststart_source, on_the_stack, wait
 from tests.services import Process, api_process, free_port, operator_process
-from tests.stack import STATE, job_namespace, stack_env
+from tests.stack import STATE, job_namespace
 from tests.uploads import announce_and_put, bearer, complete
-from vtx.core.kube import load_kube_config
 from vtx.core.objects import ObjectStore
-from vtx.core.settings import Settings
 
 KUBEPODS = Path("/sys/fs/cgroup/cpuacct/kubepods")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -188,10 +185,7 @@ def main() -> None:
     parser.add_argument("--cap", type=int, help="VTX_MAX_RUNNING_JOBS (default: the default)")
     parser.add_argument("--json", type=Path, help="also write the figures here (bench.report)")
     args = parser.parse_args()
-    env = stack_env()
-    os.environ["KUBECONFIG"] = env["KUBECONFIG"]
-    load_kube_config()
-    settings = Settings.from_env(env)
+    env, settings = on_the_stack()
     store = ObjectStore(settings)
     token = env["VTX_API_TOKEN"]
     cap = args.cap or settings.max_running_jobs
@@ -200,11 +194,7 @@ def main() -> None:
         job_namespace("vtx-bench-throughput") as ns,
     ):
         work = Path(tmp)
-        raw = make_clip(work / "raw.mp4", seconds=args.seconds)
-        source = work / "source.mp4"
-        faststart = ["-c", "copy", "-movflags", "+faststart", str(source)]
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(raw), *faststart],
-                       check=True, timeout=600)  # fmt: skip
+        source = faststart_source(args.seconds, work)
         key = f"bench/throughput/{uuid.uuid4()}.mp4"
         store.upload_file(source, key, content_type="video/mp4")
         url = store.presign_get(key, expires_s=3600, public=False)
