@@ -210,9 +210,11 @@ def test_sigterm_stops_a_busy_operator_within_ten_seconds(
     )
     videos_ = [upload_video(store, db, clip) for _ in range(12)]
     with job_namespace("vtx-test-sigterm") as busy_ns:
+        # A resource is probed only when a slot is free for it: a cap of 12 lets all probe.
         process = operator_process(
             tmp_path_factory.mktemp("busy") / "operator.log", busy_ns,
             health_port=free_port(), metrics_port=free_port(),
+            env={"VTX_MAX_RUNNING_JOBS": "12"},
         )  # fmt: skip
         process.start()
         try:
