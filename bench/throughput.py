@@ -96,7 +96,6 @@ class Sampler:
         self._core: Any = client.CoreV1Api()
         self._listed = 0.0
         self.busy: list[tuple[float, float]] = []  # (monotonic time, host busy CPU-s)
-        self.encoding: list[float] = []  # monotonic times an FFmpeg process was seen running
         self.own_cpu = 0.0  # what sampling cost (this thread's CPU)
         self.running: list[int] = []  # FFmpeg processes running, per sample
 
@@ -114,8 +113,6 @@ class Sampler:
             self.busy.append((now, host_busy()))
             running = ffmpeg_processes()
             self.running.append(len(running))
-            if running:
-                self.encoding.append(now)
             self.ffmpeg.update(running)
             for uid, path in pod_cgroups().items():
                 try:
@@ -128,6 +125,11 @@ class Sampler:
                     labels = pod.metadata.labels or {}
                     self.kinds[pod.metadata.uid] = labels.get("vtx.dev/job-kind", "other")
             self.own_cpu = time.thread_time()
+
+    def encoding(self) -> tuple[float, float]:
+        """The first and the last sample time at which an FFmpeg process was running."""
+        times = [t for (t, _), n in zip(self.busy, self.running, strict=True) if n]
+        return times[0], times[-1]
 
     def busy_between(self, start: float, end: float) -> float:
         """Host CPU-s busy between two sample times (the samples nearest to them)."""
@@ -266,7 +268,7 @@ def main() -> None:
     rows.append(("not seen by a sampler (exits, other processes)", busy - seen))
     for what, seconds in rows:
         print(f"   {what:<48} {seconds:7.1f} CPU-s  {seconds / busy:6.1%}")
-    first, last = sampler.encoding[0], sampler.encoding[-1]
+    first, last = sampler.encoding()
     cores = os.cpu_count() or 1
     print(f"where the time went (idle: {cores} cores for that time, less the host's busy CPU-s)")
     for what, a, b in (

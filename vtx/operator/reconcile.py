@@ -130,7 +130,8 @@ def reconcile_step(step: Step, spec_dict: dict[str, Any]) -> None:
     except Abandoned:
         return  # its finalizer does what is left; no probe, Job or status for it now
     finally:
-        # Probed and planned in this step, it asked for its Jobs' slots as they are.
+        # A probe's slot is held through its step only: planned, the resource asks for its
+        # Jobs' slots; unplanned still, it asks for a probe's slot again at its next step.
         step.ctx.view.release_probe(step.namespace, step.name)
 
 
