@@ -15,9 +15,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import kopf
 from prometheus_client import start_http_server
@@ -51,6 +51,7 @@ from vtx.operator.reconcile import (
 )
 from vtx.operator.state import job_obs
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 INTERVAL_S = 2.0
 # A woken step's status is awaited on the resource's watch for at most this long: until then a
@@ -149,8 +150,16 @@ def _finished(status: kopf.Status, **_: Any) -> bool:
     return not _active(status)
 
 
+async def _in_thread(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in the operator's threads, in a copy of this context (kopf's event posting
+    reads context variables). Cancelled before it starts, it never runs: at SIGTERM the calls
+    still queued are dropped, not waited for (kopf waits for the threads of sync handlers)."""
+    run = functools.partial(contextvars.copy_context().run, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(ctx.executor, run)
+
+
 @kopf.on.resume(vt.GROUP, vt.VERSION, vt.PLURAL, when=_finished)
-def sync_finished(
+async def sync_finished(
     body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, memo: kopf.Memo,
     namespace: str | None, **_: Any,
 ) -> None:  # fmt: skip
@@ -162,7 +171,7 @@ def sync_finished(
     assert namespace is not None, "VideoTranscode is a namespaced resource"
     step = Step(ctx, body, meta, namespace, dict(status))
     step.initial = dict(status)
-    _after_step(ctx, step, dict(spec))
+    await _in_thread(ctx, _after_step, ctx, step, dict(spec))
 
 
 @kopf.timer(vt.GROUP, vt.VERSION, vt.PLURAL, interval=INTERVAL_S, initial_delay=0.2,
@@ -195,11 +204,7 @@ async def _step(
     ctx: Context, body: kopf.Body, spec: dict[str, Any], status: dict[str, Any],
     meta: kopf.Meta, namespace: str,
 ) -> dict[str, Any]:  # fmt: skip
-    # kopf's event posting reads context variables: the thread runs in a copy of this context.
-    run = functools.partial(
-        contextvars.copy_context().run, _reconcile, ctx, body, spec, status, meta, namespace
-    )
-    return await asyncio.get_running_loop().run_in_executor(ctx.executor, run)
+    return await _in_thread(ctx, _reconcile, ctx, body, spec, status, meta, namespace)
 
 
 def _ours(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,7 +321,10 @@ def _after_step(ctx: Context, step: Step, spec: dict[str, Any]) -> None:
     if after != before or key not in ctx.synced:
         row = rows.row_state(typed)
         if ctx.synced.get(key) != row:
-            rows.write_row(ctx.db, video_id, row, f"{step.namespace}/{step.name}", note=step.note)
+            rows.write_row(
+                ctx.db, video_id, row, f"{step.namespace}/{step.name}", note=step.note,
+                settings=ctx.settings,
+            )  # fmt: skip
             ctx.synced[key] = row
     if phase == "Ready" and before.get("phase") != "Ready":
         created = vt.parse_timestamp(str(step.meta["creationTimestamp"]))
@@ -373,14 +381,18 @@ async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.delete(vt.GROUP, vt.VERSION, vt.PLURAL)
-def cleanup(
-    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, memo: kopf.Memo,
-    **_: Any,
-) -> None:  # fmt: skip
+async def cleanup(
+    body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, memo: kopf.Memo, **_: Any
+) -> None:
     """With deletionPolicy Delete: remove the renditions and the master playlist from S3 and
     unpin the video's IPFS directory. The uploaded original stays. Jobs go with the resource
-    (they are owned by it)."""
+    (they are owned by it). A cleanup cut short (SIGTERM) keeps the finalizer: the next
+    operator runs it again, and every part of it may run twice."""
     ctx: Context = memo.ctx
+    await _in_thread(ctx, _cleanup, ctx, body, dict(spec), meta)
+
+
+def _cleanup(ctx: Context, body: kopf.Body, spec: dict[str, Any], meta: kopf.Meta) -> None:
     key = (str(meta.get("namespace")), str(meta.get("name")))
     ctx.phases.set(key, None)
     ctx.view.forget(*key)
