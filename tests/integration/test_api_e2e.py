@@ -213,4 +213,9 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path, ns: str, token: str)
         assert passed == generated, report
         print(f"schemathesis: {generated} cases, none answered 5xx")
     finally:
+        # The webhooks it registered (an address it made up may be public) go with it.
+        auth = {"Authorization": f"Bearer {token}"}
+        made = requests.get(f"{api.url}/v1/webhooks", headers=auth, timeout=10).json()
+        for hook in made.get("webhooks", []):
+            requests.delete(f"{api.url}/v1/webhooks/{hook['id']}", headers=auth, timeout=10)
         api.stop()

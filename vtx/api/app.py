@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from vtx.api import uploads, views, ws
+from vtx.api import uploads, views, webhooks, ws
 from vtx.api.auth import access, auth_middleware, caller_of
 from vtx.api.errors import Handler, error_middleware
 from vtx.api.hub import OwnerBook, StatusHub, status_message
@@ -28,6 +28,7 @@ from vtx.core import bus, events, videos
 from vtx.core import resource as vt
 from vtx.core.outbox import OutboxRelay
 from vtx.core.settings import Settings
+from vtx.core.webhook_delivery import Deliverer
 
 log = logging.getLogger("vtx.api")
 access_log = logging.getLogger("vtx.api.access")
@@ -179,6 +180,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/videos/{video_id}/play/{rendition}/hls/index.m3u8", views.play_media)
     r.add_get("/v1/videos/{video_id}/play/{rendition}/{file:(?:video|audio)\\.mp4}", views.play_mp4)
     r.add_get("/video/{video_id}/progress", views.get_progress)
+    r.add_post("/v1/webhooks", webhooks.register_webhook)
+    r.add_get("/v1/webhooks", webhooks.list_webhooks)
+    r.add_delete("/v1/webhooks/{endpoint_id}", webhooks.delete_webhook)
+    r.add_get("/v1/webhooks/{endpoint_id}/deliveries", webhooks.webhook_deliveries)
     r.add_get("/ws", ws.websocket)
     if (STATIC / "index.html").exists():
         r.add_get("/", dashboard)
@@ -222,6 +227,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     stop = threading.Event()
     relay_thread = threading.Thread(target=relay.run, args=(stop,), name="outbox", daemon=True)
     relay_thread.start()
+    # Webhook deliveries: every API replica delivers; a delivery is claimed by one at a time.
+    deliverer = Deliverer(
+        services.db, allow_private=settings.webhook_allow_private,
+        first_retry_s=settings.webhook_first_retry_s, timeout_s=settings.webhook_timeout_s,
+    )  # fmt: skip
+    deliver_thread = threading.Thread(
+        target=deliverer.run, args=(stop,), name="webhooks", daemon=True
+    )
+    deliver_thread.start()
     if not services.tokens:
         log.warning("VTX_API_TOKENS is empty: every write and the WebSocket will be refused")
     log.info("API ready", extra={"address": settings.api_address})
@@ -231,6 +245,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await hub.close_all()
         stop.set()
         await loop.run_in_executor(None, relay_thread.join, 10)
+        await loop.run_in_executor(None, deliver_thread.join, 15)
         relay.close()
         await loop.run_in_executor(None, reader.stop)
         await loop.run_in_executor(None, services.close)

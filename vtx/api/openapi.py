@@ -6,6 +6,7 @@ from typing import Any
 
 from vtx import __version__
 from vtx.core.ladder import RENDITION_NAME
+from vtx.core.webhooks import EVENT_TYPES
 
 UUID = {"type": "string", "format": "uuid"}
 _REF = "#/components/schemas/"
@@ -34,6 +35,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 VIDEO_ID = {"name": "video_id", "in": "path", "required": True, "schema": UUID}
+ENDPOINT_ID = {"name": "endpoint_id", "in": "path", "required": True, "schema": UUID}
 RENDITION = {
     "name": "rendition",
     "in": "path",
@@ -241,6 +243,63 @@ SCHEMAS: dict[str, Any] = {
             "failure_detail": {"type": ["string", "null"]},
         },
     },
+    "WebhookRequest": {
+        "type": "object",
+        "required": ["url", "event_types"],
+        "properties": {
+            "url": {
+                "type": "string",
+                "maxLength": 2048,
+                "description": "http or https; not a private, loopback or link-local address"
+                " unless the server allows them (VTX_WEBHOOK_ALLOW_PRIVATE)",
+            },
+            "event_types": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string", "enum": list(EVENT_TYPES)},
+            },
+        },
+    },
+    "Webhook": {
+        "type": "object",
+        "properties": {
+            "id": UUID,
+            "url": {"type": "string"},
+            "event_types": {"type": "array", "items": {"type": "string"}},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "NewWebhook": {
+        "allOf": [
+            _ref("Webhook"),
+            {
+                "type": "object",
+                "properties": {
+                    "secret": {
+                        "type": "string",
+                        "description": "The signing secret (whsec_...), shown this once: verify"
+                        " each delivery's webhook-signature with it (Standard Webhooks)",
+                    }
+                },
+            },
+        ]
+    },
+    "Delivery": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "description": "The webhook-id header of each try"},
+            "event_type": {"type": "string"},
+            "video_id": {"type": ["string", "null"]},
+            "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "attempts": {"type": "integer"},
+            "last_status": {"type": ["integer", "null"]},
+            "last_error": {"type": ["string", "null"]},
+            "created_at": {"type": "string"},
+            "delivered_at": {"type": ["string", "null"]},
+            "next_attempt_at": {"type": ["string", "null"]},
+        },
+    },
 }
 
 
@@ -420,6 +479,78 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("Progress"), "Progress"),
                     **_errors(401, 404, 503),
+                },
+            },
+        },
+        "/v1/webhooks": {
+            "post": {
+                "summary": "Register a webhook for the caller's videos; answers its secret once",
+                "operationId": "registerWebhook",
+                "security": SECURED,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("WebhookRequest")}},
+                },
+                "responses": {
+                    "201": _json(_ref("NewWebhook"), "The webhook, with its signing secret"),
+                    "409": _json(_ref("Error"), "The owner has as many webhooks as allowed"),
+                    **_errors(400, 401, 413, 415, 503),
+                },
+            },
+            "get": {
+                "summary": "The caller's webhooks (without their secrets)",
+                "operationId": "listWebhooks",
+                "security": SECURED,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"webhooks": {"type": "array", "items": _ref("Webhook")}},
+                        },
+                        "The webhooks",
+                    ),
+                    **_errors(401, 503),
+                },
+            },
+        },
+        "/v1/webhooks/{endpoint_id}": {
+            "parameters": [ENDPOINT_ID],
+            "delete": {
+                "summary": "Remove a webhook and its delivery log",
+                "operationId": "deleteWebhook",
+                "security": SECURED,
+                "responses": {
+                    "204": {"description": "Removed"},
+                    "404": _json(_ref("Error"), "No such webhook of the caller's"),
+                    **_errors(401, 503),
+                },
+            },
+        },
+        "/v1/webhooks/{endpoint_id}/deliveries": {
+            "parameters": [ENDPOINT_ID],
+            "get": {
+                "summary": "A webhook's deliveries, newest first",
+                "operationId": "webhookDeliveries",
+                "security": SECURED,
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "deliveries": {"type": "array", "items": _ref("Delivery")}
+                            },
+                        },
+                        "The deliveries",
+                    ),
+                    "404": _json(_ref("Error"), "No such webhook of the caller's"),
+                    **_errors(400, 401, 503),
                 },
             },
         },

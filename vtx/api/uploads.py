@@ -33,7 +33,7 @@ from vtx.api.validation import (
     safe_file_name,
 )
 from vtx.api.views import json_response, video_id_param, video_of, video_view
-from vtx.core import events, videos
+from vtx.core import events, videos, webhook_events
 from vtx.core import resource as vt
 from vtx.core.db import Cursor
 from vtx.core.objects import UploadedPart
@@ -297,6 +297,9 @@ async def finish_upload(services: Services, row: videos.VideoRow) -> videos.Vide
     def mark(cur: Cursor) -> videos.VideoRow | None:
         if videos.mark_uploaded(cur, row.id):
             write_event(cur, events.TRANSCODE_QUEUE, event)
+            webhook_events.announce(
+                cur, row, webhook_events.UPLOAD_COMPLETED, event.id, services.settings
+            )
         return videos.get_video(cur, row.id)
 
     done = await services.sql(mark, "mark uploaded")

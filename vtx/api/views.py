@@ -19,7 +19,8 @@ from vtx.api.errors import ApiError
 from vtx.api.keys import SERVICES
 from vtx.api.playback import UnexpectedPlaylist, has_segments, sign_media_playlist
 from vtx.api.services import Services
-from vtx.core import videos
+from vtx.core import videos, webhook_events
+from vtx.core.db import Cursor
 from vtx.core.hls import render_master_playlist, variant_of
 from vtx.core.ladder import RENDITION_NAME, InvalidPlan, Rendition, rendition_from_dict
 from vtx.core.media import HLS_PLAYLIST, mp4_name, rendition_prefix
@@ -207,7 +208,17 @@ async def delete_video(request: web.Request) -> web.Response:
     video_id = video_id_param(request)
     await video_of(request, video_id, reading=False, deleted=True)
     existed = await services.run(services.delete_resource, video_id)
-    await services.sql(lambda cur: videos.mark_deleted(cur, video_id), "mark deleted")
+
+    def mark(cur: Cursor) -> None:
+        row = videos.get_video(cur, video_id)
+        if videos.mark_deleted(cur, video_id) and row is not None:
+            # One event per video however often it is deleted: its id says which video.
+            event_id = f"deleted-{video_id}"
+            webhook_events.announce(
+                cur, row, webhook_events.VIDEO_DELETED, event_id, services.settings
+            )
+
+    await services.sql(mark, "mark deleted")
     return json_response(
         {"id": video_id, "status": videos.DELETED, "resource_deleted": existed}, status=202
     )

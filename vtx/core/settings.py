@@ -247,6 +247,13 @@ class Settings:
     playback_url_seconds: int = setting("VTX_PLAYBACK_URL_SECONDS", _positive_int, "21600")
     ws_queue: int = setting("VTX_WS_QUEUE", _positive_int, "256")
     ws_heartbeat_seconds: int = setting("VTX_WS_HEARTBEAT_SECONDS", _positive_int, "15")
+    # Webhooks: deliveries are retried from VTX_WEBHOOK_FIRST_RETRY_SECONDS on, doubling to an
+    # hour between tries, for a day. URLs resolving to private, loopback or link-local addresses
+    # are refused unless VTX_WEBHOOK_ALLOW_PRIVATE (a receiver inside the cluster).
+    webhook_allow_private: bool = setting("VTX_WEBHOOK_ALLOW_PRIVATE", _bool, "false")
+    webhook_first_retry_s: int = setting("VTX_WEBHOOK_FIRST_RETRY_SECONDS", _positive_int, "5")
+    webhook_timeout_s: int = setting("VTX_WEBHOOK_TIMEOUT_SECONDS", _positive_int, "10")
+    webhook_max_endpoints: int = setting("VTX_WEBHOOK_MAX_ENDPOINTS", _positive_int, "10")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

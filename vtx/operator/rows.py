@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vtx.core import events, outbox, videos
+from vtx.core import events, outbox, videos, webhook_events
 from vtx.core import resource as vt
 from vtx.core.db import Cursor, Database
 from vtx.core.ladder import rendition_to_dict
+from vtx.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,14 @@ def row_state(status: vt.VideoTranscodeStatus) -> RowState:
 
 
 def write_row(
-    db: Database, video_id: str, row: RowState, resource: str, *, note: str | None = None
-) -> None:
+    db: Database, video_id: str, row: RowState, resource: str, *, note: str | None = None,
+    settings: Settings,
+) -> None:  # fmt: skip
     """The row of a video ``resource`` owns (a row it does not own is left as it is). A phase
     the row did not have yet is announced on ``video-status-updates`` through the outbox, in
     the same transaction: the event is sent at least once, even if the operator dies after the
-    commit, and a client reading the video on the event reads the new phase."""
+    commit, and a client reading the video on the event reads the new phase. Ready and Failed
+    are owed to the owner's webhooks from the same transaction (links as ``settings`` say)."""
 
     def work(cur: Cursor) -> None:
         written = videos.write_progress(
@@ -61,5 +64,9 @@ def write_row(
             video_id=video_id, phase=row.phase, progress=float(row.progress), message=note
         )
         outbox.write_event(cur, events.STATUS_UPDATES, event, key=video_id)
+        hook = webhook_events.BY_PHASE.get(row.phase)
+        current = videos.get_video(cur, video_id) if hook else None
+        if hook and current is not None:
+            webhook_events.announce(cur, current, hook, event.id, settings)
 
     db.transaction(work, name="video progress")
