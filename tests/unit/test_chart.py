@@ -188,7 +188,7 @@ def test_chart_and_package_versions_agree() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     package = re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.M)
     assert package is not None
-    assert chart["version"] == "0.3.1"
+    assert chart["version"] == "0.4.0"
     # `make images` tags the images with the package version; the chart's default tag is this.
     assert chart["appVersion"] == package.group(1)
     assert chart["kubeVersion"] == ">=1.29.0-0"
