@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import os
 import random
 import threading
 import time
@@ -122,11 +123,22 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.health.ready = True
 
 
+def _exit_now() -> None:
+    # Straight to the file descriptor: a logging lock held by a stuck thread must not hold this.
+    os.write(2, f"vtx operator: still stopping {EXIT_DEADLINE_S:.0f}s on: exiting now\n".encode())
+    os._exit(0)
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     """Stop at once: steps not begun are dropped, running probes killed; a step cut short is
     one the next operator finds its way from (the status is written before what follows it)."""
     ctx: Context = memo.ctx
+    # kopf's own deadline (ultimate_exiting_timeout) is a timer of the event loop; after the
+    # loop, asyncio still joins the threads of its default executor. This one needs no loop.
+    deadline = threading.Timer(EXIT_DEADLINE_S, _exit_now)
+    deadline.daemon = True
+    deadline.start()
     ctx.executor.shutdown(wait=False, cancel_futures=True)
     killed = stop_probes()
     if killed:
