@@ -270,3 +270,30 @@ def test_the_row_keeps_the_plan_beside_the_progress() -> None:
         "Transcoding", 30, {}, 12.5,
     )  # fmt: skip
     assert row_state(status) == row, "equal states compare equal (no rewrite)"
+
+
+async def test_a_handler_cancelled_before_its_thread_starts_never_runs() -> None:
+    """What lets the operator stop at once with hundreds of deletions queued (SIGTERM cancels
+    the handlers' tasks): a call still queued for the operator's threads is dropped, and the
+    task ends without waiting for the threads."""
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+    from typing import cast
+
+    from vtx.operator.context import Context
+    from vtx.operator.handlers import _in_thread
+
+    release, ran = threading.Event(), []
+    with ThreadPoolExecutor(1) as pool:
+        ctx = cast(Context, SimpleNamespace(executor=pool))
+        busy = asyncio.ensure_future(_in_thread(ctx, release.wait, 10))
+        queued = asyncio.ensure_future(_in_thread(ctx, ran.append, "queued"))
+        await asyncio.sleep(0.05)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(queued, 1)  # not waiting for the busy thread
+        release.set()
+        assert await busy is True
+    assert ran == [], "a cancelled call still queued never runs"
