@@ -70,6 +70,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
                 # Where the browser reaches storage (the stack's default, stated here because
                 # every upload and segment URL the page uses depends on it).
                 "VTX_S3_PUBLIC_ENDPOINT": "http://127.0.0.1:7070",
+                # The tests' webhook receiver listens on this machine.
+                "VTX_WEBHOOK_ALLOW_PRIVATE": "true",
             },
         )  # fmt: skip
         try:

@@ -18,7 +18,9 @@ from playwright.sync_api import Locator, Page, Request, Response, Route, expect
 
 from tests import media
 from tests.browser.conftest import DESKTOP, MIB, PART_SIZE, Servers
-from tests.stack import stack_env
+from tests.receiver import Receiver
+from tests.services import free_port
+from tests.stack import stack_env, wait_until
 from tests.verify import assert_complete, assert_verified
 from vtx.core.db import Database
 from vtx.core.objects import ObjectStore
@@ -278,6 +280,26 @@ def test_a_bad_file_shows_its_failure_reason_in_words(
     expect(page.locator("#upload-error")).to_contain_text("does not accept this API token")
     expect(page.get_by_label("API token")).to_have_attribute("aria-invalid", "true")
 
+    receiver = Receiver(free_port())
+    receiver.start()
+    auth = {"Authorization": f"Bearer {token}"}
+    made = requests.post(
+        f"{servers.api.url}/v1/webhooks", headers=auth, timeout=10,
+        json={"url": receiver.url, "event_types": ["video.failed"]},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    try:
+        _upload_and_see_it_fail(page, servers, token, bad, receiver, made.json())
+    finally:
+        receiver.stop()
+        requests.delete(f"{servers.api.url}/v1/webhooks/{made.json()['id']}", headers=auth,
+                        timeout=10)  # fmt: skip
+
+
+def _upload_and_see_it_fail(
+    page: Page, servers: Servers, token: str, bad: Path, receiver: Receiver,
+    hook: dict[str, Any],
+) -> None:  # fmt: skip
     open_dashboard(page, token)
     # The drop zone by keyboard: visible focus, and Enter opens the file picker.
     page.get_by_label("Title", exact=True).click()
@@ -311,6 +333,24 @@ def test_a_bad_file_shows_its_failure_reason_in_words(
     assert view["failure_reason"] in failure.inner_text()
     assert view["failure_detail"] in detail.inner_text()
     expect(item.get_by_role("button", name="Play")).to_be_hidden()
+    # The owner's webhook was told, signed, and the dashboard shows the delivery.
+    event = wait_until(
+        "video.failed at the webhook receiver",
+        lambda: receiver.of(hook["secret"], "video.failed", video_id), timeout=60, every=0.5,
+    )  # fmt: skip
+    assert event["data"]["reason"] == view["failure_reason"], event
+    log = f"{servers.api.url}/v1/webhooks/{hook['id']}/deliveries"
+    auth = {"Authorization": f"Bearer {token}"}
+    wait_until(
+        "the delivery recorded as delivered",
+        lambda: requests.get(log, headers=auth, timeout=10).json()["deliveries"][0]["state"]
+        == "delivered" or None, timeout=30,
+    )  # fmt: skip
+    page.get_by_role("button", name="Refresh").click()
+    webhook = page.locator(f"li.webhook[data-id='{hook['id']}']")
+    expect(webhook).to_contain_text(receiver.url)
+    expect(webhook.locator("tbody tr").first).to_contain_text("video.failed")
+    expect(webhook.locator("tbody tr[data-state='delivered']").first).to_be_visible()
 
 
 def test_a_video_plays_while_it_is_still_transcoding(

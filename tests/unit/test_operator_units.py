@@ -285,7 +285,7 @@ async def test_a_handler_cancelled_before_its_thread_starts_never_runs() -> None
     from vtx.operator.context import Context
     from vtx.operator.handlers import _in_thread
 
-    release, ran = threading.Event(), []
+    release, ran = threading.Event(), list[str]()
     with ThreadPoolExecutor(1) as pool:
         ctx = cast(Context, SimpleNamespace(executor=pool))
         busy = asyncio.ensure_future(_in_thread(ctx, release.wait, 10))

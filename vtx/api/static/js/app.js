@@ -6,6 +6,7 @@ import { VideoList } from "./list.js";
 import { LiveStatus } from "./live.js";
 import { Player } from "./player.js";
 import { Uploader } from "./upload.js";
+import { Webhooks } from "./webhooks.js";
 
 const player = new Player();
 const list = new VideoList({
@@ -20,6 +21,7 @@ const list = new VideoList({
   },
 });
 const uploader = new Uploader({ list });
+const webhooks = new Webhooks();
 
 const connection = document.getElementById("connection");
 const connectionText = document.getElementById("connection-text");
@@ -48,6 +50,7 @@ tokenForm.addEventListener("submit", (event) => {
   live.restart();
   list.reload();
   uploader.renderUnfinished();
+  webhooks.reload();
 });
 document.getElementById("token-forget").addEventListener("click", () => {
   token.set("");
@@ -55,8 +58,10 @@ document.getElementById("token-forget").addEventListener("click", () => {
   announce("API token removed from this browser.");
   live.restart();
   uploader.renderUnfinished();
+  webhooks.reload();
 });
 
 live.connect();
 list.reload();
 uploader.renderUnfinished();
+webhooks.reload();
