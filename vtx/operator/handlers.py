@@ -140,6 +140,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     deadline.daemon = True
     deadline.start()
     ctx.executor.shutdown(wait=False, cancel_futures=True)
+    for task in list(ctx.wakes):  # early steps only: kopf would wait 5 s for them
+        task.cancel()
     killed = stop_probes()
     if killed:
         log.info("stopping: %d probes cut short", killed)
