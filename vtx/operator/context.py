@@ -137,13 +137,14 @@ class StallWatch:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen: dict[tuple[str, str], tuple[tuple[int, int] | None, float]] = {}
+        self._seen: dict[tuple[str, str], tuple[tuple[int, ...] | None, float]] = {}
 
     def stalled(
-        self, key: tuple[str, str], signs: tuple[int, int], now: float, stall_s: float
+        self, key: tuple[str, str], signs: tuple[int, ...], now: float, stall_s: float
     ) -> bool:
-        """Whether ``signs`` (progress, bytes stored) have not changed for ``stall_s`` (any
-        change counts, a drop too: a new attempt starts again from zero)."""
+        """Whether ``signs`` (progress and bytes stored as reported, progress in the status) have
+        not changed for ``stall_s`` (any change counts, a drop too: a new attempt starts again
+        from zero)."""
         with self._lock:
             last, since = self._seen.get(key, (None, now))
             if signs != last:

@@ -212,10 +212,16 @@ def gather(
         if job.state != "active" or job.suspended:
             ctx.stalls.forget(key)
             continue
-        said = [reports[r] for r, e in status.renditions.items() if e.job == name and r in reports]
+        mine = {r: e for r, e in status.renditions.items() if e.job == name}
+        said = [reports[r] for r in mine if r in reports]
         # Progress, or bytes stored: a pod uploading a large MP4 is alive though its
-        # progress stands still.
-        signs = (sum(r.progress for r in said), sum(r.stored_bytes for r in said))
+        # progress stands still. The progress its pod patches into the status counts too: with
+        # the broker away the reports stop, and a live encode must not be taken for stalled.
+        signs = (
+            sum(r.progress for r in said),
+            sum(r.stored_bytes for r in said),
+            sum(e.progress for e in mine.values()),
+        )
         if ctx.stalls.stalled(key, signs, now, ctx.settings.stall_seconds):
             stalled.add(name)
     return Snapshot(
