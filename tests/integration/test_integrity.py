@@ -71,9 +71,11 @@ def test_lost_reports_do_not_keep_the_video_from_ready(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
     """The jobrunner's reports stop arriving mid-encode (the broker goes away), so the last
-    ones, "uploading" and "done", are never seen: the Job and the rows decide."""
+    ones, "uploading" and "done", are never seen: the Job and the rows decide, and the segments
+    it records keep the stall watchdog from replacing its pod."""
+    # Long enough that the encode outlasts the stall time (15 s here) after the broker goes.
     clip = media.make_clip(
-        tmp_path_factory.mktemp("media") / "lost-report.mp4", seconds=60, width=854, height=480
+        tmp_path_factory.mktemp("media") / "lost-report.mp4", seconds=120, width=854, height=480
     )
     video = upload_video(store, db, clip)
     name = submit(video, ns)
@@ -86,11 +88,13 @@ def test_lost_reports_do_not_keep_the_video_from_ready(
         last_shown = progress_of(ns, name, "480p")
     finally:
         restart_missing_parts()
+    status = obj["status"]
+    entry = status["renditions"]["480p"]
+    # Its segments kept coming: the watchdog did not take the encode for stalled.
+    assert entry["attempts"] == 1, f"the pod was replaced: {entry}"
     job = job_name(name, "transcode", ["480p"])
     assert "status events were not sent" in job_logs(ns, job), "the last reports were lost"
-    status = obj["status"]
     assert status["phase"] == "Ready", status
-    entry = status["renditions"]["480p"]
     assert entry["phase"] == "Succeeded"
     assert last_shown == 100
     assert entry["outputs"]["mp4"] == f"videos/{video.id}/480p/video.mp4"

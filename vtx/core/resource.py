@@ -247,8 +247,8 @@ def parse_timestamp(text: str) -> datetime:
 
 
 # --- status ---------------------------------------------------------------------------------
-# The operator owns status: it writes everything but the progress of running renditions, which
-# their jobrunners report into their own entry (phase Running/Uploading, progress, message).
+# The operator owns status and writes all of it; a running rendition's entry shows what its
+# jobrunner last reported on Pulsar (phase Running/Uploading, progress, message), not trusted.
 
 
 class InvalidStatus(ValueError):

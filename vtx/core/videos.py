@@ -496,6 +496,20 @@ def segment_rows(cur: Cursor, video_id: str, rendition: str, storage: str = S3) 
     return [SegmentRow(int(r[0]), r[1] or "", r[2], int(r[3] or 0), float(r[4])) for r in cur]
 
 
+def segments_recorded(cur: Cursor, video_id: str, renditions: Sequence[str]) -> tuple[int, int]:
+    """How many HLS segments of ``renditions`` are recorded (in S3), and their bytes: what a
+    running jobrunner adds to as it works, whether or not its reports arrive."""
+    cur.execute(
+        "SELECT count(*), COALESCE(sum(s.size), 0)"
+        " FROM transcode_segments s JOIN transcodes t ON t.id = s.transcode_id"
+        " WHERE t.video_id = %s AND t.resolution = ANY(%s) AND t.format = %s"
+        " AND t.storage_type = %s",
+        (video_id, list(renditions), HLS, S3),
+    )
+    row = cur.fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
 def complete_video(
     cur: Cursor, video_id: str, master_key: str, root_cid: str | None, *, resource: str
 ) -> bool:

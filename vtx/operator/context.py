@@ -142,9 +142,9 @@ class StallWatch:
     def stalled(
         self, key: tuple[str, str], signs: tuple[int, ...], now: float, stall_s: float
     ) -> bool:
-        """Whether ``signs`` (progress and bytes stored as reported, progress in the status) have
-        not changed for ``stall_s`` (any change counts, a drop too: a new attempt starts again
-        from zero)."""
+        """Whether ``signs`` (progress and bytes stored as reported, segments and their bytes as
+        recorded) have not changed for ``stall_s`` (any change counts, a drop too: a new attempt
+        starts again from zero)."""
         with self._lock:
             last, since = self._seen.get(key, (None, now))
             if signs != last:

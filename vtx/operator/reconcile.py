@@ -10,6 +10,7 @@ it meant to make is made, a publish is done again (it is idempotent).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -212,16 +213,16 @@ def gather(
         if job.state != "active" or job.suspended:
             ctx.stalls.forget(key)
             continue
-        mine = {r: e for r, e in status.renditions.items() if e.job == name}
+        mine = [r for r, e in status.renditions.items() if e.job == name]
         said = [reports[r] for r in mine if r in reports]
         # Progress, or bytes stored: a pod uploading a large MP4 is alive though its
-        # progress stands still. The progress its pod patches into the status counts too: with
-        # the broker away the reports stop, and a live encode must not be taken for stalled.
-        signs = (
-            sum(r.progress for r in said),
-            sum(r.stored_bytes for r in said),
-            sum(e.progress for e in mine.values()),
+        # progress stands still. The segments it has recorded count too: with the broker away
+        # its reports stop, and a live encode must not be taken for stalled.
+        recorded = ctx.db.transaction(
+            functools.partial(videos.segments_recorded, video_id=spec.video_id, renditions=mine),
+            name="segments recorded",
         )
+        signs = (sum(r.progress for r in said), sum(r.stored_bytes for r in said), *recorded)
         if ctx.stalls.stalled(key, signs, now, ctx.settings.stall_seconds):
             stalled.add(name)
     return Snapshot(
