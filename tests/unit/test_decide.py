@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from vtx.core import images as img
 from vtx.core import resource as vt
 from vtx.core import videos
 from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
@@ -97,6 +98,13 @@ def record(r: Rendition, job: str, *, segments: int = 3, ipfs: bool = True) -> R
                 segments=segments if hls else 0, first_sequence=0 if hls else None,
                 last_sequence=segments - 1 if hls else None, segment_seconds=10.0 if hls else 0,
                 segments_with_cid=segments if hls and ipfs else 0,
+            )  # fmt: skip
+    for fmt in img.FILES if r.images else ():
+        for storage in (videos.S3, videos.IPFS) if ipfs else (videos.S3,):
+            outputs[(fmt, storage)] = OutputRecord(
+                fmt=fmt, storage=storage, key=img.key(VID, fmt),
+                cid=f"cid-{fmt}" if ipfs else None, size=99, duration=10.0, job=job,
+                segment_count=None, init_cid=None, decode_errors=0, width=160, height=90,
             )  # fmt: skip
     return RenditionRecord(r.name, outputs)
 
@@ -646,8 +654,12 @@ def test_a_resource_without_ipfs_publishes_no_ingest() -> None:
                     checks=no_problems()))  # fmt: skip
     assert entry_phases(d) == dict.fromkeys(("480p", "720p", "1080p"), "Succeeded")
     assert d.status.renditions["480p"].outputs == vt.RenditionOutputs(
-        f"videos/{VID}/480p/video.mp4", f"videos/{VID}/480p/hls/index.m3u8", {}
-    )
+        f"videos/{VID}/480p/video.mp4", f"videos/{VID}/480p/hls/index.m3u8", {},
+        {fmt: img.key(VID, fmt) for fmt in img.FILES},
+    )  # fmt: skip
+    assert d.status.renditions["720p"].outputs == vt.RenditionOutputs(
+        f"videos/{VID}/720p/video.mp4", f"videos/{VID}/720p/hls/index.m3u8", {}
+    ), "the images are the 480p rendition's alone"
 
 
 @pytest.mark.parametrize("phase", ["Ready", "Failed"])

@@ -143,7 +143,9 @@ def test_status_round_trips_through_its_dict() -> None:
     assert d["plan"][0] == {
         "name": "480p", "kind": "video", "width": 854, "height": 480, "fps": 30.0,
         "videoKbps": 1400, "maxrateKbps": 1498, "bufsizeKbit": 2100, "audioKbps": 128,
+        "images": True,
     }  # fmt: skip
+    assert d["plan"][1]["images"] is False
     assert vt.VideoTranscodeStatus.from_dict(d) == status
     assert vt.VideoTranscodeStatus.from_dict({}) == vt.VideoTranscodeStatus()
     assert vt.VideoTranscodeStatus.from_dict({"kopf": {"x": 1}}) == vt.VideoTranscodeStatus()

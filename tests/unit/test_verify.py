@@ -95,7 +95,8 @@ def test_an_ipfs_directory_must_hold_exactly_the_files_of_the_rows() -> None:
     expected = directory_files([R480], {"480p": record(R480, "j")}, {"480p": rows})
     assert set(expected) == {
         "480p/video.mp4", "480p/hls/index.m3u8", "480p/hls/init.mp4",
-        "480p/hls/seg_00000.m4s", "480p/hls/seg_00001.m4s",
+        "480p/hls/seg_00000.m4s", "480p/hls/seg_00001.m4s", "images/poster.jpg",
+        "images/thumbnail.jpg", "images/storyboard.jpg", "images/storyboard.vtt",
     }  # fmt: skip
     listed = {path: (cid, max(size, 0)) for path, (cid, size) in expected.items()}
     assert directory_problems(listed, expected) == []

@@ -179,6 +179,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/videos/{video_id}/play/master.m3u8", views.play_master)
     r.add_get("/v1/videos/{video_id}/play/{rendition}/hls/index.m3u8", views.play_media)
     r.add_get("/v1/videos/{video_id}/play/{rendition}/{file:(?:video|audio)\\.mp4}", views.play_mp4)
+    r.add_get("/v1/videos/{video_id}/play/images/storyboard.vtt", views.play_storyboard)
+    r.add_get("/v1/videos/{video_id}/play/images/{file}", views.play_image)
     r.add_get("/video/{video_id}/progress", views.get_progress)
     r.add_post("/v1/webhooks", webhooks.register_webhook)
     r.add_get("/v1/webhooks", webhooks.list_webhooks)

@@ -49,6 +49,12 @@ MP4_FILE = {
     "description": "video.mp4, or audio.mp4 for a sound-only rendition (as the video lists it)",
     "schema": {"type": "string", "enum": ["video.mp4", "audio.mp4"]},
 }
+IMAGE_FILE = {
+    "name": "file",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "enum": ["poster.jpg", "thumbnail.jpg", "storyboard.jpg"]},
+}
 PLAYLIST = {
     "description": "An HLS playlist",
     "content": {"application/vnd.apple.mpegurl": {"schema": {"type": "string"}}},
@@ -187,6 +193,23 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "cid": {"type": ["string", "null"], "description": "Root CID of the outputs"},
+            "images": {
+                "type": ["object", "null"],
+                "description": (
+                    "The video's still images, once the rendition that makes them succeeded"
+                    " (null for sound only). JPEGs as signed URLs a browser loads without a"
+                    " token; the storyboard's WebVTT cues through the API."
+                ),
+                "properties": {
+                    "poster": {"type": "string", "description": "Up to 720 px on the short side"},
+                    "thumbnail": {"type": "string", "description": "180 px on the short side"},
+                    "storyboard": {"type": "string", "description": "The sprite sheet"},
+                    "storyboard_vtt": {
+                        "type": "string",
+                        "description": "WebVTT cues pointing into the sheet with #xywh=",
+                    },
+                },
+            },
             "playback": {
                 "type": "object",
                 "properties": {
@@ -468,6 +491,30 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "operationId": "playMp4",
                 "security": READ,
                 "responses": {"302": {"description": "To the MP4"}, **_errors(401, 404, 503)},
+            },
+        },
+        "/v1/videos/{video_id}/play/images/storyboard.vtt": {
+            "parameters": [VIDEO_ID],
+            "get": {
+                "summary": "The storyboard's cues, each pointing at a signed URL of the sheet",
+                "operationId": "playStoryboard",
+                "security": READ,
+                "responses": {
+                    "200": {
+                        "description": "WebVTT, one cue per tile (#xywh=x,y,w,h)",
+                        "content": {"text/vtt": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401, 404, 503),
+                },
+            },
+        },
+        "/v1/videos/{video_id}/play/images/{file}": {
+            "parameters": [VIDEO_ID, IMAGE_FILE],
+            "get": {
+                "summary": "Redirect to a signed URL of the poster, thumbnail or storyboard sheet",
+                "operationId": "playImage",
+                "security": READ,
+                "responses": {"302": {"description": "To the image"}, **_errors(401, 404, 503)},
             },
         },
         "/video/{video_id}/progress": {

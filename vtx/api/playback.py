@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from vtx.core import images as img
+
 _SEGMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _MAP_URI = re.compile(r'URI="([^"]*)"')
 
@@ -41,3 +43,16 @@ def sign_media_playlist(text: str, sign: Callable[[str], str]) -> str:
 def has_segments(text: str) -> bool:
     """Whether a media playlist lists at least one finished segment."""
     return any(line.startswith("#EXTINF:") for line in text.splitlines())
+
+
+def sign_storyboard(text: str, sheet_url: str) -> str:
+    """A storyboard's WebVTT with each cue pointing at ``sheet_url`` (keeping its ``#xywh=``).
+    The file is read back cue by cue and written anew: nothing but times and tiles passes."""
+    lines = ["WEBVTT", ""]
+    for cue in img.parse_storyboard_vtt(text):
+        if cue.target != img.FILES[img.STORYBOARD]:
+            raise img.InvalidStoryboard(f"a cue points at {cue.target[:80]!r}")
+        x, y, w, h = cue.xywh
+        lines += [f"{img.timestamp(cue.start)} --> {img.timestamp(cue.end)}",
+                  f"{sheet_url}#xywh={x},{y},{w},{h}", ""]  # fmt: skip
+    return "\n".join(lines)

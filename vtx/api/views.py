@@ -17,8 +17,14 @@ from aiohttp import web
 from vtx.api.auth import access, caller_of
 from vtx.api.errors import ApiError
 from vtx.api.keys import SERVICES
-from vtx.api.playback import UnexpectedPlaylist, has_segments, sign_media_playlist
+from vtx.api.playback import (
+    UnexpectedPlaylist,
+    has_segments,
+    sign_media_playlist,
+    sign_storyboard,
+)
 from vtx.api.services import Services
+from vtx.core import images as img
 from vtx.core import videos, webhook_events
 from vtx.core.db import Cursor
 from vtx.core.hls import render_master_playlist, variant_of
@@ -28,6 +34,7 @@ from vtx.core.settings import Settings
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _RENDITION_FIELDS = {f.name for f in fields(Rendition)}
+_REQUIRED_FIELDS = _RENDITION_FIELDS - {"images"}  # a row written before images has none
 STARTED = {"Running", "Uploading", "Succeeded"}
 
 
@@ -85,6 +92,14 @@ def video_view(row: videos.VideoRow, services: Services, request: web.Request) -
         }
     cid = row.outputs.get("cid")
     started = any(r["phase"] in STARTED for r in renditions.values())
+    images = None
+    if has_images(row):
+        ttl = settings.playback_url_seconds
+        images = {
+            fmt: services.store.presign_get(img.key(row.id, fmt), expires_s=ttl)
+            for fmt in img.JPEGS
+        }
+        images[img.STORYBOARD_VTT] = f"{play}/{img.FOLDER}/{img.FILES[img.STORYBOARD_VTT]}"
     gateway = settings.ipfs_gateway_url
     return {
         "id": row.id,
@@ -103,11 +118,19 @@ def video_view(row: videos.VideoRow, services: Services, request: web.Request) -
         "updated_at": _iso(row.updated_at),
         "source": {"key": row.key, "cid": row.source_cid, "checksum": row.checksum},
         "cid": cid,
+        "images": images,
         "playback": {
             "hls": f"{play}/master.m3u8" if started or cid else None,
             "ipfs": f"{gateway}/ipfs/{cid}/master.m3u8" if cid and gateway else None,
         },
     }
+
+
+def has_images(row: videos.VideoRow) -> bool:
+    """Whether the video's images are made: the rendition that makes them succeeded."""
+    return row.status != videos.DELETED and any(
+        r.get("images") is True and r.get("phase") == "Succeeded" for r in row.renditions.values()
+    )
 
 
 def progress_view(row: videos.VideoRow) -> dict[str, Any]:
@@ -244,10 +267,10 @@ def _master_text(services: Services, row: videos.VideoRow) -> str | None:
     # Still transcoding: a master of the renditions that have segments already.
     variants = []
     for name, entry in row.renditions.items():
-        if entry.get("phase") not in STARTED or not set(entry) >= _RENDITION_FIELDS:
+        if entry.get("phase") not in STARTED or not set(entry) >= _REQUIRED_FIELDS:
             continue
         try:
-            rendition = rendition_from_dict({k: entry[k] for k in _RENDITION_FIELDS})
+            rendition = rendition_from_dict({k: entry[k] for k in _RENDITION_FIELDS & set(entry)})
         except InvalidPlan:
             continue
         text = _get_text(services, f"{rendition_prefix(row.id, name)}/{HLS_PLAYLIST}")
@@ -307,3 +330,38 @@ async def play_mp4(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "this rendition has no MP4 yet")
     url = services.store.presign_get(key, expires_s=services.settings.playback_url_seconds)
     raise web.HTTPFound(url)
+
+
+@access("read")
+async def play_image(request: web.Request) -> web.Response:
+    """…/play/images/poster.jpg, thumbnail.jpg or storyboard.jpg: a redirect to the file."""
+    services = request.app[SERVICES]
+    row = await _visible(request)
+    fmt = next((f for f in img.JPEGS if img.FILES[f] == request.match_info["file"]), None)
+    if fmt is None or not has_images(row):
+        raise ApiError(404, "not_found", "this video has no such image (yet)")
+    url = services.store.presign_get(
+        img.key(row.id, fmt), expires_s=services.settings.playback_url_seconds
+    )
+    raise web.HTTPFound(url)
+
+
+@access("read")
+async def play_storyboard(request: web.Request) -> web.Response:
+    """…/play/images/storyboard.vtt: the storyboard's cues, each pointing at a signed URL of
+    the sprite sheet (the file in storage points at it by its relative name)."""
+    services = request.app[SERVICES]
+    row = await _visible(request)
+    if not has_images(row):
+        raise ApiError(404, "not_found", "this video has no storyboard (yet)")
+    text = await services.run(_get_text, services, img.key(row.id, img.STORYBOARD_VTT))
+    if text is None:
+        raise ApiError(404, "not_found", "this video has no storyboard")
+    sheet = services.store.presign_get(
+        img.key(row.id, img.STORYBOARD), expires_s=services.settings.playback_url_seconds
+    )
+    try:
+        signed = sign_storyboard(text, sheet)
+    except img.InvalidStoryboard as exc:
+        raise ApiError(502, "bad_storyboard", str(exc)) from None
+    return web.Response(text=signed, content_type="text/vtt", headers={"Cache-Control": "no-cache"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -78,6 +78,9 @@ class Rendition:
     maxrate_k: int
     bufsize_k: int
     audio_bitrate_k: int
+    # This rendition's Job also makes the video's poster, thumbnail and storyboard (the lowest
+    # video rendition's, the cheapest to add them to: see vtx.core.images).
+    images: bool = False
 
 
 # A rendition's name becomes a folder, an object key, a tee target and a playlist line: it comes
@@ -121,6 +124,9 @@ def rendition_from_dict(d: Any) -> Rendition:
         or not 0 < fps <= MAX_FPS
     ):
         raise InvalidPlan(f"rendition {name}: fps must be a number above 0 up to {MAX_FPS:g}")
+    images = d.get("images", False)
+    if not isinstance(images, bool) or (images and kind != "video"):
+        raise InvalidPlan(f"rendition {name}: images must be true or false, and false for audio")
     low = 0 if kind == "audio" else 2
     width = _bounded_int(d, "width", low, 0 if kind == "audio" else MAX_DIMENSION)
     height = _bounded_int(d, "height", low, 0 if kind == "audio" else MAX_DIMENSION)
@@ -137,6 +143,7 @@ def rendition_from_dict(d: Any) -> Rendition:
         maxrate_k=_bounded_int(d, "maxrate_k", low // 2, video_high),
         bufsize_k=_bounded_int(d, "bufsize_k", low // 2, video_high),
         audio_bitrate_k=_bounded_int(d, "audio_bitrate_k", 0, MAX_BITRATE_K),
+        images=images,
     )
 
 
@@ -172,7 +179,7 @@ def display_size(facts: SourceFacts) -> tuple[int, int]:
     return round(width), round(height)
 
 
-def _scale(width: int, height: int, short_target: int) -> tuple[int, int]:
+def scale_short_side(width: int, height: int, short_target: int) -> tuple[int, int]:
     """Scale so the short side is ``short_target``, keeping the aspect ratio, both even."""
     if width >= height:
         return _even(width * short_target / height), _even(short_target)
@@ -198,7 +205,7 @@ def plan_ladder(
     fitting = [r for r in rungs if r.height <= short]
     out = []
     for rung in fitting:
-        w, h = _scale(width, height, rung.height)
+        w, h = scale_short_side(width, height, rung.height)
         audio = rung.audio_bitrate_k if source.has_audio else 0
         out.append(
             Rendition(rung.name, "video", w, h, fps, rung.video_bitrate_k, rung.maxrate_k,
@@ -209,7 +216,7 @@ def plan_ladder(
         # bitrates scaled by the pixel ratio (but not below a quarter of them).
         low = rungs[0]
         w, h = _even(width), _even(height)
-        low_w, low_h = _scale(width, height, low.height)
+        low_w, low_h = scale_short_side(width, height, low.height)
         ratio = max(0.25, (w * h) / (low_w * low_h))
         out.append(
             Rendition(
@@ -219,7 +226,7 @@ def plan_ladder(
                 low.audio_bitrate_k if source.has_audio else 0,
             )
         )  # fmt: skip
-    return out
+    return [replace(out[0], images=True), *out[1:]]
 
 
 def parse_ladder(text: str) -> tuple[Rung, ...]:

@@ -367,22 +367,31 @@ class SourceStatus:
 
 @dataclass(frozen=True)
 class RenditionOutputs:
-    """Where a finished rendition's outputs are: S3 keys, and IPFS CIDs by file."""
+    """Where a finished rendition's outputs are: S3 keys, and IPFS CIDs by file; for the
+    rendition that makes them, the S3 keys of the video's images (poster, thumbnail,
+    storyboard, storyboard_vtt)."""
 
     mp4: str
     hls: str
     cids: Mapping[str, str] = field(default_factory=dict)
+    images: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mp4": self.mp4, "hls": self.hls, "cids": dict(sorted(self.cids.items()))}
+        d: dict[str, Any] = {"mp4": self.mp4, "hls": self.hls}
+        d["cids"] = dict(sorted(self.cids.items()))
+        if self.images:
+            d["images"] = dict(sorted(self.images.items()))
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str) -> RenditionOutputs:
         cids = _optional(d, "cids", "object", where) or {}
+        images = _optional(d, "images", "object", where) or {}
         return cls(
             mp4=_required(d, "mp4", "string", where),
             hls=_required(d, "hls", "string", where),
             cids={str(k): _check(v, "string", f"{where}.cids.{k}") for k, v in cids.items()},
+            images={str(k): _check(v, "string", f"{where}.images.{k}") for k, v in images.items()},
         )
 
 
@@ -499,6 +508,7 @@ _PLAN_FIELDS = {
     "maxrate_k": "maxrateKbps",
     "bufsize_k": "bufsizeKbit",
     "audio_bitrate_k": "audioKbps",
+    "images": "images",
 }
 
 

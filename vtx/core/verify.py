@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vtx.core import images as img
 from vtx.core import media, videos
 from vtx.core.db import Cursor, Database
 from vtx.core.hls import parse_media_playlist, render_master_playlist, variant_of
@@ -26,6 +27,7 @@ from vtx.core.sources import run_probe
 from vtx.core.videos import RenditionRecord, SegmentRow
 
 MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
+JPEG_DEMUXERS = "jpeg_pipe,image2"
 TOLERANCE_S = float(media.SEGMENT_SECONDS)  # how far an output's length may be from the source's
 
 # --- rows (pure) --------------------------------------------------------------------------------
@@ -55,6 +57,19 @@ def record_problems(
                 problems.append(f"{what} has no CID")
             if fmt == videos.HLS:
                 problems += segment_problems(row, what, ipfs=ipfs)
+    if rendition.images:
+        for fmt in img.FILES:
+            for storage in storages:
+                row = record.get(fmt, storage)
+                what = f"its {fmt.replace('_', ' ')} ({storage})"
+                if row is None or not row.key or not row.size or not row.width or not row.height:
+                    problems.append(f"{what} is not recorded")
+                    continue
+                jobs.add(row.job)
+                if job is not None and row.job != job:
+                    problems.append(f"{what} was recorded by {row.job or 'no Job'}, not by {job}")
+                if ipfs and not row.cid:
+                    problems.append(f"{what} has no CID")
     if job is None and len(jobs) > 1:
         problems.append(
             f"its rows were recorded by different Jobs: {', '.join(sorted(map(str, jobs)))}"
@@ -140,12 +155,13 @@ def mp4_problems(
     return problems
 
 
-def probe_mp4(url: str, timeout_s: int = 60) -> Mapping[str, Any]:
-    """ffprobe's JSON report of an MP4 vtx wrote, read through a signed URL."""
+def probe_mp4(url: str, timeout_s: int = 60, *, formats: str = MP4_DEMUXER) -> Mapping[str, Any]:
+    """ffprobe's JSON report of an MP4 (or, with ``formats``, another file) vtx wrote, read
+    through a signed URL."""
     from vtx.core.media import allowed_protocols
 
     args = ffprobe_args(
-        url, allowed_protocols=allowed_protocols(url), allowed_formats=MP4_DEMUXER,
+        url, allowed_protocols=allowed_protocols(url), allowed_formats=formats,
         timeout_s=timeout_s,
     )  # fmt: skip
     try:
@@ -199,6 +215,8 @@ def check_rendition(
         problems.append("its playlist is missing from S3")
     else:
         problems += playlist_problems(text.decode(errors="replace"), segments, source_duration)
+    if rendition.images:
+        problems += image_problems(store, video_id, record, source_duration)
     missing = [s.sequence for s in segments if s.key not in objects]
     if missing:
         shown = ", ".join(map(str, missing[:5])) + (" …" if len(missing) > 5 else "")
@@ -207,6 +225,54 @@ def check_rendition(
     if wrong:
         problems.append(f"{len(wrong)} of its segments in S3 differ in size from their rows")
     return problems
+
+
+def image_problems(
+    store: ObjectStore,
+    video_id: str,
+    record: RenditionRecord,
+    source_duration: float | None,
+) -> list[str]:
+    """The video's images in S3 against their rows: there, with the recorded sizes; each JPEG
+    reads as one picture of the recorded width and height; the storyboard's cues cover the
+    source from start to end, each on a tile of its sheet."""
+    objects = dict(store.iter_sizes(f"{media.video_prefix(video_id)}/{img.FOLDER}/"))
+    problems = []
+    for fmt in img.FILES:
+        row = record.get(fmt, videos.S3)
+        if row is None:
+            continue  # record_problems says so
+        what = f"its {fmt.replace('_', ' ')}"
+        want = img.key(video_id, fmt)
+        if row.key != want:
+            problems.append(f"{what}'s row names {row.key}, not {want}")
+        elif want not in objects:
+            problems.append(f"{what} is missing from S3")
+        elif objects[want] != row.size:
+            problems.append(f"{what} in S3 has {objects[want]} bytes; its row says {row.size}")
+        elif fmt in img.JPEGS:
+            report = probe_image(store.presign_get(want, expires_s=600, public=False))
+            sizes = [(s.get("width"), s.get("height")) for s in report.get("streams") or []]
+            if "error" in report:
+                problems.append(f"{what} does not read: {report['error']}")
+            elif sizes != [(row.width, row.height)]:
+                problems.append(f"{what} is {sizes}, not one {row.width}x{row.height} picture")
+        else:
+            data = store.get_bytes_if_there(want) or b""
+            try:
+                cues = img.parse_storyboard_vtt(data.decode(errors="replace"))
+            except img.InvalidStoryboard as exc:
+                problems.append(f"{what} does not read: {exc}")
+                continue
+            problems += img.storyboard_problems(
+                cues, source_duration or (cues[-1].end if cues else 0.0),
+                (row.width or 0, row.height or 0), tolerance_s=TOLERANCE_S,
+            )  # fmt: skip
+    return problems
+
+
+def probe_image(url: str) -> Mapping[str, Any]:
+    return probe_mp4(url, formats=JPEG_DEMUXERS)
 
 
 # --- the IPFS directory ---------------------------------------------------------------------
@@ -233,6 +299,12 @@ def directory_files(
             if not s.cid:
                 raise ValueError(f"{r.name} segment {s.sequence} has no CID recorded")
             files[f"{r.name}/hls/{s.key.rsplit('/', 1)[-1]}"] = (s.cid, s.size)
+        if r.images:
+            for fmt, name in img.FILES.items():
+                row = record.get(fmt, videos.IPFS)
+                if row is None or not row.cid:
+                    raise ValueError(f"{r.name}'s {fmt} has no CID recorded")
+                files[f"{img.FOLDER}/{name}"] = (row.cid, int(row.size or 0))
     return files
 
 
@@ -304,9 +376,8 @@ def planned_renditions(row: videos.VideoRow) -> tuple[list[Rendition], list[str]
         if entry.get("phase") != "Succeeded":
             continue
         try:
-            made.append(
-                rendition_from_dict({k: entry.get(k) for k in Rendition.__dataclass_fields__})
-            )
+            fields = {k: entry[k] for k in Rendition.__dataclass_fields__ if k in entry}
+            made.append(rendition_from_dict(fields))
         except InvalidPlan as exc:
             unreadable.append(f"rendition {name} in the row does not read: {exc}")
     return made, unreadable

@@ -6,10 +6,12 @@ writes every encode twice, as a fast-start MP4 and as fMP4 HLS, so both hold the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vtx.core import images as img
 from vtx.core.ladder import Rendition
 from vtx.core.media import (
     HLS_PLAYLIST,
@@ -50,6 +52,42 @@ class Output:
     rendition: Rendition
     mp4: Path
     playlist: Path  # the HLS playlist FFmpeg writes; segments land beside it
+
+
+@dataclass(frozen=True)
+class ImageOutputs:
+    """Where FFmpeg writes the video's poster, thumbnail and storyboard sheet."""
+
+    plan: img.ImagePlan
+    folder: Path
+
+    def path(self, fmt: str) -> Path:
+        return self.folder / img.FILES[fmt]
+
+
+def image_chains(source: str, images: ImageOutputs) -> tuple[list[str], dict[str, str]]:
+    """Filter chains from the decoded frames at ``source`` to the three JPEGs: the poster's
+    candidates (one every POSTER_STEP_S in the plan's window) go through ``thumbnail``, which
+    keeps the most representative; the storyboard takes the first frame at or after each tile's
+    time, at most ``tiles`` of them, into one sheet. Returns the chains and each image's label."""
+    plan = images.plan
+    start, end = plan.window
+    candidates = math.ceil((end - start) / img.POSTER_STEP_S) + 1
+    pick = (
+        f"select='between(t\\,{start:.3f}\\,{end:.3f})"
+        f"*(isnan(prev_selected_t)+gte(t-prev_selected_t\\,{img.POSTER_STEP_S}))'"
+    )
+    every = f"select='lt(selected_n\\,{plan.tiles})*gte(t\\,selected_n*{plan.interval_s})'"
+    (pw, ph), (tw, th), (sw, sh) = plan.poster, plan.thumbnail, plan.tile
+    chains = [
+        f"{source}split=2[im0][im1]",
+        f"[im0]{pick},scale={pw}:{ph}:flags=bicubic,setsar=1,thumbnail=n={candidates},"
+        "split=2[poster][im2]",
+        f"[im2]scale={tw}:{th}:flags=bicubic,setsar=1[thumbnail]",
+        f"[im1]{every},scale={sw}:{sh}:flags=bicubic,setsar=1,"
+        f"tile={plan.columns}x{plan.rows}[storyboard]",
+    ]
+    return chains, {fmt: f"[{fmt}]" for fmt in img.JPEGS}
 
 
 def rendition_dir(scratch: Path, name: str) -> Path:
@@ -98,6 +136,7 @@ def build_encode_command(
     rw_timeout_s: int = 30,
     threads: int = 0,
     deinterlace: bool = False,
+    images: ImageOutputs | None = None,
 ) -> list[str]:
     """The FFmpeg argument list: one decode, one encode per rendition, MP4 and HLS from each.
 
@@ -109,6 +148,9 @@ def build_encode_command(
     attached picture (``0:V:0``, as the probe chose it), no frame larger than ``max_pixels``
     (a source that grows mid-stream is refused, not decoded), and no more than the probed
     duration with a margin.
+
+    With ``images``, the decoded frames also feed the video's poster, thumbnail and storyboard
+    (image_chains): the renditions' encodes are the same, frame for frame.
     """
     if not outputs:
         raise ValueError("nothing to encode")
@@ -120,18 +162,25 @@ def build_encode_command(
     cmd += ["-max_pixels", str(max_pixels), "-t", f"{duration_s + DURATION_MARGIN_S:.3f}"]
     cmd += ["-i", source_url]
     videos = [o for o in outputs if o.rendition.kind == "video"]
+    if images is not None and not videos:
+        raise ValueError("images come from a video rendition's decode")
+    image_labels: dict[str, str] = {}
     if videos:
         chains = []
         decoded = "[0:V:0]"
         if deinterlace:
             chains.append(f"{decoded}{DEINTERLACE}[di]")
             decoded = "[di]"
-        if len(videos) == 1:
+        branches = len(videos) + (images is not None)
+        if branches == 1:
             sources = [decoded]
         else:
-            labels = [f"[s{i}]" for i in range(len(videos))]
-            chains.append(f"{decoded}split={len(videos)}{''.join(labels)}")
+            labels = [f"[s{i}]" for i in range(branches)]
+            chains.append(f"{decoded}split={branches}{''.join(labels)}")
             sources = labels
+        if images is not None:
+            image_chains_, image_labels = image_chains(sources.pop(), images)
+            chains += image_chains_
         for i, (src, out) in enumerate(zip(sources, videos, strict=True)):
             r = out.rendition
             steps = [f"scale={r.width}:{r.height}:flags=bicubic", "setsar=1"]
@@ -168,6 +217,10 @@ def build_encode_command(
             cmd += ["-an"]
         cmd += ["-flags", "+global_header", "-max_muxing_queue_size", "4096"]
         cmd += ["-f", "tee", _tee_target(out)]
+    if images is not None:
+        for fmt, label in image_labels.items():
+            cmd += ["-map", label, "-frames:v", "1", "-update", "1", "-an"]
+            cmd += ["-c:v", "mjpeg", "-q:v", "3", "-f", "image2", str(images.path(fmt))]
     return cmd
 
 

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from vtx.core import failpoints, media, videos
+from vtx.core import images as img
 from vtx.core.db import Cursor, Database
 from vtx.core.hls import Segment, parse_media_playlist, render_media_playlist
 from vtx.core.ipfs import IpfsClient
 from vtx.core.objects import ObjectStore
-from vtx.jobrunner.ffmpeg import Output
+from vtx.jobrunner.ffmpeg import ImageOutputs, Output
 from vtx.jobrunner.retry import with_retry
 
 T = TypeVar("T")
@@ -25,6 +26,8 @@ CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
     ".m4s": "video/iso.segment",
     ".mp4": "video/mp4",
+    ".jpg": "image/jpeg",
+    ".vtt": "text/vtt",
 }
 
 
@@ -40,9 +43,11 @@ class RenditionPublisher:
         job: str,
         retry_budget_s: float,
         stored: Callable[[int], None] = lambda _n: None,
+        images: ImageOutputs | None = None,
     ) -> None:
         """``stored`` is told of the bytes sent to S3 and IPFS as they go (from any thread):
-        the progress of a pod that is uploading."""
+        the progress of a pod that is uploading. With ``images``, this rendition also stores
+        and records the video's poster, thumbnail and storyboard."""
         self.output = output
         self.name = output.rendition.name
         self.video_id = video_id
@@ -53,6 +58,7 @@ class RenditionPublisher:
         self._db = db
         self._budget = retry_budget_s
         self._stored = stored
+        self._images = images
         self.published: list[Segment] = []
         self.init_uri: str | None = None
         self.init_cid: str | None = None
@@ -66,9 +72,10 @@ class RenditionPublisher:
     def _retry(self, call: Callable[[], T], what: str) -> T:
         return with_retry(call, what, budget_s=self._budget)
 
-    def _store_file(self, path: Path, rel: str) -> str | None:
-        """Upload one file to S3 (and IPFS); returns its CID (None without IPFS)."""
-        key = f"{self.prefix}/{rel}"
+    def _store_file(self, path: Path, rel: str, *, key: str | None = None) -> str | None:
+        """Upload one file to S3 (and IPFS) at ``key`` (by default ``rel`` in the rendition's
+        folder); returns its CID (None without IPFS)."""
+        key = key or f"{self.prefix}/{rel}"
         content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         self._retry(
             lambda: self._store.upload_file(
@@ -81,8 +88,10 @@ class RenditionPublisher:
             return None
         return self._retry(lambda: ipfs.add_file(path, sent=self._stored), f"IPFS add {key}")
 
-    def _store_bytes(self, data: bytes, rel: str, *, to_ipfs: bool) -> str | None:
-        key = f"{self.prefix}/{rel}"
+    def _store_bytes(
+        self, data: bytes, rel: str, *, to_ipfs: bool, key: str | None = None
+    ) -> str | None:
+        key = key or f"{self.prefix}/{rel}"
         content_type = CONTENT_TYPES.get(Path(rel).suffix, "application/octet-stream")
         self._retry(
             lambda: self._store.put_bytes(key, data, content_type=content_type), f"S3 put {key}"
@@ -92,15 +101,17 @@ class RenditionPublisher:
             return None
         return self._retry(lambda: ipfs.add_bytes(data, name=Path(rel).name), f"IPFS add {key}")
 
-    def _transcode_id(self, fmt: str, storage: str) -> str:
+    def _transcode_id(self, fmt: str, storage: str, size: tuple[int, int] | None = None) -> str:
+        """The row of one output; ``size`` is an image's (a rendition's file: the plan's)."""
         if (fmt, storage) not in self._transcode_ids:
             r = self.output.rendition
+            width, height = size or (r.width, r.height)
+            bitrate = 0 if size else (r.video_bitrate_k + r.audio_bitrate_k) * 1000
             self._transcode_ids[(fmt, storage)] = self._retry(
                 lambda: self._db.transaction(
                     lambda cur: videos.upsert_transcode(
                         cur, self.video_id, fmt=fmt, rendition=self.name, storage=storage,
-                        width=r.width or None, height=r.height or None,
-                        bitrate=(r.video_bitrate_k + r.audio_bitrate_k) * 1000,
+                        width=width or None, height=height or None, bitrate=bitrate,
                     ),
                     name="upsert transcode",
                 ),
@@ -169,6 +180,10 @@ class RenditionPublisher:
             for storage in self.storages
         ]
         ids = {(f.fmt, f.storage): self._transcode_id(f.fmt, f.storage) for f in files}
+        if self._images is not None:
+            for fmt, size, file in self._store_images(self._images):
+                files.append(file)
+                ids[(fmt, file.storage)] = self._transcode_id(fmt, file.storage, size)
         self._retry(
             lambda: self._db.transaction(
                 lambda cur: videos.record_rendition(
@@ -182,3 +197,28 @@ class RenditionPublisher:
             "record outputs",
         )  # fmt: skip
         self.output.mp4.unlink()
+
+    def _store_images(
+        self, images: ImageOutputs
+    ) -> list[tuple[str, tuple[int, int], videos.OutputFile]]:
+        """The poster, thumbnail and storyboard FFmpeg wrote, and the storyboard's cues: each
+        stored, with its size in pixels and its row-to-be in every storage."""
+        plan = images.plan
+        sizes = {img.POSTER: plan.poster, img.THUMBNAIL: plan.thumbnail,
+                 img.STORYBOARD: plan.sheet, img.STORYBOARD_VTT: plan.sheet}  # fmt: skip
+        stored: list[tuple[str, tuple[int, int], videos.OutputFile]] = []
+        for fmt in img.FILES:
+            key = img.key(self.video_id, fmt)
+            if fmt == img.STORYBOARD_VTT:
+                data = img.storyboard_vtt(plan).encode()
+                cid = self._store_bytes(data, img.FILES[fmt], to_ipfs=True, key=key)
+                size = len(data)
+            else:
+                path = images.path(fmt)
+                if not path.is_file() or not path.stat().st_size:
+                    raise RuntimeError(f"FFmpeg finished without writing the {fmt} image")
+                size = path.stat().st_size
+                cid = self._store_file(path, img.FILES[fmt], key=key)
+            for storage in self.storages:
+                stored.append((fmt, sizes[fmt], videos.OutputFile(fmt, storage, key, cid, size)))
+        return stored

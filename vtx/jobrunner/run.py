@@ -13,10 +13,11 @@ from pathlib import Path
 from types import FrameType
 
 from vtx.core import failpoints
+from vtx.core import images as img
 from vtx.core.db import Database
 from vtx.core.ipfs import IpfsClient
 from vtx.core.jobargs import TranscodeArgs
-from vtx.core.ladder import InvalidSource
+from vtx.core.ladder import InvalidSource, display_size
 from vtx.core.media import (
     EXIT_INVALID_INPUT,
     EXIT_RETRYABLE,
@@ -29,6 +30,7 @@ from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 from vtx.core.sources import MEDIA_ENV, ProbeUnavailable, probe_source
 from vtx.jobrunner.ffmpeg import (
+    ImageOutputs,
     build_encode_command,
     out_time_seconds,
     outputs_for,
@@ -138,18 +140,25 @@ def run_transcode(
         outputs = outputs_for(job.renditions, scratch)
         for out in outputs:
             out.playlist.parent.mkdir(parents=True, exist_ok=True)
+        images = None
+        if facts.has_video and any(r.images for r in job.renditions):
+            width, height = display_size(facts)
+            images = ImageOutputs(img.plan_images(width, height, facts.duration),
+                                  scratch / img.FOLDER)  # fmt: skip
+            images.folder.mkdir(parents=True, exist_ok=True)
         publishers = [
             RenditionPublisher(
                 out, job.video_id, store, ipfs, db, job=job.job,
                 retry_budget_s=settings.upload_retry_seconds,
                 stored=functools.partial(reporter.stored, out.rendition.name),
+                images=images if out.rendition.images else None,
             )
             for out in outputs
         ]  # fmt: skip
         cmd = build_encode_command(
             url, outputs, has_audio=facts.has_audio, duration_s=facts.duration,
             max_pixels=settings.max_source_width * settings.max_source_height,
-            deinterlace=facts.interlaced,
+            deinterlace=facts.interlaced, images=images,
         )  # fmt: skip
         log.info("encoding %s of %s (%.1fs, %s)", ",".join(names), job.video_id, facts.duration,
                  "deinterlaced" if facts.interlaced else facts.field_order)  # fmt: skip

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from vtx.core import images as img
 from vtx.core import media, videos
 from vtx.core import resource as vt
 from vtx.core.failures import explain
@@ -663,7 +664,15 @@ def outputs_of(record: RenditionRecord, r: Rendition) -> vt.RenditionOutputs:
         cids[media.HLS_PLAYLIST] = hls.cid
     if hls.init_cid:
         cids[media.HLS_INIT] = hls.init_cid
-    return vt.RenditionOutputs(mp4=mp4.key, hls=hls.key, cids=cids)
+    images = {}
+    for fmt, name in img.FILES.items() if r.images else ():
+        row = record.get(fmt, videos.S3)
+        if row is None or not row.key:
+            raise ValueError(f"{r.name}: its {fmt} is not recorded")
+        images[fmt] = row.key
+        if row.cid:
+            cids[f"{img.FOLDER}/{name}"] = row.cid
+    return vt.RenditionOutputs(mp4=mp4.key, hls=hls.key, cids=cids, images=images)
 
 
 def decide(s: Snapshot) -> Decision:
