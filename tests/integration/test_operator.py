@@ -23,6 +23,7 @@ from tests.services import operator_process as operator_process_for
 from tests.stack import apply, get, job_namespace, kubectl, wait_until
 from tests.verify import assert_complete, assert_verified
 from vtx.core import bus, events
+from vtx.core import images as img
 from vtx.core.db import Cursor, Database
 from vtx.core.hls import parse_media_playlist
 from vtx.core.ipfs import IpfsClient
@@ -151,6 +152,25 @@ def test_a_1080p_upload_becomes_ready_with_three_renditions(
     local_report = media.probe(str(local / "master.m3u8"))
     assert abs(float(local_report["format"]["duration"]) - 8) <= 0.1  # type: ignore[index]
 
+    # The poster, thumbnail and storyboard: made in the 480p rendition's run, listed there,
+    # in S3 and in the IPFS root, the same bytes in both.
+    images = status["renditions"]["480p"]["outputs"]["images"]
+    assert images == {fmt: img.key(video.id, fmt) for fmt in img.FILES}
+    assert "images" not in status["renditions"]["1080p"]["outputs"]
+    root = status["outputs"]["cid"]
+    for fmt in img.FILES:
+        assert ipfs.cat(f"{root}/images/{img.FILES[fmt]}") == store.get_bytes(images[fmt])
+    sizes = {}
+    for fmt in img.JPEGS:
+        report = media.probe(store.presign_get(images[fmt], expires_s=300, public=False))
+        sizes[fmt] = [(s["width"], s["height"]) for s in report["streams"]]  # type: ignore[attr-defined]
+    assert sizes == {
+        "poster": [(1280, 720)], "thumbnail": [(320, 180)], "storyboard": [(4 * 160, 90)],
+    }, "an 8 s source: 4 tiles of 2 s in one row"  # fmt: skip
+    cues = img.parse_storyboard_vtt(store.get_bytes(images["storyboard_vtt"]).decode())
+    assert [(c.start, c.xywh[0]) for c in cues] == [(0, 0), (2, 160), (4, 320), (6, 480)]
+    assert cues[-1].end == pytest.approx(8, abs=0.1)
+
     def upload_status(cur: Cursor) -> Any:
         cur.execute("SELECT upload_status, ipfs_cid FROM videos WHERE id = %s", (video.id,))
         return cur.fetchone()
@@ -255,6 +275,13 @@ def test_the_plan_follows_the_source(
         got.append(f"{rendition}:{size}")
     assert sorted(got) == sorted(expected)
     media.probe(f"{gateway}/master.m3u8")
+    # Images for a picture, none for sound alone (the plan says which rendition makes them).
+    listed = [k for k, _ in store.iter_sizes(f"videos/{video.id}/images/")]
+    carriers = [r["name"] for r in obj["status"]["plan"] if r.get("images")]
+    if shape is None:
+        assert (listed, carriers) == ([], [])
+    else:
+        assert (len(listed), carriers) == (4, [expected[0].split(":")[0]])
     assert_complete(video.id)
 
 

@@ -69,7 +69,11 @@ def image_chains(source: str, images: ImageOutputs) -> tuple[list[str], dict[str
     """Filter chains from the decoded frames at ``source`` to the three JPEGs: the poster's
     candidates (one every POSTER_STEP_S in the plan's window) go through ``thumbnail``, which
     keeps the most representative; the storyboard takes the first frame at or after each tile's
-    time, at most ``tiles`` of them, into one sheet. Returns the chains and each image's label."""
+    time, at most ``tiles`` of them, into one sheet. Returns the chains and each image's label.
+
+    Each image is written twice (the outputs use ``-update 1``): first the source's first
+    frame at once, then the real picture when it is ready. FFmpeg reports no progress at all
+    until every output has had a frame, and these would have none until the end."""
     plan = images.plan
     start, end = plan.window
     candidates = math.ceil((end - start) / img.POSTER_STEP_S) + 1
@@ -78,14 +82,18 @@ def image_chains(source: str, images: ImageOutputs) -> tuple[list[str], dict[str
         f"*(isnan(prev_selected_t)+gte(t-prev_selected_t\\,{img.POSTER_STEP_S}))'"
     )
     every = f"select='lt(selected_n\\,{plan.tiles})*gte(t\\,selected_n*{plan.interval_s})'"
-    (pw, ph), (tw, th), (sw, sh) = plan.poster, plan.thumbnail, plan.tile
+    (pw, ph), (tw, th), (sw, sh), (cw, ch) = plan.poster, plan.thumbnail, plan.tile, plan.sheet
+    first = "trim=end_frame=1"
     chains = [
-        f"{source}split=2[im0][im1]",
-        f"[im0]{pick},scale={pw}:{ph}:flags=bicubic,setsar=1,thumbnail=n={candidates},"
-        "split=2[poster][im2]",
-        f"[im2]scale={tw}:{th}:flags=bicubic,setsar=1[thumbnail]",
-        f"[im1]{every},scale={sw}:{sh}:flags=bicubic,setsar=1,"
-        f"tile={plan.columns}x{plan.rows}[storyboard]",
+        f"{source}split=4[im0][im1][im2][im3]",
+        f"[im0]{first},scale={pw}:{ph}:flags=bicubic,setsar=1[im4]",
+        f"[im1]{pick},scale={pw}:{ph}:flags=bicubic,setsar=1,thumbnail=n={candidates}[im5]",
+        "[im4][im5]concat=n=2:v=1:a=0,split=2[poster][im6]",
+        f"[im6]scale={tw}:{th}:flags=bicubic,setsar=1[thumbnail]",
+        f"[im2]{first},scale={cw}:{ch}:flags=bicubic,setsar=1[im7]",
+        f"[im3]{every},scale={sw}:{sh}:flags=bicubic,setsar=1,"
+        f"tile={plan.columns}x{plan.rows}[im8]",
+        "[im7][im8]concat=n=2:v=1:a=0[storyboard]",
     ]
     return chains, {fmt: f"[{fmt}]" for fmt in img.JPEGS}
 
@@ -219,7 +227,7 @@ def build_encode_command(
         cmd += ["-f", "tee", _tee_target(out)]
     if images is not None:
         for fmt, label in image_labels.items():
-            cmd += ["-map", label, "-frames:v", "1", "-update", "1", "-an"]
+            cmd += ["-map", label, "-update", "1", "-an"]
             cmd += ["-c:v", "mjpeg", "-q:v", "3", "-f", "image2", str(images.path(fmt))]
     return cmd
 
