@@ -34,6 +34,7 @@ from tests.stack import (
 )
 from tests.uploads import upload_all, wait_finished
 from tests.verify import assert_complete, assert_verified, verify
+from vtx.core import images as img
 from vtx.core import videos
 from vtx.core.db import Database
 from vtx.core.objects import ObjectStore
@@ -159,6 +160,29 @@ def test_a_video_stored_in_s3_only_has_no_cid_and_checks_out(
     jobs = kubectl("get", "jobs", "-n", ns, "-l", f"vtx.dev/video-id={video.id}", "-o", "name")
     assert jobs.split() == [f"job.batch/{job_name(name, 'transcode', ['480p'])}"]
     assert_complete(video.id)
+
+
+def test_verify_finds_a_missing_poster_and_a_storyboard_cut_short(
+    ns: str, operator: Process, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    clip = media.make_clip(
+        tmp_path_factory.mktemp("media") / "images.mp4", seconds=9, width=854, height=480
+    )
+    video = upload_video(store, db, clip)
+    name = submit(video, ns)
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator.log, timeout=300)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    assert_complete(video.id)
+    assert store.delete_prefix(img.key(video.id, img.POSTER)) == 1
+    vtt = store.get_bytes(img.key(video.id, img.STORYBOARD_VTT)).decode()
+    cut = vtt[: vtt.rindex("\n\n", 0, len(vtt) - 1)] + "\n"  # the last cue gone
+    store.put_bytes(img.key(video.id, img.STORYBOARD_VTT), cut.encode(), content_type="text/vtt")
+    proc = verify(video.id)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "480p: its poster is missing from S3" in proc.stdout, proc.stdout
+    # Shorter, so its size differs from its row's first of all.
+    assert "480p: its storyboard vtt in S3 has" in proc.stdout, proc.stdout
 
 
 def test_a_rendition_the_ladder_does_not_have_fails_the_resource_clearly(
