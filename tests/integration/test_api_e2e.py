@@ -21,6 +21,7 @@ from tests.services import Process, api_process, free_port, operator_process, st
 from tests.stack import REPO, job_namespace, stack_env
 from tests.uploads import announce_and_put, complete, upload, wait_finished
 from tests.verify import assert_complete
+from vtx.core import images as img
 
 pytestmark = pytest.mark.stack
 GIB = 1024**3
@@ -109,7 +110,38 @@ async def test_a_client_on_one_replica_sees_the_jobs_of_an_upload_through_the_ot
     for url in (view["playback"]["hls"], view["playback"]["ipfs"]):
         report = media.probe(url)
         assert abs(float(report["format"]["duration"]) - 4) <= 0.2, url  # type: ignore[index]
+    await asyncio.to_thread(check_images, a, view)
     await asyncio.to_thread(assert_complete, video_id)
+
+
+def check_images(api: Process, view: dict[str, Any]) -> None:
+    """The poster, thumbnail and sheet load without a token; the storyboard's cues, read
+    through the API, cover the video and point at the sheet by a URL that loads."""
+    images = view["images"]
+    assert set(images) == {"poster", "thumbnail", "storyboard", "storyboard_vtt"}, images
+    for fmt in img.JPEGS:
+        got = requests.get(images[fmt], timeout=10)
+        assert (got.status_code, got.headers["Content-Type"]) == (200, "image/jpeg"), fmt
+        assert got.content[:3] == b"\xff\xd8\xff", f"{fmt} is a JPEG"
+    assert (
+        images["storyboard_vtt"] == f"{api.url}/v1/videos/{view['id']}/play/images/storyboard.vtt"
+    )
+    vtt = requests.get(images["storyboard_vtt"], timeout=10)
+    assert (vtt.status_code, vtt.headers["Content-Type"].split(";")[0]) == (200, "text/vtt")
+    cues = img.parse_storyboard_vtt(vtt.text)
+    assert [(c.start, c.xywh) for c in cues] == [(0, (0, 0, 160, 90)), (2, (160, 0, 160, 90))]
+    assert cues[-1].end == pytest.approx(4, abs=0.1)
+    sheet = requests.get(cues[0].target, timeout=10)
+    assert (sheet.status_code, sheet.content) == (
+        200,
+        requests.get(images["storyboard"], timeout=10).content,
+    )
+    poster = requests.get(
+        f"{api.url}/v1/videos/{view['id']}/play/images/poster.jpg", timeout=10,
+        allow_redirects=False,
+    )  # fmt: skip
+    assert poster.status_code == 302
+    assert "/images/poster.jpg?" in poster.headers["Location"]
 
 
 def test_uploads_as_real_clients_send_them(
@@ -144,6 +176,7 @@ def test_uploads_as_real_clients_send_them(
     # In words for whoever uploaded it, with what ffprobe said beside it.
     assert failed["failure_reason"] == "This file is a text file, not a video.", failed
     assert "not a readable video or audio file" in (failed["failure_detail"] or ""), failed
+    assert failed["images"] is None
     for vid, view in got.items():
         if sent[vid] == "Ready":
             assert set(view["renditions"]) == {"480p"}, view["renditions"]
