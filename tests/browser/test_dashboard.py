@@ -1,26 +1,29 @@
 """The dashboard as people use it, in Chromium against the running API, operator and jobrunner:
 an upload watched to Ready and played from storage and from IPFS, a bad file's failure shown in
-words, playback of a transcode still running, and a multipart upload resumed after a dropped
-connection and a reload."""
+words, playback of a transcode still running, a multipart upload resumed after a dropped
+connection and a reload, and the images: thumbnails in the list, the poster and the storyboard's
+scrub preview in the player."""
 
 from __future__ import annotations
 
 import os
 import re
 import uuid
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
-from playwright.sync_api import Locator, Page, Request, Response, Route, expect
+from playwright.sync_api import Locator, Page, Position, Request, Response, Route, expect
 
 from tests import media
 from tests.browser.conftest import DESKTOP, MIB, PART_SIZE, Servers
 from tests.receiver import Receiver
 from tests.services import free_port
 from tests.stack import stack_env, wait_until
+from tests.uploads import announce_and_put, bearer, complete
 from tests.verify import assert_complete, assert_verified
 from vtx.core.db import Database
 from vtx.core.objects import ObjectStore
@@ -66,6 +69,73 @@ RECORD_BARS = """() => {
   };
   new MutationObserver(record).observe(list, {subtree: true, childList: true, attributes: true});
 }"""
+
+
+# The list row's thumbnail once it has loaded, or what went wrong (a broken image) at once.
+THUMBNAIL_LOADED = """(id) => {
+  const img = document.querySelector(`#video-${id} .thumb img`);
+  if (!img || !img.complete) return false;
+  const box = img.parentElement.getBoundingClientRect();
+  const seen = {width: img.naturalWidth, height: img.naturalHeight, src: img.getAttribute("src"),
+                alt: img.alt, loading: img.loading, state: img.parentElement.dataset.state,
+                box: [box.width, box.height]};
+  if (img.naturalWidth === 0) return {error: "the thumbnail did not load", ...seen};
+  return seen.state === "image" ? seen : false;
+}"""
+
+# What the scrub preview shows: its time, and the tile's image, position and size.
+SCRUB_PREVIEW = """() => {
+  const preview = document.getElementById("scrub-preview");
+  const tile = document.getElementById("scrub-tile");
+  const style = getComputedStyle(tile);
+  const box = tile.getBoundingClientRect();
+  return {visible: !preview.hidden, tile: !tile.hidden, time: Number(preview.dataset.time),
+          text: document.getElementById("scrub-time").textContent,
+          image: style.backgroundImage, position: style.backgroundPosition,
+          width: box.width, height: box.height,
+          duration: document.getElementById("video").duration};
+}"""
+
+STORYBOARD_CUE = re.compile(
+    r"^(?:(\d+):)?(\d{2}):(\d{2})\.(\d{3}) --> (?:(\d+):)?(\d{2}):(\d{2})\.(\d{3})[^\n]*\n"
+    r"(\S+)#xywh=(\d+),(\d+),(\d+),(\d+)$",
+    re.MULTILINE,
+)
+
+
+class Cue(NamedTuple):
+    start: float
+    end: float
+    url: str
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+def storyboard_cues(text: str) -> list[Cue]:
+    """The cues of a storyboard VTT, read independently of the page's parser."""
+    assert text.startswith("WEBVTT"), text[:200]
+
+    def seconds(h: str | None, m: str, s: str, ms: str) -> float:
+        return int(h or 0) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+    cues = []
+    for g in STORYBOARD_CUE.findall(text):
+        x, y, w, h = (int(n) for n in g[9:])
+        cues.append(Cue(seconds(*g[0:4]), seconds(*g[4:8]), g[8], x, y, w, h))
+    return cues
+
+
+def clock(seconds: float) -> str:
+    """A position as the page shows it (m:ss under an hour)."""
+    whole = int(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def image_size(url: str) -> tuple[int, int]:
+    (stream,) = media.streams(media.probe(url), "video")
+    return int(stream["width"]), int(stream["height"])
 
 
 def open_dashboard(page: Page, token: str) -> None:
@@ -473,3 +543,167 @@ def test_live_status_comes_back_after_the_api_restarts(
     assert video_id
     assert wait_finished(page, video_id, 120) == "Failed", item.inner_text()
     assert_verified(video_id)
+
+
+def test_the_list_shows_thumbnails_and_the_player_a_storyboard_preview(
+    page: Page, servers: Servers, token: str, tmp_path: Path
+) -> None:
+    tone = 300 + uuid.uuid4().int % 3000  # outputs no other test's clip shares
+    clip = media.make_clip(
+        tmp_path / "storyboard-720p.mp4", seconds=8, width=1280, height=720, tone=tone
+    )
+    sound = media.make_audio_only(tmp_path / "tone.m4a", seconds=4, tone=tone)
+    open_dashboard(page, token)
+    page.evaluate("window.sameDocument = true")
+    title = unique("Storyboard 720p")
+    item = choose_and_upload(page, clip, title)
+    wait_uploaded(page)
+    video_id = item.get_attribute("data-id")
+    assert video_id
+    # Not transcoded yet: a placeholder in the thumbnail's box.
+    thumb = item.locator(".thumb")
+    expect(thumb).to_have_attribute("data-state", "none")
+    expect(thumb.locator("img")).to_have_count(0)
+    before = thumb.bounding_box()
+    assert before is not None
+    # An audio-only source, uploaded by an app: the page hears of it from the events.
+    audio_id = announce_and_put(servers.api, token, sound, content_type="audio/mp4")
+    complete(servers.api, token, audio_id, expect=202)
+
+    assert wait_finished(page, video_id, TRANSCODE_S) == "Ready", item.inner_text()
+    audio = page.locator(f"#video-{audio_id}")
+    assert wait_finished(page, audio_id, TRANSCODE_S) == "Ready", audio.inner_text()
+    view = api_video(servers, video_id)
+    images = view["images"]
+    assert images is not None, f"a Ready 720p video has no images: {view}"
+    assert set(images) == {"poster", "thumbnail", "storyboard", "storyboard_vtt"}, images
+    assert api_video(servers, audio_id)["images"] is None, "an audio-only video has images"
+
+    # The thumbnail arrived without a reload, in the same box, at its own size.
+    shown: dict[str, Any] = page.wait_for_function(
+        THUMBNAIL_LOADED, arg=video_id, timeout=60_000
+    ).json_value()
+    assert "error" not in shown, f"the thumbnail is a broken image: {shown}"
+    assert page.evaluate("window.sameDocument"), "the page was reloaded"
+    width, height = image_size(images["thumbnail"])
+    assert min(width, height) == 180, f"the thumbnail is {width}x{height}"
+    assert (shown["width"], shown["height"]) == (width, height), shown
+    assert urlparse(shown["src"]).path == urlparse(images["thumbnail"]).path, shown
+    assert shown["alt"] == f"Thumbnail of {title}", shown
+    assert shown["loading"] == "lazy", shown
+    after = thumb.bounding_box()
+    assert after is not None
+    assert (after["width"], after["height"]) == (before["width"], before["height"]), (
+        before, after
+    )  # fmt: skip
+    # Audio has no images: the placeholder, never a broken image.
+    expect(audio.locator(".thumb")).to_have_attribute("data-state", "audio")
+    expect(audio.locator(".thumb")).to_contain_text("Audio")
+    expect(audio.locator(".thumb img")).to_have_count(0)
+
+    item.get_by_role("button", name="Play").click()
+    player = page.locator("#player")
+    expect(player, "the storyboard to load").to_have_attribute(
+        "data-storyboard", "ready", timeout=30_000
+    )
+    play_past(page, 1, timeout_s=60)
+    page.evaluate("document.getElementById('video').pause()")
+    poster = page.locator("#video").get_attribute("poster")
+    assert poster, "the video element has no poster"
+    assert urlparse(poster).path == urlparse(images["poster"]).path, (poster, images)
+    loaded = page.request.get(poster)
+    assert loaded.ok, loaded.status
+    assert loaded.body()[:3] == b"\xff\xd8\xff", "the poster is not a JPEG"
+
+    answer = requests.get(images["storyboard_vtt"], headers=bearer(token), timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"].startswith("text/vtt"), answer.headers
+    cues = storyboard_cues(answer.text)
+    assert cues, answer.text
+    assert cues[0].start == 0, cues[0]
+    assert all(a.end == b.start for a, b in pairwise(cues)), cues
+    sheet = image_size(images["storyboard"])
+
+    # The pointer at the middle of the bar: the tile of the middle of the video, and its time.
+    bar = page.get_by_label("Position")
+    expect(bar).to_be_enabled()
+    box = bar.bounding_box()
+    assert box is not None
+    middle: Position = {"x": box["width"] / 2, "y": box["height"] / 2}
+    bar.hover(position=middle)
+    preview = page.locator("#scrub-preview")
+    expect(preview, "the preview on hovering the bar").to_be_visible()
+    seen: dict[str, Any] = page.evaluate(SCRUB_PREVIEW)
+    duration = seen["duration"]
+    assert abs(duration - 8) < 0.5, seen
+    assert abs(cues[-1].end - duration) < 1, (cues[-1], duration)
+    at = seen["time"]
+    assert abs(at - duration / 2) < 0.1, seen
+    assert seen["text"] == clock(at), seen
+    cue = next(c for c in cues if c.start <= at < c.end)
+    assert seen["tile"], seen
+    # The sheet the page shows is the storyboard's, signed (at its own read of the cues).
+    sheet_url = re.fullmatch(r'url\("(.+)"\)', seen["image"])
+    assert sheet_url, seen
+    assert urlparse(sheet_url[1]).path == urlparse(cue.url).path, (seen, cue)
+    assert urlparse(cue.url).path == urlparse(images["storyboard"]).path, (cue, images)
+    assert "X-Amz-Signature" in parse_qs(urlparse(sheet_url[1]).query), seen
+    sheet_jpeg = page.request.get(sheet_url[1])
+    assert sheet_jpeg.ok, sheet_jpeg.status
+    assert sheet_jpeg.body()[:3] == b"\xff\xd8\xff", "the sheet is not a JPEG"
+    assert seen["position"] == f"{-cue.x}px {-cue.y}px", (seen, cue)
+    assert (seen["width"], seen["height"]) == (cue.w, cue.h), (seen, cue)
+    assert cue.x + cue.w <= sheet[0], (cue, sheet)
+    assert cue.y + cue.h <= sheet[1], (cue, sheet)
+
+    # A click seeks there; the arrow keys step 5 s; the preview goes with the pointer.
+    bar.click(position=middle)
+    page.wait_for_function(
+        "at => Math.abs(document.getElementById('video').currentTime - at) < 0.25",
+        arg=at, timeout=10_000,
+    )  # fmt: skip
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(
+        "at => Math.abs(document.getElementById('video').currentTime - at) < 0.25",
+        arg=max(0.0, at - 5), timeout=10_000,
+    )  # fmt: skip
+    page.mouse.move(0, 0)
+    bar.blur()
+    expect(preview, "the preview gone with the pointer").to_be_hidden()
+    assert player.get_attribute("data-fatal-error") is None
+    assert_complete(video_id, audio_id)
+
+
+def test_the_storyboard_parser_reads_webvtt_cues(page: Page, servers: Servers) -> None:
+    page.goto("/")
+    text = (
+        "\ufeffWEBVTT\r\n\r\nNOTE not a cue --> whatever\r\n\r\n"
+        "first\r\n00:00:00.000 --> 00:00:02.000\r\n"
+        "https://s3.example/b/sb.jpg?X-Amz-Signature=a%2Fb&X-Amz-Expires=60#xywh=0,0,160,90\r\n\r\n"
+        "00:02.000 --> 00:04.500 align:start\n"
+        "https://s3.example/b/sb.jpg?X-Amz-Signature=a%2Fb#xywh=pixel:160,0,160,90\n\n"
+        "00:04.500 --> 00:04.000\nhttps://s3.example/b/sb.jpg#xywh=320,0,160,90\n\n"
+        "00:00:09.000 --> 00:00:10.000\nhttps://s3.example/b/no-tile.jpg\n\n"
+        "01:00:04.500 --> 01:00:06.000\nsheet.jpg#xywh=320,90,160,90\n"
+    )
+    parsed: dict[str, Any] = page.evaluate(
+        """async (text) => {
+          const sb = await import(new URL("static/js/storyboard.js", document.baseURI).href);
+          const cues = sb.parseStoryboard(text, "https://api.example/v1/videos/x/storyboard.vtt");
+          let refused = null;
+          try { sb.parseStoryboard("<html>not found</html>"); } catch (e) { refused = e.message; }
+          return {cues, refused,
+                  at: [0, 1.999, 2, 4.5, 5, 3606].map(t => sb.cueAt(cues, t)?.start ?? null)};
+        }""",
+        text,
+    )
+    assert parsed["cues"] == [
+        {"start": 0, "end": 2, "x": 0, "y": 0, "w": 160, "h": 90,
+         "url": "https://s3.example/b/sb.jpg?X-Amz-Signature=a%2Fb&X-Amz-Expires=60"},
+        {"start": 2, "end": 4.5, "x": 160, "y": 0, "w": 160, "h": 90,
+         "url": "https://s3.example/b/sb.jpg?X-Amz-Signature=a%2Fb"},
+        {"start": 3604.5, "end": 3606, "x": 320, "y": 90, "w": 160, "h": 90,
+         "url": "https://api.example/v1/videos/x/sheet.jpg"},
+    ]  # fmt: skip
+    assert parsed["at"] == [0, 0, 2, None, None, 3604.5], parsed["at"]
+    assert parsed["refused"] == "not a WebVTT file", parsed

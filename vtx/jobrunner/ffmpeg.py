@@ -91,8 +91,7 @@ def image_chains(source: str, images: ImageOutputs) -> tuple[list[str], dict[str
         "[im4][im5]concat=n=2:v=1:a=0,split=2[poster][im6]",
         f"[im6]scale={tw}:{th}:flags=bicubic,setsar=1[thumbnail]",
         f"[im2]{first},scale={cw}:{ch}:flags=bicubic,setsar=1[im7]",
-        f"[im3]{every},scale={sw}:{sh}:flags=bicubic,setsar=1,"
-        f"tile={plan.columns}x{plan.rows}[im8]",
+        f"[im3]{every},scale={sw}:{sh}:flags=bicubic,setsar=1,tile={plan.columns}x{plan.rows}[im8]",
         "[im7][im8]concat=n=2:v=1:a=0[storyboard]",
     ]
     return chains, {fmt: f"[{fmt}]" for fmt in img.JPEGS}

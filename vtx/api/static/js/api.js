@@ -34,6 +34,17 @@ export function apiUrl(path) {
   return new URL(path, document.baseURI).href;
 }
 
+// Signed URLs of one object differ in their query only: the same object when the rest agrees.
+export function sameObject(a, b) {
+  if (!a || !b) return !a && !b;
+  try {
+    const [x, y] = [new URL(a, document.baseURI), new URL(b, document.baseURI)];
+    return x.origin === y.origin && x.pathname === y.pathname;
+  } catch {
+    return a === b;
+  }
+}
+
 export function authHeaders() {
   const value = token.get();
   return value ? { Authorization: `Bearer ${value}` } : {};

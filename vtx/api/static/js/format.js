@@ -40,3 +40,12 @@ export function percent(value) {
   const n = Number(value);
   return Number.isFinite(n) ? Math.max(0, Math.min(100, Math.floor(n))) : 0;
 }
+
+// A position in a video as players show it: 0:07, 1:05:09 (whole seconds, rounded down).
+export function clock(seconds) {
+  const s = Number.isFinite(seconds) && seconds > 0 ? Math.floor(seconds) : 0;
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}

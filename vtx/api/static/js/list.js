@@ -1,6 +1,6 @@
 // The list of videos, newest first, kept current by status events (no polling).
 
-import { api, ApiError } from "./api.js";
+import { api, ApiError, sameObject } from "./api.js";
 import { announce, el, setText, show } from "./dom.js";
 import { bytes, percent, when } from "./format.js";
 
@@ -32,6 +32,12 @@ const STATUS_WORDS = {
 // The row can lag the event that announced a final phase by a moment: read it again.
 const REFETCH_TRIES = 5;
 const HLS_REFETCH_MS = 5000;
+// The images come with the first video rendition: its "done" event makes the page read the
+// video again until the row has them (the row can lag the event), at most this many times.
+const IMAGE_TRIES = 4;
+// The thumbnail's box (16:9; other shapes are fitted inside it), so rows keep their height.
+const THUMB_W = 128;
+const THUMB_H = 72;
 
 function newerFirst(a, b) {
   const ta = Date.parse(a.created_at) || 0;
@@ -56,6 +62,7 @@ export class VideoList {
     this.items = new Map();
     this.fetching = new Map();
     this.hlsAsked = new Map();
+    this.imagesAsked = new Set();
     this.nextCursor = null;
     this.selected = null;
     this.root = document.getElementById("video-list");
@@ -169,6 +176,9 @@ export class VideoList {
       if (!video.playback?.hls && ["encoding", "uploading", "done"].includes(event.phase)) {
         this.askForPlayback(video.id);
       }
+      if (event.phase === "done" && !video.images && event.rendition !== "audio") {
+        this.askForImages(video.id);
+      }
     }
     const item = this.items.get(video.id);
     if (item) this.patch(item, video);
@@ -189,10 +199,23 @@ export class VideoList {
     this.refetch(id);
   }
 
+  // A video rendition is done, so the images are made or about to be: read the video until it
+  // has them (after 1, 2, 4 and 8 s), or until it is final (that read brings them anyway).
+  askForImages(id, tries = 0) {
+    if (tries === 0 && this.imagesAsked.has(id)) return;
+    this.imagesAsked.add(id);
+    setTimeout(async () => {
+      await this.refetch(id);
+      const video = this.videos.get(id);
+      if (!video || video.images || FINAL.has(video.phase)) return;
+      if (tries + 1 < IMAGE_TRIES) this.askForImages(id, tries + 1);
+    }, 1000 * 2 ** tries);
+  }
+
   // GET the video again; when an event announced a final phase the row has not caught up with
   // yet, keep the announced phase and read again shortly (a few times, then trust the row).
   refetch(id, expected = null, tries = 0) {
-    if (this.fetching.has(id) && !expected) return;
+    if (this.fetching.has(id) && !expected) return this.fetching.get(id);
     const job = (async () => {
       try {
         const fresh = await api.get(`v1/videos/${encodeURIComponent(id)}`);
@@ -211,6 +234,7 @@ export class VideoList {
       }
     })();
     this.fetching.set(id, job);
+    return job;
   }
 
   select(id) {
@@ -232,6 +256,11 @@ export class VideoList {
       detailText,
     ]);
     const failure = el("div", { class: "failure error", hidden: true }, [failureText, detail]);
+    // A thumbnail once the video has one; a placeholder of the same size until then (or for
+    // good: audio has none).
+    const thumb = el("div", { class: "thumb", "data-state": "none" }, [
+      el("span", { class: "thumb-label", "aria-hidden": "true", text: "Audio" }),
+    ]);
     const play = el("button", {
       type: "button",
       class: "play",
@@ -240,15 +269,18 @@ export class VideoList {
       onclick: () => this.onPlay(id),
     });
     const root = el("li", { class: "video", id: `video-${id}`, "data-id": id }, [
-      el("div", { class: "video-head" }, [title, badge]),
-      meta,
-      renditions,
-      failure,
-      el("div", { class: "video-actions" }, [play]),
+      thumb,
+      el("div", { class: "video-body" }, [
+        el("div", { class: "video-head" }, [title, badge]),
+        meta,
+        renditions,
+        failure,
+        el("div", { class: "video-actions" }, [play]),
+      ]),
     ]);
     return {
       root, title, badge, meta, renditions, failure, failureText, detail, detailText, play,
-      rows: new Map(),
+      thumb, img: null, rows: new Map(),
     };
   }
 
@@ -269,6 +301,7 @@ export class VideoList {
     item.badge.dataset.phase = phase || video.status || "";
 
     for (const [name, r] of entries) this.patchRendition(item, name, r);
+    this.patchThumb(item, video, entries);
 
     const reason = video.failure_reason || (phase === "Failed" ? "the transcode failed" : "");
     setText(item.failureText, reason ? `Failed: ${reason}` : "");
@@ -281,6 +314,39 @@ export class VideoList {
     show(item.play, playable || (phase !== "Failed" && video.status !== "awaiting_upload"));
     item.play.disabled = !playable;
     item.play.title = playable ? "" : "Playable once the first segments are transcoded";
+  }
+
+  patchThumb(item, video, entries) {
+    const url = video.images?.thumbnail || null;
+    if (!url) {
+      item.img?.remove();
+      item.img = null;
+      const audio = entries.length > 0 && entries.every(([, r]) => r.kind === "audio");
+      item.thumb.dataset.state = audio ? "audio" : "none";
+      return;
+    }
+    if (!item.img) {
+      const img = el("img", {
+        class: "thumb-img", width: THUMB_W, height: THUMB_H, loading: "lazy", decoding: "async",
+        alt: "",
+      });
+      // A thumbnail that does not load leaves the placeholder, never a broken image.
+      img.addEventListener("load", () => {
+        if (item.img === img) item.thumb.dataset.state = "image";
+      });
+      img.addEventListener("error", () => {
+        if (item.img === img) item.thumb.dataset.state = "broken";
+      });
+      item.img = img;
+      item.thumb.append(img);
+    }
+    // A fresh signature of the same object would only load it again; a broken one is retried.
+    const src = item.img.getAttribute("src");
+    if (!sameObject(src, url) || (item.thumb.dataset.state === "broken" && src !== url)) {
+      item.thumb.dataset.state = "loading";
+      item.img.src = url;
+    }
+    item.img.alt = `Thumbnail of ${video.title || video.file_name || "the video"}`;
   }
 
   patchRendition(item, name, r) {

@@ -1,12 +1,16 @@
 // The player: HLS through hls.js (or the browser's own HLS when it has no MSE), from storage
-// (the API's signed playlists) or from the IPFS gateway, with a rendition switcher.
+// (the API's signed playlists) or from the IPFS gateway, with a rendition switcher; the video's
+// poster, and a scrub bar that previews the storyboard's tiles.
 //
 // hls.js errors are shown in words and kept on the section for tests and bug reports:
-// data-fatal-error="<type>/<details>" once playback has stopped for good.
+// data-fatal-error="<type>/<details>" once playback has stopped for good. data-storyboard says
+// where the storyboard is: none, loading, ready or failed (then the console says why).
 
 import Hls from "../vendor/hls.min.mjs";
-import { apiUrl, authHeaders } from "./api.js";
+import { apiUrl, authHeaders, sameObject } from "./api.js";
 import { el, setText, show } from "./dom.js";
+import { Scrub } from "./scrub.js";
+import { loadStoryboard } from "./storyboard.js";
 
 const NOT_READY_RETRY_MS = 3000;
 const NOT_READY_TRIES = 60;
@@ -71,6 +75,10 @@ export class Player {
     this.retry = null;
     this.notReadyTries = 0;
     this.recovered = false;
+    this.scrub = new Scrub(this.media);
+    this.poster = null;
+    this.storyboard = null;
+    this.storyboardAbort = null;
 
     for (const radio of this.sources) {
       radio.addEventListener("change", () => {
@@ -107,6 +115,11 @@ export class Player {
     this.source = "s3";
     this.notReadyTries = 0;
     for (const radio of this.sources) radio.checked = radio.value === "s3";
+    this.poster = null;
+    this.media.removeAttribute("poster");
+    this.storyboard = null;
+    this.scrub.reset();
+    this.loadStoryboard(null);
     this.update(video);
     this.load(0);
     this.root.scrollIntoView({ block: "nearest", behavior: "smooth" });
@@ -123,6 +136,7 @@ export class Player {
     ipfs.disabled = !video.playback?.ipfs;
     setText(this.cid, video.cid || "—");
     this.renderLinks(video);
+    this.showImages(video.images || null);
     if (!hadHls && video.playback?.hls && this.source === "s3" && !this.hls) this.load(0);
   }
 
@@ -132,6 +146,48 @@ export class Player {
       .map(([name, r]) => el("li", {}, [el("a", { href: r.mp4, text: `${name} MP4` })]));
     const none = el("li", { class: "muted", text: "—" });
     this.links.replaceChildren(...(links.length ? links : [none]));
+  }
+
+  // The poster and the storyboard, once the video has them (a transcode makes them with its
+  // first video rendition). Their URLs are signed anew on every read: the same object keeps the
+  // address it was first shown with.
+  showImages(images) {
+    const poster = images?.poster || null;
+    if (!sameObject(poster, this.poster)) {
+      this.poster = poster;
+      if (poster) this.media.poster = poster;
+      else this.media.removeAttribute("poster");
+    }
+    const storyboard = images?.storyboard_vtt || null;
+    if (!sameObject(storyboard, this.storyboard)) {
+      this.storyboard = storyboard;
+      this.loadStoryboard(storyboard);
+    }
+  }
+
+  async loadStoryboard(url) {
+    this.storyboardAbort?.abort();
+    this.storyboardAbort = null;
+    this.scrub.setStoryboard(null);
+    if (!url) {
+      this.root.dataset.storyboard = "none";
+      return;
+    }
+    const abort = new AbortController();
+    this.storyboardAbort = abort;
+    this.root.dataset.storyboard = "loading";
+    try {
+      const cues = await loadStoryboard(url, { signal: abort.signal });
+      if (abort.signal.aborted) return;
+      if (!cues.length) throw new Error(`${url} has no cue with a tile`);
+      this.scrub.setStoryboard(cues);
+      this.root.dataset.storyboard = "ready";
+    } catch (err) {
+      if (abort.signal.aborted) return;
+      // The preview is a nicety: without it the bar still seeks.
+      console.warn(`No storyboard preview: ${err.message}`);
+      this.root.dataset.storyboard = "failed";
+    }
   }
 
   switchSource(source) {
