@@ -152,6 +152,9 @@ def test_signed_events_reach_a_receiver_that_was_down(
         assert ready["data"]["root_cid"] == view["cid"], (ready, view)
         assert ready["data"]["playback"]["hls"].endswith(f"/v1/videos/{video_id}/play/master.m3u8")
         assert ready["data"]["renditions"] == ["480p"]
+        assert ready["data"]["images"]["poster"].endswith(
+            f"/v1/videos/{video_id}/play/images/poster.jpg"
+        ), ready
         wait_until(
             "upload.completed and video.failed at the receiver",
             lambda: (receiver.of(secret, "upload.completed", video_id)

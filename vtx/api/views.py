@@ -128,9 +128,7 @@ def video_view(row: videos.VideoRow, services: Services, request: web.Request) -
 
 def has_images(row: videos.VideoRow) -> bool:
     """Whether the video's images are made: the rendition that makes them succeeded."""
-    return row.status != videos.DELETED and any(
-        r.get("images") is True and r.get("phase") == "Succeeded" for r in row.renditions.values()
-    )
+    return row.status != videos.DELETED and img.made(row.renditions)
 
 
 def progress_view(row: videos.VideoRow) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from vtx.core.ladder import scale_short_side
 
@@ -41,6 +42,14 @@ MAX_TILES = 100  # one sheet: a longer video gets a longer interval between tile
 MIN_INTERVAL_S = 2
 POSTER_WINDOW_S = 8.0  # candidates for the poster come from this long a stretch …
 POSTER_STEP_S = 0.25  # … one every this often
+
+
+def made(renditions: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether a video's images are made, from its rows' renditions: the rendition that makes
+    them succeeded."""
+    return any(
+        r.get("images") is True and r.get("phase") == "Succeeded" for r in renditions.values()
+    )
 
 
 def key(video_id: str, fmt: str) -> str:

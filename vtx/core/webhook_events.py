@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vtx.core import webhooks
+from vtx.core import images, webhooks
 from vtx.core.db import Cursor
 from vtx.core.settings import Settings
 from vtx.core.videos import VideoRow
@@ -36,6 +36,13 @@ def video_data(row: VideoRow, event_type: str, settings: Settings) -> dict[str, 
             "ipfs": f"{gateway}/ipfs/{cid}/master.m3u8" if cid else None,
         }
         data["root_cid"] = cid
+        # Through the API (redirects to signed URLs): links in a stored event do not expire.
+        data["images"] = (
+            {fmt: f"{api}/v1/videos/{row.id}/play/images/{images.FILES[fmt]}"
+             for fmt in (*images.JPEGS, images.STORYBOARD_VTT)}
+            if images.made(row.renditions)
+            else None
+        )  # fmt: skip
         data["renditions"] = sorted(row.renditions)
         data["duration_s"] = row.source_duration
     elif event_type == VIDEO_FAILED:
