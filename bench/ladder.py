@@ -3,9 +3,12 @@
 (a) naive: one FFmpeg run per rendition per format, as the original plan did;
 (b) per-rendition: the jobrunner's command for each rendition alone (MP4 and HLS from one encode);
 (c) grouped: the jobrunner's command for all renditions (one decode);
-(d) floor: one decode and the same encodes, written nowhere.
-Prints CPU-seconds (user+sys of FFmpeg) and wall time, ratios to the floor, and the SSIM of each
-grouped rendition against the naive one. Usage: python -m bench.ladder [--seconds 20]
+(d) floor: one decode and the same encodes, written nowhere;
+and (c) again with the video's poster, thumbnail and storyboard made in the same run, as the
+jobrunner makes them with the lowest rendition.
+Prints CPU-seconds (user+sys of FFmpeg) and wall time, ratios to the floor, what the images add
+to the grouped run, and the SSIM of each grouped rendition against the naive one.
+Usage: python -m bench.ladder [--seconds 20]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from tests.media import make_clip
 from vtx.core import media
+from vtx.core.images import plan_images
 from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
 from vtx.jobrunner import ffmpeg
 
@@ -93,16 +97,22 @@ def naive(url: str, ladder: list[Rendition], out: Path, cost: Cost) -> None:
 
 
 def jobrunner(
-    url: str, ladder: list[Rendition], out: Path, cost: Cost, grouped: bool, seconds: float
-) -> None:
+    url: str, ladder: list[Rendition], out: Path, cost: Cost, grouped: bool, seconds: float,
+    images: bool = False,
+) -> None:  # fmt: skip
     groups = [ladder] if grouped else [[r] for r in ladder]
     for group in groups:
         outputs = ffmpeg.outputs_for(group, out)
         for o in outputs:
             o.playlist.parent.mkdir(parents=True, exist_ok=True)
+        pictures = None
+        if images:
+            pictures = ffmpeg.ImageOutputs(plan_images(1920, 1080, seconds), out / "images")
+            pictures.folder.mkdir(parents=True)
         cmd = ffmpeg.build_encode_command(
-            url, outputs, has_audio=True, duration_s=seconds, max_pixels=7680 * 4320
-        )
+            url, outputs, has_audio=True, duration_s=seconds, max_pixels=7680 * 4320,
+            images=pictures,
+        )  # fmt: skip
         run([c for c in cmd if c not in ("-progress", "pipe:1")], cost)
 
 
@@ -156,7 +166,8 @@ def main() -> None:
             duration=args.seconds, has_video=True, has_audio=True, width=1920, height=1080, fps=30
         )
         ladder = plan_ladder(facts)
-        costs = {name: Cost() for name in ("naive", "per-rendition", "grouped", "floor")}
+        ways = ("naive", "per-rendition", "grouped", "grouped+images", "floor")
+        costs = {name: Cost() for name in ways}
         with serve(src_dir) as base:
             url = f"{base}/source.mp4"
             floor(url, ladder, costs["floor"])
@@ -172,6 +183,10 @@ def main() -> None:
             jobrunner(
                 url, ladder, work / "grouped", costs["grouped"], grouped=True, seconds=args.seconds
             )
+            jobrunner(
+                url, ladder, work / "images", costs["grouped+images"], grouped=True,
+                seconds=args.seconds, images=True,
+            )  # fmt: skip
         f = costs["floor"]
         names = ", ".join(r.name for r in ladder)
         print(f"source: {args.seconds:g} s 1080p30 H.264/AAC; ladder {names}")
@@ -180,6 +195,10 @@ def main() -> None:
             ratios = f"{c.cpu_s / f.cpu_s:11.2f}{c.wall_s / f.wall_s:12.2f}"
             print(f"{name:<15}{c.cpu_s:9.1f}{c.wall_s:9.1f}{ratios}")
         print(f"naive/grouped cpu: {costs['naive'].cpu_s / costs['grouped'].cpu_s:.2f}x")
+        with_images, grouped_ = costs["grouped+images"], costs["grouped"]
+        cpu, wall = with_images.cpu_s / grouped_.cpu_s, with_images.wall_s / grouped_.wall_s
+        print(f"images (poster, thumbnail, storyboard) in the grouped run: cpu {cpu:.3f}x, "
+              f"wall {wall:.3f}x")  # fmt: skip
         if args.json:
             args.json.write_text(json.dumps(
                 {name: {"cpu_s": c.cpu_s, "wall_s": c.wall_s} for name, c in costs.items()}
