@@ -174,6 +174,7 @@ def test_verify_finds_a_missing_poster_and_a_storyboard_cut_short(
     obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator.log, timeout=300)
     assert obj["status"]["phase"] == "Ready", obj["status"]
     assert_complete(video.id)
+    poster = store.get_bytes(img.key(video.id, img.POSTER))
     assert store.delete_prefix(img.key(video.id, img.POSTER)) == 1
     vtt = store.get_bytes(img.key(video.id, img.STORYBOARD_VTT)).decode()
     cut = vtt[: vtt.rindex("\n\n", 0, len(vtt) - 1)] + "\n"  # the last cue gone
@@ -183,6 +184,10 @@ def test_verify_finds_a_missing_poster_and_a_storyboard_cut_short(
     assert "480p: its poster is missing from S3" in proc.stdout, proc.stdout
     # Shorter, so its size differs from its row's first of all.
     assert "480p: its storyboard vtt in S3 has" in proc.stdout, proc.stdout
+    # Put back, the video checks out again (and leaves nothing broken for `verify --all`).
+    store.put_bytes(img.key(video.id, img.POSTER), poster, content_type="image/jpeg")
+    store.put_bytes(img.key(video.id, img.STORYBOARD_VTT), vtt.encode(), content_type="text/vtt")
+    assert_complete(video.id)
 
 
 def test_a_rendition_the_ladder_does_not_have_fails_the_resource_clearly(

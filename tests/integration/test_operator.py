@@ -668,11 +668,11 @@ def test_a_jobrunner_pod_deleted_mid_encode_is_retried_to_ready(
         return cur.fetchall()
 
     rows = db.transaction(counts)
+    # One row per output and storage, the images' (480p makes them) among them.
     assert [r[:3] for r in rows] == [
-        ("hls", "ipfs", 1),
-        ("hls", "s3", 1),
-        ("mp4", "ipfs", 1),
-        ("mp4", "s3", 1),
+        (fmt, storage, 1)
+        for fmt in ("hls", "mp4", "poster", "storyboard", "storyboard_vtt", "thumbnail")
+        for storage in ("ipfs", "s3")
     ]
     for fmt, _, _, segments, sequences in rows:
         assert segments == sequences, f"{fmt}: one row per segment"
