@@ -43,11 +43,21 @@ def record_problems(
     problems: list[str] = []
     storages = [videos.S3, videos.IPFS] if ipfs else [videos.S3]
     jobs = set()
-    for fmt in (videos.MP4, videos.HLS):
+    # (format, its name in words, whether its row must give a size in pixels): the rendition's
+    # files, and the video's images when this rendition makes them.
+    outputs = [(videos.MP4, "MP4", False), (videos.HLS, "HLS", False)]
+    if rendition.images:
+        outputs += [(fmt, fmt.replace("_", " "), True) for fmt in img.FILES]
+    for fmt, name, sized in outputs:
         for storage in storages:
             row = record.get(fmt, storage)
-            what = f"its {fmt.upper()} ({storage})"
-            if row is None or not row.key or not row.size:
+            what = f"its {name} ({storage})"
+            if (
+                row is None
+                or not row.key
+                or not row.size
+                or (sized and not (row.width and row.height))
+            ):
                 problems.append(f"{what} is not recorded")
                 continue
             jobs.add(row.job)
@@ -57,19 +67,6 @@ def record_problems(
                 problems.append(f"{what} has no CID")
             if fmt == videos.HLS:
                 problems += segment_problems(row, what, ipfs=ipfs)
-    if rendition.images:
-        for fmt in img.FILES:
-            for storage in storages:
-                row = record.get(fmt, storage)
-                what = f"its {fmt.replace('_', ' ')} ({storage})"
-                if row is None or not row.key or not row.size or not row.width or not row.height:
-                    problems.append(f"{what} is not recorded")
-                    continue
-                jobs.add(row.job)
-                if job is not None and row.job != job:
-                    problems.append(f"{what} was recorded by {row.job or 'no Job'}, not by {job}")
-                if ipfs and not row.cid:
-                    problems.append(f"{what} has no CID")
     if job is None and len(jobs) > 1:
         problems.append(
             f"its rows were recorded by different Jobs: {', '.join(sorted(map(str, jobs)))}"
