@@ -150,6 +150,12 @@ def test_ffmpeg_makes_the_images_in_the_encode_and_leaves_the_encode_as_it_was(
     assert {p.name for p in pictures.folder.iterdir()} == {"poster.jpg", "thumbnail.jpg",
                                                              "storyboard.jpg"}  # fmt: skip
     assert _size(pictures.path(img.POSTER)) == plan.poster == (320, 180)
+    for fmt in img.JPEGS:  # the frame header read in process says what ffprobe says
+        data = pictures.path(fmt).read_bytes()
+        assert img.jpeg_size(data) == _size(pictures.path(fmt)), fmt
+        for cut in (data[:-2], data[:100] + data[-2:], b"GIF89a" + data):
+            with pytest.raises(img.InvalidJpeg):
+                img.jpeg_size(cut)
     assert _size(pictures.path(img.THUMBNAIL)) == plan.thumbnail == (320, 180)
     assert _size(pictures.path(img.STORYBOARD)) == plan.sheet == (960, 90)
     # The first 3 s are black: the poster is not, nor is the thumbnail made from it.

@@ -121,6 +121,43 @@ def storyboard_vtt(plan: ImagePlan, sheet: str = FILES[STORYBOARD]) -> str:
     return "\n".join(lines)
 
 
+# --- reading the files back (verify, the API) -------------------------------------------------
+
+
+class InvalidJpeg(ValueError):
+    """Bytes that are not one whole baseline or progressive JPEG picture."""
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a whole JPEG file (its frame header), read without decoding it:
+    it starts with SOI, its segments chain up to a frame header, and it ends with EOI."""
+    if data[:2] != b"\xff\xd8":
+        raise InvalidJpeg("it does not start like a JPEG file")
+    if data[-2:] != b"\xff\xd9":
+        raise InvalidJpeg("it does not end like a whole JPEG file")
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            raise InvalidJpeg(f"no segment marker at byte {at}")
+        marker = data[at + 1]
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker in _SOF:
+            if length < 8 or at + 9 > len(data):
+                raise InvalidJpeg("its frame header is cut short")
+            height = int.from_bytes(data[at + 5 : at + 7], "big")
+            width = int.from_bytes(data[at + 7 : at + 9], "big")
+            if not width or not height:
+                raise InvalidJpeg("its frame header has no size")
+            return width, height
+        if marker == 0xDA or length < 2:
+            break  # image data before any frame header, or a broken length
+        at += 2 + length
+    raise InvalidJpeg("it has no frame header")
+
+
 # --- reading a storyboard back (verify, the API) ----------------------------------------------
 
 

@@ -27,7 +27,6 @@ from vtx.core.sources import run_probe
 from vtx.core.videos import RenditionRecord, SegmentRow
 
 MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
-JPEG_DEMUXERS = "jpeg_pipe,image2"
 TOLERANCE_S = float(media.SEGMENT_SECONDS)  # how far an output's length may be from the source's
 
 # --- rows (pure) --------------------------------------------------------------------------------
@@ -152,13 +151,12 @@ def mp4_problems(
     return problems
 
 
-def probe_mp4(url: str, timeout_s: int = 60, *, formats: str = MP4_DEMUXER) -> Mapping[str, Any]:
-    """ffprobe's JSON report of an MP4 (or, with ``formats``, another file) vtx wrote, read
-    through a signed URL."""
+def probe_mp4(url: str, timeout_s: int = 60) -> Mapping[str, Any]:
+    """ffprobe's JSON report of an MP4 vtx wrote, read through a signed URL."""
     from vtx.core.media import allowed_protocols
 
     args = ffprobe_args(
-        url, allowed_protocols=allowed_protocols(url), allowed_formats=formats,
+        url, allowed_protocols=allowed_protocols(url), allowed_formats=MP4_DEMUXER,
         timeout_s=timeout_s,
     )  # fmt: skip
     try:
@@ -248,12 +246,13 @@ def image_problems(
         elif objects[want] != row.size:
             problems.append(f"{what} in S3 has {objects[want]} bytes; its row says {row.size}")
         elif fmt in img.JPEGS:
-            report = probe_image(store.presign_get(want, expires_s=600, public=False))
-            sizes = [(s.get("width"), s.get("height")) for s in report.get("streams") or []]
-            if "error" in report:
-                problems.append(f"{what} does not read: {report['error']}")
-            elif sizes != [(row.width, row.height)]:
-                problems.append(f"{what} is {sizes}, not one {row.width}x{row.height} picture")
+            try:
+                size = img.jpeg_size(store.get_bytes(want))
+            except img.InvalidJpeg as exc:
+                problems.append(f"{what} does not read: {exc}")
+                continue
+            if size != (row.width, row.height):
+                problems.append(f"{what} is {size[0]}x{size[1]}, not {row.width}x{row.height}")
         else:
             data = store.get_bytes_if_there(want) or b""
             try:
@@ -266,10 +265,6 @@ def image_problems(
                 (row.width or 0, row.height or 0), tolerance_s=TOLERANCE_S,
             )  # fmt: skip
     return problems
-
-
-def probe_image(url: str) -> Mapping[str, Any]:
-    return probe_mp4(url, formats=JPEG_DEMUXERS)
 
 
 # --- the IPFS directory ---------------------------------------------------------------------
