@@ -78,7 +78,8 @@ def tracks_from_ffprobe(
         counts[kind] += 1
         tags = s.get("tags") if isinstance(s.get("tags"), Mapping) else {}
         disposition = s.get("disposition") if isinstance(s.get("disposition"), Mapping) else {}
-        assert isinstance(tags, Mapping) and isinstance(disposition, Mapping)
+        assert isinstance(tags, Mapping)
+        assert isinstance(disposition, Mapping)
         codec = str(s.get("codec_name") or "")[:32]
         channels = s.get("channels")
         track = Track(
