@@ -8,6 +8,11 @@ sound of their own, through the tee muxer's ``select``, while their MP4s keep th
 and every text subtitle track (SRT, ASS/SSA, mov_text, WebVTT) a WebVTT subtitle rendition
 (``TYPE=SUBTITLES``: one WebVTT file and a one-segment playlist). 5.1 and other layouts are
 downmixed to stereo AAC. A source with one audio track and no subtitles keeps today's layout.
+
+Checked with FFmpeg 5.1: the tee muxer's ``[f=hls:select=v]`` writes a video-only HLS beside an
+MP4 with sound from the same encode; ``-map 0:s:N -c:s webvtt`` turns SRT in Matroska into
+WebVTT (cue times keep the source's start offset, 23 ms for an AAC track's priming, so the
+subtitle playlist needs an ``X-TIMESTAMP-MAP`` or a shift to line up with fMP4 segments).
 """
 
 from __future__ import annotations
