@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vtx.core import tracks
+from vtx.core.hls import Media, Variant, render_master_playlist
 
 
 def stream(kind: str, codec: str, **tags: Any) -> dict[str, Any]:
@@ -56,3 +57,24 @@ def test_hostile_tags_become_plain_bounded_words() -> None:
     untagged = tracks.tracks_from_ffprobe([stream("audio", "aac")], max_audio=1,
                                           max_subtitles=1)[0][0]  # fmt: skip
     assert tracks.menu_name(untagged, 2) == "Audio 2"
+
+
+def test_the_master_lists_audio_tracks_and_subtitles_and_every_variant_names_them() -> None:
+    variants = [Variant("480p/hls/index.m3u8", 1_500_000, 1_400_000, "avc1.64001e", 854, 480)]
+    media = [
+        Media("AUDIO", "English", "en", "audio-1/hls/index.m3u8", default=True, channels=2),
+        Media("AUDIO", "Audio 2", "und", "audio-2/hls/index.m3u8", channels=2),
+        Media("SUBTITLES", "English", "en", "text-1/index.m3u8", forced=True),
+    ]
+    lines = render_master_playlist(variants, media).splitlines()
+    assert lines[3:6] == [
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="English",LANGUAGE="en",DEFAULT=YES,'
+        'AUTOSELECT=YES,CHANNELS="2",URI="audio-1/hls/index.m3u8"',
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="Audio 2",DEFAULT=NO,AUTOSELECT=YES,'
+        'CHANNELS="2",URI="audio-2/hls/index.m3u8"',
+        '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="English",LANGUAGE="en",DEFAULT=NO,'
+        'AUTOSELECT=NO,FORCED=YES,URI="text-1/index.m3u8"',
+    ]
+    assert lines[6].endswith(',AUDIO="audio",SUBTITLES="subs"'), lines[6]
+    assert render_master_playlist(variants) == render_master_playlist(variants, ()), "as before"
+    assert "AUDIO=" not in render_master_playlist(variants)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from vtx.core.ladder import Rendition
 
@@ -96,9 +98,50 @@ class Variant:
     frame_rate: float | None = None
 
 
-def render_master_playlist(variants: list[Variant]) -> str:
-    """The master playlist, variants ordered by bandwidth (the first one is a player's start)."""
+AUDIO_GROUP = "audio"
+SUBTITLES_GROUP = "subs"
+
+
+@dataclass(frozen=True)
+class Media:
+    """An alternate rendition of the master (``#EXT-X-MEDIA``): an audio track or subtitles.
+    ``name`` and ``language`` come checked from vtx.core.tracks (no quotes, commas or breaks)."""
+
+    type: Literal["AUDIO", "SUBTITLES"]
+    name: str
+    language: str  # "und" when unknown: then no LANGUAGE attribute
+    uri: str
+    default: bool = False
+    forced: bool = False
+    channels: int | None = None
+
+
+def _media_line(m: Media) -> str:
+    group = AUDIO_GROUP if m.type == "AUDIO" else SUBTITLES_GROUP
+    attrs = [f"TYPE={m.type}", f'GROUP-ID="{group}"', f'NAME="{m.name}"']
+    if m.language != "und":
+        attrs.append(f'LANGUAGE="{m.language}"')
+    attrs.append(f"DEFAULT={'YES' if m.default else 'NO'}")
+    attrs.append(f"AUTOSELECT={'YES' if m.default or m.type == 'AUDIO' else 'NO'}")
+    if m.type == "SUBTITLES" and m.forced:
+        attrs.append("FORCED=YES")
+    if m.channels:
+        attrs.append(f'CHANNELS="{m.channels}"')
+    attrs.append(f'URI="{m.uri}"')
+    return f"#EXT-X-MEDIA:{','.join(attrs)}"
+
+
+def render_master_playlist(variants: list[Variant], media: Sequence[Media] = ()) -> str:
+    """The master playlist, variants ordered by bandwidth (the first one is a player's start).
+    With ``media``, its audio tracks and subtitles come first and every variant names their
+    groups (its own HLS then carries no sound: the audio group does)."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    lines += [_media_line(m) for m in media]
+    groups = []
+    if any(m.type == "AUDIO" for m in media):
+        groups.append(f'AUDIO="{AUDIO_GROUP}"')
+    if any(m.type == "SUBTITLES" for m in media):
+        groups.append(f'SUBTITLES="{SUBTITLES_GROUP}"')
     for v in sorted(variants, key=lambda v: v.bandwidth):
         attrs = [
             f"BANDWIDTH={v.bandwidth}",
@@ -109,6 +152,7 @@ def render_master_playlist(variants: list[Variant]) -> str:
             attrs.append(f"RESOLUTION={v.width}x{v.height}")
         if v.frame_rate:
             attrs.append(f"FRAME-RATE={v.frame_rate:.3f}")
+        attrs += groups
         lines.append(f"#EXT-X-STREAM-INF:{','.join(attrs)}")
         lines.append(v.uri)
     return "\n".join(lines) + "\n"
