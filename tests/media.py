@@ -56,6 +56,26 @@ def make_audio_only(path: Path, *, seconds: float = 8, tone: int = 330) -> Path:
     return path
 
 
+def make_two_languages(path: Path, *, seconds: float = 3) -> Path:
+    """A Matroska film with two audio tracks: English stereo AAC (a 1230 Hz tone) first and
+    German 5.1 AC-3 (a 440 Hz tone) second, each tagged with its language and name."""
+    if not path.exists():
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+             "-f", "lavfi", "-i", "testsrc2=size=854x480:rate=25",
+             "-f", "lavfi", "-i", "sine=frequency=1230:sample_rate=48000",
+             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+             "-map", "0:v", "-map", "1:a", "-map", "2:a", "-t", str(seconds),
+             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+             "-c:a:0", "aac", "-ac:a:0", "2", "-c:a:1", "ac3", "-ac:a:1", "6",
+             "-metadata:s:a:0", "language=eng", "-metadata:s:a:0", "title=English",
+             "-metadata:s:a:1", "language=deu", "-metadata:s:a:1", "title=Deutsch 5.1",
+             str(path)],
+            check=True, timeout=120,
+        )  # fmt: skip
+    return path
+
+
 def make_interlaced(path: Path, *, seconds: float = 4) -> Path:
     """A broadcast recording: 1080i25 MPEG-2 (top field first) and MP2 audio in MPEG-TS, its
     two fields of each frame taken 1/50 s apart from a moving pattern (so it combs)."""

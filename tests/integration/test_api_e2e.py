@@ -10,7 +10,7 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -19,7 +19,7 @@ import requests
 from tests import media
 from tests.services import Process, api_process, free_port, operator_process, started
 from tests.stack import REPO, job_namespace, stack_env
-from tests.uploads import announce_and_put, complete, upload, wait_finished
+from tests.uploads import announce_and_put, bearer, complete, upload, wait_finished
 from tests.verify import assert_complete
 from vtx.core import images as img
 
@@ -181,6 +181,53 @@ def test_uploads_as_real_clients_send_them(
         if sent[vid] == "Ready":
             assert set(view["renditions"]) == {"480p"}, view["renditions"]
     assert_complete(*[vid for vid, phase in sent.items() if phase == "Ready"])
+
+
+def test_every_audio_track_is_an_audio_rendition_of_the_master(
+    replicas: list[Process], operator: Process, token: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    """A film with an English stereo track and a German 5.1 track: the master offers both as
+    audio renditions (named and tagged as the source says, English the default), each a
+    stereo AAC playlist of its own; the picture's HLS carries no sound, its MP4 the first
+    track; and the whole is in S3, SQL and the IPFS root alike."""
+    api = replicas[0]
+    film = media.make_two_languages(tmp_path_factory.mktemp("tracks") / "film.mkv")
+    vid = announce_and_put(api, token, film, "application/octet-stream")
+    complete(api, token, vid, expect=202)
+    view = wait_finished(api, [vid], timeout=300, operator=operator)[vid]
+    assert view["phase"] == "Ready", view
+    renditions = view["renditions"]
+    assert set(renditions) == {"480p", "audio-1", "audio-2"}, renditions
+    assert [(renditions[n]["kind"], renditions[n]["language"], renditions[n]["title"])
+            for n in ("audio-1", "audio-2")] == [
+        ("audio", "eng", "English"), ("audio", "deu", "Deutsch 5.1"),
+    ]  # fmt: skip
+    master = requests.get(view["playback"]["hls"], headers=bearer(token), timeout=10)
+    assert master.status_code == 200, master.text
+    media_lines = [line for line in master.text.splitlines() if line.startswith("#EXT-X-MEDIA")]
+    assert media_lines == [
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="English",LANGUAGE="eng",DEFAULT=YES,'
+        'AUTOSELECT=YES,CHANNELS="2",URI="audio-1/hls/index.m3u8"',
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="Deutsch 5.1",LANGUAGE="deu",DEFAULT=NO,'
+        'AUTOSELECT=YES,CHANNELS="2",URI="audio-2/hls/index.m3u8"',
+    ], master.text
+    play = f"{api.url}/v1/videos/{vid}/play"
+    for name in ("audio-1", "audio-2"):
+        report = media.probe(f"{play}/{name}/hls/index.m3u8", token)
+        got = [(s["codec_name"], s["channels"]) for s in media.streams(report)]
+        assert got == [("aac", 2)], (name, got)
+        length = float(str(cast(dict[str, Any], report["format"])["duration"]))
+        assert length == pytest.approx(3, abs=0.5), name
+    picture = media.probe(f"{play}/480p/hls/index.m3u8", token)
+    assert [s["codec_type"] for s in media.streams(picture)] == ["video"]
+    mp4 = media.probe(renditions["480p"]["mp4"])
+    assert [s["codec_type"] for s in media.streams(mp4)] == ["video", "audio"]
+    one, two = (
+        requests.get(renditions[n]["mp4"], timeout=10).content for n in ("audio-1", "audio-2")
+    )
+    assert one != two, "each track its own sound"
+    assert_complete(vid)
 
 
 class RepeatingStream:

@@ -162,7 +162,7 @@ def test_status_round_trips_through_its_dict() -> None:
         (lambda d: d["plan"][0].update(width=855), "must be even"),
         (lambda d: d["plan"][0].update(filters="movie=x"), "unknown fields"),
         (lambda d: d["plan"].append(dict(d["plan"][0])), "names each rendition once"),
-        (lambda d: d.update(plan=[]), "1 to 16 renditions"),
+        (lambda d: d.update(plan=[]), "1 to 24 renditions"),
         (lambda d: d.update(phase="Done"), "status.phase must be one of"),
         (lambda d: d["renditions"]["480p"].update(progress="x"), "progress must be integer"),
     ],

@@ -1,11 +1,25 @@
-"""A source's audio and subtitle tracks (vtx/core/tracks.py): what the probe says, bounded."""
+"""A source's audio and subtitle tracks (vtx/core/tracks.py): what the probe says, bounded;
+several audio tracks planned, encoded and offered in the master as audio renditions."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from vtx.core import tracks
-from vtx.core.hls import Media, Variant, render_master_playlist
+from vtx.core.hls import Media, Variant, master_of, render_master_playlist, variant_of
+from vtx.core.ladder import (
+    InvalidPlan,
+    SourceFacts,
+    audio_track,
+    plan_from_list,
+    plan_ladder,
+    rendition_from_dict,
+    rendition_to_dict,
+)
+from vtx.jobrunner import ffmpeg
 
 
 def stream(kind: str, codec: str, **tags: Any) -> dict[str, Any]:
@@ -56,7 +70,7 @@ def test_hostile_tags_become_plain_bounded_words() -> None:
     assert tracks.title_of("   ") is None
     untagged = tracks.tracks_from_ffprobe([stream("audio", "aac")], max_audio=1,
                                           max_subtitles=1)[0][0]  # fmt: skip
-    assert tracks.menu_name(untagged, 2) == "Audio 2"
+    assert tracks.menu_name(untagged.title, untagged.language, 2) == "Audio 2"
 
 
 def test_the_master_lists_audio_tracks_and_subtitles_and_every_variant_names_them() -> None:
@@ -78,3 +92,105 @@ def test_the_master_lists_audio_tracks_and_subtitles_and_every_variant_names_the
     assert lines[6].endswith(',AUDIO="audio",SUBTITLES="subs"'), lines[6]
     assert render_master_playlist(variants) == render_master_playlist(variants, ()), "as before"
     assert "AUDIO=" not in render_master_playlist(variants)
+
+
+# --- a video's audio tracks as renditions -------------------------------------------------
+
+
+def facts(*audio: tracks.Track, has_video: bool = True) -> SourceFacts:
+    return SourceFacts(duration=10, has_video=has_video, has_audio=bool(audio),
+                       width=1920 if has_video else None, height=1080 if has_video else None,
+                       fps=30, audio_tracks=audio)  # fmt: skip
+
+
+def track(index: int, language: str = "und", title: str | None = None) -> tracks.Track:
+    return tracks.Track("audio", index, "aac", language, title, channels=6)
+
+
+def test_several_audio_tracks_become_audio_renditions_after_the_video_ones() -> None:
+    plan = plan_ladder(facts(track(0, "en", "English"), track(1, "de"), track(2)))
+    assert [(r.name, r.kind, r.alt_audio) for r in plan] == [
+        ("480p", "video", True), ("720p", "video", True), ("1080p", "video", True),
+        ("audio-1", "audio", False), ("audio-2", "audio", False), ("audio-3", "audio", False),
+    ]  # fmt: skip
+    assert [(r.language, r.title, audio_track(r)) for r in plan[3:]] == [
+        ("en", "English", 0), ("de", None, 1), ("und", None, 2),
+    ]  # fmt: skip
+    assert all(r.audio_bitrate_k for r in plan), "the MP4s keep the first track's sound"
+    assert plan_from_list([rendition_to_dict(r) for r in plan]) == tuple(plan)
+    # As many as the setting says; one track, or sound alone, as before.
+    limited = plan_ladder(facts(*(track(i) for i in range(6))), max_audio_tracks=2)
+    assert [r.name for r in limited if r.kind == "audio"] == ["audio-1", "audio-2"]
+    one = plan_ladder(facts(track(0, "en")))
+    assert [r.name for r in one] == ["480p", "720p", "1080p"]
+    assert not any(r.alt_audio for r in one)
+    assert [r.name for r in plan_ladder(facts(track(0), track(1), has_video=False))] == ["audio"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": "audio-0"}, "not of the form"),
+        ({"name": "audio-100"}, "not of the form"),
+        ({"language": 'en",URI="http://x'}, "not a language code"),
+        ({"title": 'a",URI="x'}, "printable text"),
+        ({"title": "x" * 61}, "printable text"),
+        ({"alt_audio": True}, "false for audio"),
+    ],
+)
+def test_an_audio_track_rendition_is_checked_when_read_back(
+    change: dict[str, Any], message: str
+) -> None:
+    good = rendition_to_dict(plan_ladder(facts(track(0, "en", "English"), track(1)))[3])
+    assert rendition_from_dict(good).language == "en"
+    with pytest.raises(InvalidPlan, match=message):
+        rendition_from_dict({**good, **change})
+
+
+def test_a_video_rendition_has_no_language_and_says_whether_its_hls_has_sound() -> None:
+    video = rendition_to_dict(plan_ladder(facts(track(0), track(1)))[0])
+    assert rendition_from_dict(video).alt_audio
+    with pytest.raises(InvalidPlan, match="only a video's audio tracks"):
+        rendition_from_dict({**video, "language": "en"})
+    with pytest.raises(InvalidPlan, match="alt_audio"):
+        rendition_from_dict({**video, "alt_audio": "yes"})
+
+
+def test_the_encode_maps_each_track_and_keeps_sound_out_of_the_video_hls() -> None:
+    plan = plan_ladder(facts(track(0), track(1)))
+    outs = ffmpeg.outputs_for([plan[0], *plan[3:]], Path("/s"))
+    cmd = ffmpeg.build_encode_command("http://s3/src", outs, has_audio=True, duration_s=8,
+                                      max_pixels=1920 * 1080)  # fmt: skip
+    maps = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-map"]
+    assert maps == ["[v0]", "0:a:0", "0:a:0", "0:a:1"]
+    tees = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "tee"]
+    assert tees[0].startswith("[f=mp4:movflags=+faststart]/s/480p/video.mp4|[select=v:f=hls:")
+    assert tees[1].startswith("[f=mp4:movflags=+faststart]/s/audio-1/audio.mp4|[f=hls:")
+    assert tees[2].startswith("[f=mp4:movflags=+faststart]/s/audio-2/audio.mp4|[f=hls:")
+    assert cmd.count("-ac") == 3, "every track downmixed to stereo"
+
+
+def test_the_master_offers_the_tracks_the_first_by_default_with_distinct_names() -> None:
+    plan = plan_ladder(facts(track(0, "en"), track(1, "en"), track(2, "de", "Deutsch")))
+    text = master_of(plan)
+    assert text is not None
+    media_lines = [line for line in text.splitlines() if line.startswith("#EXT-X-MEDIA:")]
+    assert media_lines == [
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="en",LANGUAGE="en",DEFAULT=YES,'
+        'AUTOSELECT=YES,CHANNELS="2",URI="audio-1/hls/index.m3u8"',
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="en (2)",LANGUAGE="en",DEFAULT=NO,'
+        'AUTOSELECT=YES,CHANNELS="2",URI="audio-2/hls/index.m3u8"',
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="Deutsch",LANGUAGE="de",DEFAULT=NO,'
+        'AUTOSELECT=YES,CHANNELS="2",URI="audio-3/hls/index.m3u8"',
+    ]
+    variants = [line for line in text.splitlines() if line.startswith("#EXT-X-STREAM-INF:")]
+    assert len(variants) == 3
+    assert all(v.endswith(',AUDIO="audio"') for v in variants)
+    uris = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert uris == ["480p/hls/index.m3u8", "720p/hls/index.m3u8", "1080p/hls/index.m3u8"]
+    # While transcoding: no master that would play the picture without its default sound.
+    assert master_of([plan[0]]) is None
+    assert master_of([plan[0], plan[4]]) is None
+    assert master_of([plan[0], plan[3]]) is not None
+    one = plan_ladder(facts(track(0)))
+    assert master_of(one) == render_master_playlist([variant_of(r) for r in one]), "as before"

@@ -149,6 +149,14 @@ SCHEMAS: dict[str, Any] = {
             "width": {"type": ["integer", "null"]},
             "height": {"type": ["integer", "null"]},
             "mp4": {"type": ["string", "null"], "description": "Link to the MP4"},
+            "language": {
+                "type": ["string", "null"],
+                "description": "An audio track's language as the source tags it (audio-N only)",
+            },
+            "title": {
+                "type": ["string", "null"],
+                "description": "An audio track's name as the source tags it (audio-N only)",
+            },
         },
     },
     "Video": {

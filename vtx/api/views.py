@@ -27,14 +27,20 @@ from vtx.api.services import Services
 from vtx.core import images as img
 from vtx.core import videos, webhook_events
 from vtx.core.db import Cursor
-from vtx.core.hls import render_master_playlist, variant_of
-from vtx.core.ladder import RENDITION_NAME, InvalidPlan, Rendition, rendition_from_dict
+from vtx.core.hls import master_of
+from vtx.core.ladder import (
+    OPTIONAL_FIELDS,
+    RENDITION_NAME,
+    InvalidPlan,
+    Rendition,
+    rendition_from_dict,
+)
 from vtx.core.media import HLS_PLAYLIST, mp4_name, rendition_prefix
 from vtx.core.settings import Settings
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _RENDITION_FIELDS = {f.name for f in fields(Rendition)}
-_REQUIRED_FIELDS = _RENDITION_FIELDS - {"images"}  # a row written before images has none
+_REQUIRED_FIELDS = _RENDITION_FIELDS - OPTIONAL_FIELDS  # what a row written before them lacks
 STARTED = {"Running", "Uploading", "Succeeded"}
 
 
@@ -89,6 +95,8 @@ def video_view(row: videos.VideoRow, services: Services, request: web.Request) -
             "width": r.get("width"),
             "height": r.get("height"),
             "mp4": mp4,
+            "language": r.get("language") if name.startswith("audio-") else None,
+            "title": r.get("title") if name.startswith("audio-") else None,
         }
     cid = row.outputs.get("cid")
     started = any(r["phase"] in STARTED for r in renditions.values())
@@ -263,7 +271,7 @@ def _master_text(services: Services, row: videos.VideoRow) -> str | None:
     if master_key:
         return _get_text(services, str(master_key))
     # Still transcoding: a master of the renditions that have segments already.
-    variants = []
+    started = []
     for name, entry in row.renditions.items():
         if entry.get("phase") not in STARTED or not set(entry) >= _REQUIRED_FIELDS:
             continue
@@ -273,8 +281,8 @@ def _master_text(services: Services, row: videos.VideoRow) -> str | None:
             continue
         text = _get_text(services, f"{rendition_prefix(row.id, name)}/{HLS_PLAYLIST}")
         if text is not None and has_segments(text):
-            variants.append(variant_of(rendition))
-    return render_master_playlist(variants) if variants else None
+            started.append(rendition)
+    return master_of(started)
 
 
 @access("read")

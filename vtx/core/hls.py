@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from vtx.core.ladder import Rendition
+from vtx.core.ladder import Rendition, audio_track, is_audio_track
+from vtx.core.tracks import menu_name
 
 AAC_LC = "mp4a.40.2"
 
@@ -189,3 +190,27 @@ def variant_of(r: Rendition) -> Variant:
         height=r.height,
         frame_rate=r.fps,
     )
+
+
+def master_of(renditions: Sequence[Rendition]) -> str | None:
+    """The master playlist of a video's renditions (``<name>/hls/index.m3u8`` each): its
+    audio tracks (``audio-N``) as the audio group, the first the default, and the others as
+    variants. None while a variant without sound of its own has no default track to play."""
+    media: list[Media] = []
+    names: set[str] = set()
+    for r in sorted((r for r in renditions if is_audio_track(r)), key=audio_track):
+        number = audio_track(r) + 1
+        name = menu_name(r.title, r.language, number)
+        if name in names:  # a group's names are distinct: two tracks both tagged "en"
+            name = f"{name} ({number})"
+        names.add(name)
+        media.append(
+            Media("AUDIO", name, r.language, f"{r.name}/hls/index.m3u8", default=number == 1,
+                  channels=2)
+        )  # fmt: skip
+    variants = [variant_of(r) for r in renditions if not is_audio_track(r)]
+    if not variants or (any(r.alt_audio for r in renditions) and not media):
+        return None
+    if media and not media[0].default:
+        return None
+    return render_master_playlist(variants, media)

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from typing import Any, Literal
 
+from vtx.core.tracks import UNDETERMINED, Track, language_of, title_of
+
 FIELD_ORDERS = ("progressive", "tt", "bb", "tb", "bt", "unknown")
 INTERLACED_ORDERS = ("tt", "bb", "tb", "bt")
 
@@ -59,6 +61,8 @@ class SourceFacts:
     # As the stream says: progressive, tt, bb, tb or bt (interlaced, the first letter the field
     # shown first), unknown when it does not say.
     field_order: str = "unknown"
+    # Every audio track, in stream order (the first is 0:a:0), as the probe read it.
+    audio_tracks: tuple[Track, ...] = ()
 
     @property
     def interlaced(self) -> bool:
@@ -81,11 +85,23 @@ class Rendition:
     # This rendition's Job also makes the video's poster, thumbnail and storyboard (the lowest
     # video rendition's, the cheapest to add them to: see vtx.core.images).
     images: bool = False
+    # A video rendition whose HLS carries no sound: the source has several audio tracks, and
+    # the master offers each as an audio rendition (its MP4 keeps the first track).
+    alt_audio: bool = False
+    # An audio rendition's track as the source tags it: a language code ("und" when untagged)
+    # and a name for a player's menu (vtx.core.tracks checks both).
+    language: str = UNDETERMINED
+    title: str | None = None
 
 
+# Fields a rendition written by an older vtx may lack; the others are always there.
+OPTIONAL_FIELDS = frozenset({"images", "alt_audio", "language", "title"})
 # A rendition's name becomes a folder, an object key, a tee target and a playlist line: it comes
-# from this grammar and nothing else ("480p", "1080p", "96p" for a tiny source, "audio").
-RENDITION_NAME = re.compile(r"^(?:[1-9][0-9]{0,3}p|audio)$")
+# from this grammar and nothing else ("480p", "1080p", "96p" for a tiny source, "audio" for
+# sound only, "audio-2" for a video's second audio track).
+RENDITION_NAME = re.compile(r"^(?:[1-9][0-9]{0,3}p|audio|audio-[1-9][0-9]?)$")
+MAX_AUDIO_TRACKS = 8  # the most a setting may ask for
+MAX_PLAN = 24  # renditions in a plan
 MAX_DIMENSION = 8192  # pixels, either side of an output frame
 MAX_FPS = 240.0
 MAX_BITRATE_K = 200_000  # kbit/s, any of a rendition's rates
@@ -114,7 +130,7 @@ def rendition_from_dict(d: Any) -> Rendition:
     if not isinstance(name, str) or not RENDITION_NAME.fullmatch(name):
         raise InvalidPlan(f"rendition name {str(name)[:40]!r} is not of the form 720p or audio")
     kind = d.get("kind")
-    if kind not in ("video", "audio") or (kind == "audio") != (name == "audio"):
+    if kind not in ("video", "audio") or (kind == "audio") != name.startswith("audio"):
         raise InvalidPlan(f"rendition {name}: kind {str(kind)[:20]!r} does not fit its name")
     fps = d.get("fps")
     if fps is not None and (
@@ -127,6 +143,18 @@ def rendition_from_dict(d: Any) -> Rendition:
     images = d.get("images", False)
     if not isinstance(images, bool) or (images and kind != "video"):
         raise InvalidPlan(f"rendition {name}: images must be true or false, and false for audio")
+    alt_audio = d.get("alt_audio", False)
+    if not isinstance(alt_audio, bool) or (alt_audio and kind != "video"):
+        raise InvalidPlan(f"rendition {name}: alt_audio must be true or false, and false for audio")
+    language = d.get("language", UNDETERMINED)
+    if not isinstance(language, str) or language_of(language) != language:
+        shown = str(language)[:20]
+        raise InvalidPlan(f"rendition {name}: language {shown!r} is not a language code")
+    title = d.get("title")
+    if title is not None and (not isinstance(title, str) or title_of(title) != title):
+        raise InvalidPlan(f"rendition {name}: title must be a short line of printable text")
+    if (language != UNDETERMINED or title is not None) and not name.startswith("audio-"):
+        raise InvalidPlan(f"rendition {name}: only a video's audio tracks have a language or title")
     low = 0 if kind == "audio" else 2
     width = _bounded_int(d, "width", low, 0 if kind == "audio" else MAX_DIMENSION)
     height = _bounded_int(d, "height", low, 0 if kind == "audio" else MAX_DIMENSION)
@@ -144,7 +172,20 @@ def rendition_from_dict(d: Any) -> Rendition:
         bufsize_k=_bounded_int(d, "bufsize_k", low // 2, video_high),
         audio_bitrate_k=_bounded_int(d, "audio_bitrate_k", 0, MAX_BITRATE_K),
         images=images,
+        alt_audio=alt_audio,
+        language=language,
+        title=title,
     )
+
+
+def audio_track(r: Rendition) -> int:
+    """Which of the source's audio tracks a rendition carries (FFmpeg's ``0:a:N``)."""
+    return int(r.name.removeprefix("audio-")) - 1 if r.name.startswith("audio-") else 0
+
+
+def is_audio_track(r: Rendition) -> bool:
+    """An audio rendition of a video with several audio tracks (``audio-N``)."""
+    return r.name.startswith("audio-")
 
 
 def rendition_to_dict(r: Rendition) -> dict[str, Any]:
@@ -153,8 +194,8 @@ def rendition_to_dict(r: Rendition) -> dict[str, Any]:
 
 def plan_from_list(items: Any) -> tuple[Rendition, ...]:
     """A whole plan read back: a non-empty list of checked renditions with distinct names."""
-    if not isinstance(items, (list, tuple)) or not items or len(items) > 16:
-        raise InvalidPlan("a plan is a list of 1 to 16 renditions")
+    if not isinstance(items, (list, tuple)) or not items or len(items) > MAX_PLAN:
+        raise InvalidPlan(f"a plan is a list of 1 to {MAX_PLAN} renditions")
     plan = tuple(rendition_from_dict(item) for item in items)
     names = [r.name for r in plan]
     if len(set(names)) != len(names):
@@ -187,9 +228,17 @@ def scale_short_side(width: int, height: int, short_target: int) -> tuple[int, i
 
 
 def plan_ladder(
-    source: SourceFacts, ladder: Sequence[Rung] = DEFAULT_LADDER, *, max_fps: float = 60.0
+    source: SourceFacts,
+    ladder: Sequence[Rung] = DEFAULT_LADDER,
+    *,
+    max_fps: float = 60.0,
+    max_audio_tracks: int = 4,
 ) -> list[Rendition]:
-    """The renditions to make, lowest first. Never upscales; keeps aspect ratio and orientation."""
+    """The renditions to make, lowest first. Never upscales; keeps aspect ratio and orientation.
+
+    A video with several audio tracks gets one audio rendition per track (``audio-1`` for the
+    first, up to ``max_audio_tracks``), after the video renditions; their HLS then carry no
+    sound (``alt_audio``), their MP4s the first track."""
     if not math.isfinite(source.duration) or source.duration <= 0:
         raise InvalidSource("the source has no duration")
     if not source.has_video and not source.has_audio:
@@ -226,7 +275,15 @@ def plan_ladder(
                 low.audio_bitrate_k if source.has_audio else 0,
             )
         )  # fmt: skip
-    return [replace(out[0], images=True), *out[1:]]
+    out[0] = replace(out[0], images=True)
+    tracks = source.audio_tracks[:max_audio_tracks] if source.has_audio else ()
+    if len(tracks) < 2:
+        return out
+    return [replace(r, alt_audio=True) for r in out] + [
+        Rendition(f"audio-{n}", "audio", 0, 0, None, 0, 0, 0, AUDIO_ONLY_BITRATE_K,
+                  language=t.language, title=t.title)
+        for n, t in enumerate(tracks, start=1)
+    ]  # fmt: skip
 
 
 def parse_ladder(text: str) -> tuple[Rung, ...]:

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from vtx.core.ladder import FIELD_ORDERS, SourceFacts
+from vtx.core.ladder import FIELD_ORDERS, MAX_AUDIO_TRACKS, SourceFacts
+from vtx.core.tracks import tracks_from_ffprobe
 
 
 def ffprobe_args(
@@ -107,4 +108,5 @@ def facts_from_ffprobe(report: Mapping[str, Any]) -> SourceFacts:
         video_codec=str(video.get("codec_name")) if video and video.get("codec_name") else None,
         audio_codec=str(audio.get("codec_name")) if audio and audio.get("codec_name") else None,
         field_order=field_order,
+        audio_tracks=tracks_from_ffprobe(streams, max_audio=MAX_AUDIO_TRACKS, max_subtitles=0)[0],
     )

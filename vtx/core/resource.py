@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
 from vtx.core.ladder import FIELD_ORDERS, InvalidPlan, Rendition, plan_from_list, rendition_to_dict
+from vtx.core.tracks import UNDETERMINED
 
 GROUP = "vtx.dev"
 VERSION = "v1alpha1"
@@ -509,13 +510,24 @@ _PLAN_FIELDS = {
     "bufsize_k": "bufsizeKbit",
     "audio_bitrate_k": "audioKbps",
     "images": "images",
+    "alt_audio": "altAudio",
+    "language": "language",
+    "title": "title",
 }
+
+
+# Written only when not these: a plan of a video with one audio track reads as before.
+_PLAN_DEFAULTS = {"alt_audio": False, "language": UNDETERMINED}
 
 
 def plan_to_status(plan: Sequence[Rendition]) -> list[dict[str, Any]]:
     return [
-        _without_none({_PLAN_FIELDS[k]: v for k, v in rendition_to_dict(r).items()}) for r in plan
-    ]
+        _without_none({
+            _PLAN_FIELDS[k]: v for k, v in rendition_to_dict(r).items()
+            if k not in _PLAN_DEFAULTS or v != _PLAN_DEFAULTS[k]
+        })
+        for r in plan
+    ]  # fmt: skip
 
 
 def plan_from_status(items: Any) -> tuple[Rendition, ...]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from vtx.core.ladder import MAX_AUDIO_TRACKS
+
 T = TypeVar("T")
 
 
@@ -69,6 +71,16 @@ def _non_negative_int(raw: str) -> int:
     if value < 0:
         raise ValueError("must be zero or more")
     return value
+
+
+def _int_from(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return value
+
+    return parse
 
 
 MIB = 1024 * 1024
@@ -202,6 +214,8 @@ class Settings:
     max_source_height: int = setting("VTX_MAX_SOURCE_HEIGHT", _positive_int, "4320")
     max_source_fps: int = setting("VTX_MAX_SOURCE_FPS", _positive_int, "240")
     max_output_fps: int = setting("VTX_MAX_OUTPUT_FPS", _positive_int, "60")
+    # A video with several audio tracks gets an audio rendition for each, up to this many.
+    max_audio_tracks: int = setting("VTX_MAX_AUDIO_TRACKS", _int_from(1, MAX_AUDIO_TRACKS), "4")
     upload_retry_seconds: int = setting("VTX_UPLOAD_RETRY_SECONDS", _positive_int, "300")
     status_patch_seconds: int = setting("VTX_STATUS_PATCH_SECONDS", _positive_int, "3")
     max_running_jobs: int = setting("VTX_MAX_RUNNING_JOBS", _positive_int, "4")

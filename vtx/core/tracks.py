@@ -109,11 +109,10 @@ def tracks_from_ffprobe(
     return tuple(audio), tuple(subtitles), left_out
 
 
-def menu_name(track: Track, number: int) -> str:
+def menu_name(title: str | None, language: str, number: int, *, kind: str = "audio") -> str:
     """What a player's menu shows for a track: its title, else its language, else a number."""
-    if track.title:
-        return track.title
-    if track.language != UNDETERMINED:
-        return track.language
-    what = "Audio" if track.kind == "audio" else "Subtitles"
-    return f"{what} {number}"
+    if title:
+        return title
+    if language != UNDETERMINED:
+        return language
+    return f"{'Audio' if kind == 'audio' else 'Subtitles'} {number}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vtx.core import images as img
-from vtx.core.ladder import Rendition
+from vtx.core.ladder import Rendition, audio_track
 from vtx.core.media import (
     HLS_PLAYLIST,
     HLS_TIME,
@@ -125,7 +125,9 @@ def _tee_target(out: Output) -> str:
             f"hls_segment_filename={hls_dir}/{SEGMENT_PATTERN}",
         ]
     )
-    return f"[f=mp4:movflags=+faststart]{out.mp4}|[{hls}]{out.playlist}"
+    # A video whose audio tracks are renditions of their own: its HLS is the picture alone.
+    select = "select=v:" if out.rendition.alt_audio else ""
+    return f"[f=mp4:movflags=+faststart]{out.mp4}|[{select}{hls}]{out.playlist}"
 
 
 # Frame rate (one frame per frame, not per field): the plan's frame rate and cost stay those of
@@ -155,6 +157,9 @@ def build_encode_command(
     attached picture (``0:V:0``, as the probe chose it), no frame larger than ``max_pixels``
     (a source that grows mid-stream is refused, not decoded), and no more than the probed
     duration with a margin.
+
+    An audio rendition ``audio-N`` carries the source's N-th audio track; every other rendition
+    with sound, the first. Any layout (5.1, mono) becomes stereo AAC at 48 kHz.
 
     With ``images``, the decoded frames also feed the video's poster, thumbnail and storyboard
     (image_chains): the renditions' encodes are the same, frame for frame.
@@ -218,7 +223,8 @@ def build_encode_command(
         else:
             cmd += ["-vn"]
         if has_audio and r.audio_bitrate_k:
-            cmd += ["-map", "0:a:0", "-c:a", "aac", "-b:a", f"{r.audio_bitrate_k}k", "-ac", "2"]
+            track = f"0:a:{audio_track(r)}"
+            cmd += ["-map", track, "-c:a", "aac", "-b:a", f"{r.audio_bitrate_k}k", "-ac", "2"]
             cmd += ["-ar", "48000"]
         else:
             cmd += ["-an"]

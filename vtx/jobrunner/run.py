@@ -17,7 +17,7 @@ from vtx.core import images as img
 from vtx.core.db import Database
 from vtx.core.ipfs import IpfsClient
 from vtx.core.jobargs import TranscodeArgs
-from vtx.core.ladder import InvalidSource, display_size
+from vtx.core.ladder import InvalidSource, audio_track, display_size
 from vtx.core.media import (
     EXIT_INVALID_INPUT,
     EXIT_RETRYABLE,
@@ -137,6 +137,11 @@ def run_transcode(
         report_all("starting", 0.0)
         url = store.presign_get(job.source_key, expires_s=6 * 3600, public=False)
         facts = probe_source(url, settings)
+        wanted = max((audio_track(r) + 1 for r in job.renditions if r.audio_bitrate_k), default=0)
+        if wanted > len(facts.audio_tracks):
+            raise InvalidSource(
+                f"the plan wants audio track {wanted}; the source has {len(facts.audio_tracks)}"
+            )
         outputs = outputs_for(job.renditions, scratch)
         for out in outputs:
             out.playlist.parent.mkdir(parents=True, exist_ok=True)

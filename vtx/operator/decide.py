@@ -24,7 +24,15 @@ from vtx.core import media, videos
 from vtx.core import resource as vt
 from vtx.core.failures import explain
 from vtx.core.jobargs import source_key_of
-from vtx.core.ladder import DEFAULT_LADDER, InvalidSource, Rendition, Rung, SourceFacts, plan_ladder
+from vtx.core.ladder import (
+    DEFAULT_LADDER,
+    InvalidSource,
+    Rendition,
+    Rung,
+    SourceFacts,
+    is_audio_track,
+    plan_ladder,
+)
 from vtx.core.verify import record_problems
 from vtx.core.videos import RenditionRecord
 from vtx.operator.grouping import Capacity, choose
@@ -50,6 +58,7 @@ class ProbeResult:
 @dataclass(frozen=True)
 class Policy:
     max_output_fps: float = 60.0
+    max_audio_tracks: int = 4
     redo_limit: int = 2  # re-runs of a rendition whose outputs did not check out
     probe_retry_limit: int = 5  # probes in a row that may fail for a passing reason
     probe_backoff_s: float = 10.0  # the wait after the first such failure; doubled each time
@@ -337,7 +346,8 @@ class _Draft:
             return
         assert probe.facts is not None
         try:
-            plan = plan_ladder(probe.facts, s.policy.ladder, max_fps=s.policy.max_output_fps)
+            plan = plan_ladder(probe.facts, s.policy.ladder, max_fps=s.policy.max_output_fps,
+                               max_audio_tracks=s.policy.max_audio_tracks)  # fmt: skip
         except InvalidSource as exc:
             self.fail("InvalidSource", str(exc), probed=False)
             return
@@ -382,7 +392,10 @@ class _Draft:
                 f"{', '.join(sorted(known))}",
             )
             return None
+        # A video's audio tracks follow its video renditions: their HLS have no sound of their own.
         chosen = [r for r in plan if r.name in wanted]
+        if any(r.kind == "video" for r in chosen):
+            chosen += [r for r in plan if is_audio_track(r) and r not in chosen]
         if not chosen:
             self.fail(
                 "InvalidSpec",

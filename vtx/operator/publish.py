@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from vtx.core import failpoints, media, videos
 from vtx.core.db import Database
-from vtx.core.hls import render_master_playlist, variant_of
+from vtx.core.hls import master_of
 from vtx.core.ipfs import IpfsClient
 from vtx.core.ladder import Rendition
 from vtx.core.objects import ObjectStore
@@ -32,7 +32,10 @@ def publish_video(
     """Write the master playlist, build and check the IPFS directory (when ``ipfs``), mark the
     video completed and pin its root. Safe to run again."""
     failpoints.hit("operator.publishing")
-    master = render_master_playlist([variant_of(r) for r in renditions]).encode()
+    text = master_of(renditions)
+    if text is None:
+        raise ValueError(f"the plan {[r.name for r in renditions]} makes no playable master")
+    master = text.encode()
     master_key = media.master_key(video_id)
     store.put_bytes(master_key, master, content_type="application/vnd.apple.mpegurl")
     failpoints.hit("operator.master-written")

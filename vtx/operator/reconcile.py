@@ -111,6 +111,7 @@ def policy(ctx: Context) -> Policy:
     s = ctx.settings
     return Policy(
         max_output_fps=s.max_output_fps,
+        max_audio_tracks=s.max_audio_tracks,
         redo_limit=s.redo_limit,
         probe_retry_limit=s.probe_retry_limit,
     )
