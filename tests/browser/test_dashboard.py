@@ -1,8 +1,8 @@
 """The dashboard as people use it, in Chromium against the running API, operator and jobrunner:
 an upload watched to Ready and played from storage and from IPFS, a bad file's failure shown in
 words, playback of a transcode still running, a multipart upload resumed after a dropped
-connection and a reload, and the images: thumbnails in the list, the poster and the storyboard's
-scrub preview in the player."""
+connection and a reload, the images (thumbnails in the list, the poster and the storyboard's
+scrub preview in the player), and the audio menu of a video with several audio tracks."""
 
 from __future__ import annotations
 
@@ -672,6 +672,40 @@ def test_the_list_shows_thumbnails_and_the_player_a_storyboard_preview(
     expect(preview, "the preview gone with the pointer").to_be_hidden()
     assert player.get_attribute("data-fatal-error") is None
     assert_complete(video_id, audio_id)
+
+
+def test_the_player_offers_each_audio_track_and_switches_between_them(
+    page: Page, servers: Servers, token: str, tmp_path: Path
+) -> None:
+    film = media.make_two_languages(tmp_path / "two-languages.mkv", seconds=8)
+    open_dashboard(page, token)
+    video_id = announce_and_put(servers.api, token, film, content_type="video/x-matroska")
+    complete(servers.api, token, video_id, expect=202)
+    item = page.locator(f"#video-{video_id}")
+    assert wait_finished(page, video_id, TRANSCODE_S) == "Ready", item.inner_text()
+    german: list[str] = []
+    page.on("request", lambda r: german.append(r.url) if "/audio-2/" in r.url else None)
+
+    item.get_by_role("button", name="Play").click()
+    play_past(page, 1, timeout_s=60)
+    menu = page.get_by_label("Audio", exact=True)
+    expect(menu, "the audio menu of a video with two tracks").to_be_visible()
+    expect(menu.locator("option")).to_have_text(["English (eng)", "Deutsch 5.1 (deu)"])
+    expect(menu).to_have_value("0")
+    assert not german, f"the second track was loaded before it was chosen: {german}"
+    # From the start again, so that the 8 s film does not end before the switch shows.
+    page.evaluate("document.getElementById('video').currentTime = 0")
+    menu.select_option(label="Deutsch 5.1 (deu)")
+    player = page.locator("#player")
+    expect(player, "hls.js on the second track").to_have_attribute(
+        "data-audio-track", "1", timeout=30_000
+    )
+    play_past(page, 2, timeout_s=60)
+    expect(page.locator("#player-status")).to_contain_text("Deutsch 5.1 (deu)")
+    segments = [u for u in german if urlparse(u).path.endswith(".m4s")]
+    assert segments, f"no segment of the second track was loaded: {german}"
+    assert player.get_attribute("data-fatal-error") is None
+    assert_complete(video_id)
 
 
 def test_the_storyboard_parser_reads_webvtt_cues(page: Page, servers: Servers) -> None:

@@ -22,6 +22,12 @@ function levelLabel(level) {
   return `${level.name || "audio"}${rate}`;
 }
 
+// An audio track as the master names it: its NAME, and its LANGUAGE when that adds something.
+function audioLabel(track, index) {
+  const name = track.name || `Audio ${index + 1}`;
+  return track.lang && track.lang !== name ? `${name} (${track.lang})` : name;
+}
+
 function describe(data) {
   const code = data.response?.code;
   const where = data.url ? new URL(data.url).host : "the server";
@@ -66,6 +72,8 @@ export class Player {
     this.status = document.getElementById("player-status");
     this.error = document.getElementById("player-error");
     this.quality = document.getElementById("quality");
+    this.audio = document.getElementById("audio-track");
+    this.audioField = document.getElementById("audio-field");
     this.cid = document.getElementById("cid");
     this.links = document.getElementById("mp4-links");
     this.sources = [...this.root.querySelectorAll('input[name="source"]')];
@@ -87,6 +95,9 @@ export class Player {
     }
     this.quality.addEventListener("change", () => {
       if (this.hls) this.hls.currentLevel = Number(this.quality.value);
+    });
+    this.audio.addEventListener("change", () => {
+      if (this.hls) this.hls.audioTrack = Number(this.audio.value);
     });
     this.media.addEventListener("playing", () => {
       this.setState("playing");
@@ -231,6 +242,9 @@ export class Player {
     this.recovered = false;
     this.quality.replaceChildren(el("option", { value: "-1", text: "Auto" }));
     this.quality.disabled = true;
+    this.audio.replaceChildren();
+    show(this.audioField, false);
+    delete this.root.dataset.audioTrack;
   }
 
   load(startAt) {
@@ -276,6 +290,12 @@ export class Player {
       this.start();
     });
     hls.on(Hls.Events.LEVELS_UPDATED, () => this.fillLevels());
+    hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, () => this.fillAudioTracks());
+    hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, (_event, data) => {
+      this.audio.value = String(data.id);
+      this.root.dataset.audioTrack = String(data.id);
+      if (!this.media.paused) this.say(this.playingText());
+    });
     hls.on(Hls.Events.LEVEL_SWITCHED, () => {
       if (!this.media.paused) this.say(this.playingText());
     });
@@ -302,12 +322,30 @@ export class Player {
     this.quality.disabled = hls.levels.length < 2;
   }
 
+  // A video with several audio tracks (the master's audio group): one choice per track, by
+  // the name and language the source gave it.
+  fillAudioTracks() {
+    const hls = this.hls;
+    if (!hls) return;
+    const tracks = hls.audioTracks || [];
+    this.audio.replaceChildren(
+      ...tracks.map((track, index) =>
+        el("option", { value: String(index), text: audioLabel(track, index) }),
+      ),
+    );
+    this.audio.value = String(hls.audioTrack);
+    show(this.audioField, tracks.length > 1);
+  }
+
   playingText() {
     const where = this.source === "ipfs" ? "the IPFS gateway" : "storage";
     const hls = this.hls;
     const level = hls && hls.levels[hls.currentLevel];
     const quality = level ? ` · ${levelLabel(level)}${hls.autoLevelEnabled ? " (auto)" : ""}` : "";
-    return `Playing from ${where}${quality}`;
+    const tracks = hls?.audioTracks || [];
+    const track = tracks.length > 1 ? tracks[hls.audioTrack] : null;
+    const sound = track ? ` · ${audioLabel(track, hls.audioTrack)}` : "";
+    return `Playing from ${where}${quality}${sound}`;
   }
 
   onHlsError(hls, data) {
