@@ -56,24 +56,45 @@ def make_audio_only(path: Path, *, seconds: float = 8, tone: int = 330) -> Path:
     return path
 
 
+SUBTITLE_CUES = (
+    (0.5, 1.5, "Hello from the first cue."),
+    (2.0, 2.8, "A second line, <i>in italics</i>."),
+)
+
+
 def make_two_languages(path: Path, *, seconds: float = 3) -> Path:
-    """A Matroska film with two audio tracks: English stereo AAC (a 1230 Hz tone) first and
-    German 5.1 AC-3 (a 440 Hz tone) second, each tagged with its language and name."""
+    """A Matroska film with two audio tracks, English stereo AAC (a 1230 Hz tone) first and
+    German 5.1 AC-3 (a 440 Hz tone) second, and English SRT subtitles (SUBTITLE_CUES), each
+    tagged with its language and name."""
     if not path.exists():
+        srt = path.with_suffix(".srt")
+        srt.write_text(
+            "\n".join(
+                f"{n}\n{_srt_time(start)} --> {_srt_time(end)}\n{text}\n"
+                for n, (start, end, text) in enumerate(SUBTITLE_CUES, start=1)
+            )
+        )
         subprocess.run(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-             "-f", "lavfi", "-i", "testsrc2=size=854x480:rate=25",
-             "-f", "lavfi", "-i", "sine=frequency=1230:sample_rate=48000",
-             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-             "-map", "0:v", "-map", "1:a", "-map", "2:a", "-t", str(seconds),
+             "-f", "lavfi", "-i", f"testsrc2=size=854x480:rate=25:duration={seconds}",
+             "-f", "lavfi", "-i", f"sine=frequency=1230:sample_rate=48000:duration={seconds}",
+             "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+             "-i", str(srt),
+             "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s",
              "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-             "-c:a:0", "aac", "-ac:a:0", "2", "-c:a:1", "ac3", "-ac:a:1", "6",
+             "-c:a:0", "aac", "-ac:a:0", "2", "-c:a:1", "ac3", "-ac:a:1", "6", "-c:s", "srt",
              "-metadata:s:a:0", "language=eng", "-metadata:s:a:0", "title=English",
              "-metadata:s:a:1", "language=deu", "-metadata:s:a:1", "title=Deutsch 5.1",
+             "-metadata:s:s:0", "language=eng", "-metadata:s:s:0", "title=English subtitles",
              str(path)],
             check=True, timeout=120,
         )  # fmt: skip
     return path
+
+
+def _srt_time(seconds: float) -> str:
+    whole = int(seconds)
+    return f"00:00:{whole:02d},{round((seconds - whole) * 1000):03d}"
 
 
 def make_interlaced(path: Path, *, seconds: float = 4) -> Path:

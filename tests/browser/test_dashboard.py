@@ -2,7 +2,8 @@
 an upload watched to Ready and played from storage and from IPFS, a bad file's failure shown in
 words, playback of a transcode still running, a multipart upload resumed after a dropped
 connection and a reload, the images (thumbnails in the list, the poster and the storyboard's
-scrub preview in the player), and the audio menu of a video with several audio tracks."""
+scrub preview in the player), and the audio and subtitle menus of a video with several audio
+tracks and subtitles."""
 
 from __future__ import annotations
 
@@ -674,7 +675,19 @@ def test_the_list_shows_thumbnails_and_the_player_a_storyboard_preview(
     assert_complete(video_id, audio_id)
 
 
-def test_the_player_offers_each_audio_track_and_switches_between_them(
+# The cues of the text track being shown, once it has them, and which are active now.
+SHOWN_CUES = """() => {
+  const video = document.getElementById("video");
+  const showing = [...video.textTracks].filter((t) => t.mode === "showing");
+  if (showing.length !== 1 || !showing[0].cues || !showing[0].cues.length) return false;
+  const track = showing[0];
+  return {label: track.label, language: track.language, time: video.currentTime,
+          cues: [...track.cues].map((c) => [c.startTime, c.endTime, c.text]),
+          active: [...(track.activeCues || [])].map((c) => c.text)};
+}"""
+
+
+def test_the_player_offers_each_audio_track_and_the_subtitles(
     page: Page, servers: Servers, token: str, tmp_path: Path
 ) -> None:
     film = media.make_two_languages(tmp_path / "two-languages.mkv", seconds=8)
@@ -704,6 +717,25 @@ def test_the_player_offers_each_audio_track_and_switches_between_them(
     expect(page.locator("#player-status")).to_contain_text("Deutsch 5.1 (deu)")
     segments = [u for u in german if urlparse(u).path.endswith(".m4s")]
     assert segments, f"no segment of the second track was loaded: {german}"
+
+    # Subtitles: off at first; chosen, their cues show at the source's times.
+    subtitles = page.get_by_label("Subtitles", exact=True)
+    expect(subtitles.locator("option")).to_have_text(["Off", "English subtitles (eng)"])
+    expect(subtitles).to_have_value("-1")
+    page.evaluate("() => { const v = document.getElementById('video'); v.pause(); "
+                  "v.currentTime = 0.9; }")  # fmt: skip
+    subtitles.select_option(label="English subtitles (eng)")
+    expect(player, "hls.js on the subtitles").to_have_attribute(
+        "data-subtitle-track", "0", timeout=30_000
+    )
+    shown: dict[str, Any] = page.wait_for_function(SHOWN_CUES, timeout=30_000).json_value()
+    assert [text for _, _, text in shown["cues"]] == [c[2] for c in media.SUBTITLE_CUES], shown
+    for (start, end, _), (want_start, want_end, _) in zip(
+        shown["cues"], media.SUBTITLE_CUES, strict=True
+    ):
+        assert abs(start - want_start) < 0.1, shown
+        assert abs(end - want_end) < 0.1, shown
+    assert shown["active"] == [media.SUBTITLE_CUES[0][2]], shown
     assert player.get_attribute("data-fatal-error") is None
     assert_complete(video_id)
 

@@ -22,6 +22,7 @@ from tests.stack import REPO, job_namespace, stack_env
 from tests.uploads import announce_and_put, bearer, complete, upload, wait_finished
 from tests.verify import assert_complete
 from vtx.core import images as img
+from vtx.core import tracks
 
 pytestmark = pytest.mark.stack
 GIB = 1024**3
@@ -183,13 +184,14 @@ def test_uploads_as_real_clients_send_them(
     assert_complete(*[vid for vid, phase in sent.items() if phase == "Ready"])
 
 
-def test_every_audio_track_is_an_audio_rendition_of_the_master(
+def test_every_audio_track_and_the_subtitles_are_renditions_of_the_master(
     replicas: list[Process], operator: Process, token: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
-    """A film with an English stereo track and a German 5.1 track: the master offers both as
-    audio renditions (named and tagged as the source says, English the default), each a
-    stereo AAC playlist of its own; the picture's HLS carries no sound, its MP4 the first
+    """A film with an English stereo track, a German 5.1 track and English SRT subtitles: the
+    master offers both tracks as audio renditions (named and tagged as the source says,
+    English the default), each a stereo AAC playlist of its own, and the subtitles as a WebVTT
+    rendition with the source's cues; the picture's HLS carries no sound, its MP4 the first
     track; and the whole is in S3, SQL and the IPFS root alike."""
     api = replicas[0]
     film = media.make_two_languages(tmp_path_factory.mktemp("tracks") / "film.mkv")
@@ -198,10 +200,11 @@ def test_every_audio_track_is_an_audio_rendition_of_the_master(
     view = wait_finished(api, [vid], timeout=300, operator=operator)[vid]
     assert view["phase"] == "Ready", view
     renditions = view["renditions"]
-    assert set(renditions) == {"480p", "audio-1", "audio-2"}, renditions
+    assert set(renditions) == {"480p", "audio-1", "audio-2", "text-1"}, renditions
     assert [(renditions[n]["kind"], renditions[n]["language"], renditions[n]["title"])
-            for n in ("audio-1", "audio-2")] == [
+            for n in ("audio-1", "audio-2", "text-1")] == [
         ("audio", "eng", "English"), ("audio", "deu", "Deutsch 5.1"),
+        ("subtitles", "eng", "English subtitles"),
     ]  # fmt: skip
     master = requests.get(view["playback"]["hls"], headers=bearer(token), timeout=10)
     assert master.status_code == 200, master.text
@@ -211,7 +214,10 @@ def test_every_audio_track_is_an_audio_rendition_of_the_master(
         'AUTOSELECT=YES,CHANNELS="2",URI="audio-1/hls/index.m3u8"',
         '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="Deutsch 5.1",LANGUAGE="deu",DEFAULT=NO,'
         'AUTOSELECT=YES,CHANNELS="2",URI="audio-2/hls/index.m3u8"',
+        '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="English subtitles",LANGUAGE="eng",'
+        'DEFAULT=NO,AUTOSELECT=NO,URI="text-1/hls/index.m3u8"',
     ], master.text
+    assert ',AUDIO="audio",SUBTITLES="subs"\n480p/hls/index.m3u8' in master.text
     play = f"{api.url}/v1/videos/{vid}/play"
     for name in ("audio-1", "audio-2"):
         report = media.probe(f"{play}/{name}/hls/index.m3u8", token)
@@ -227,6 +233,22 @@ def test_every_audio_track_is_an_audio_rendition_of_the_master(
         requests.get(renditions[n]["mp4"], timeout=10).content for n in ("audio-1", "audio-2")
     )
     assert one != two, "each track its own sound"
+    # The subtitles: one WebVTT segment through the API's playlist, the source's cues in it.
+    playlist = requests.get(f"{play}/text-1/hls/index.m3u8", headers=bearer(token), timeout=10)
+    assert playlist.status_code == 200, playlist.text
+    segments = [line for line in playlist.text.splitlines() if line and line[0] != "#"]
+    assert len(segments) == 1, playlist.text
+    assert "#EXT-X-ENDLIST" in playlist.text
+    vtt = requests.get(segments[0], timeout=10)
+    assert vtt.status_code == 200
+    assert vtt.headers["Content-Type"].startswith("text/vtt"), vtt.headers
+    assert vtt.text == requests.get(renditions["text-1"]["mp4"], timeout=10).text
+    cues = tracks.cue_times(vtt.text)
+    assert len(cues) == len(media.SUBTITLE_CUES), vtt.text
+    for (start, end), (want_start, want_end, words) in zip(cues, media.SUBTITLE_CUES, strict=True):
+        assert start == pytest.approx(want_start, abs=0.05), vtt.text
+        assert end == pytest.approx(want_end, abs=0.05), vtt.text
+        assert words in vtt.text
     assert_complete(vid)
 
 

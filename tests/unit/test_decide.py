@@ -15,6 +15,7 @@ from vtx.core import images as img
 from vtx.core import resource as vt
 from vtx.core import videos
 from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
+from vtx.core.media import mp4_name
 from vtx.core.videos import OutputRecord, RenditionRecord
 from vtx.operator.decide import (
     ClaimVideo,
@@ -86,15 +87,17 @@ def job(name: str, state: Any = "active", attempts: int = 1, suspended: bool = F
 def record(r: Rendition, job: str, *, segments: int = 3, ipfs: bool = True) -> RenditionRecord:
     """The rows a jobrunner leaves when it has recorded a rendition whole."""
     outputs = {}
-    for fmt in (videos.MP4, videos.HLS):
+    fmp4 = r.kind != "subtitles"
+    for fmt in (videos.file_format(r.kind), videos.HLS):
         for storage in (videos.S3, videos.IPFS) if ipfs else (videos.S3,):
             hls = fmt == videos.HLS
             outputs[(fmt, storage)] = OutputRecord(
                 fmt=fmt, storage=storage,
-                key=f"videos/{VID}/{r.name}/" + ("hls/index.m3u8" if hls else "video.mp4"),
+                key=f"videos/{VID}/{r.name}/" + ("hls/index.m3u8" if hls else mp4_name(r.kind)),
                 cid=f"cid-{r.name}-{fmt}" if ipfs else None, size=1234, duration=10.0, job=job,
                 segment_count=segments if hls else None,
-                init_cid=f"cid-{r.name}-init" if hls and ipfs else None, decode_errors=0,
+                init_cid=f"cid-{r.name}-init" if hls and ipfs and fmp4 else None,
+                decode_errors=0,
                 segments=segments if hls else 0, first_sequence=0 if hls else None,
                 last_sequence=segments - 1 if hls else None, segment_seconds=10.0 if hls else 0,
                 segments_with_cid=segments if hls and ipfs else 0,

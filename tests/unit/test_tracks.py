@@ -3,6 +3,7 @@ several audio tracks planned, encoded and offered in the master as audio renditi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from vtx.core.ladder import (
     plan_ladder,
     rendition_from_dict,
     rendition_to_dict,
+    subtitle_track,
 )
 from vtx.jobrunner import ffmpeg
 
@@ -150,7 +152,7 @@ def test_an_audio_track_rendition_is_checked_when_read_back(
 def test_a_video_rendition_has_no_language_and_says_whether_its_hls_has_sound() -> None:
     video = rendition_to_dict(plan_ladder(facts(track(0), track(1)))[0])
     assert rendition_from_dict(video).alt_audio
-    with pytest.raises(InvalidPlan, match="only a video's audio tracks"):
+    with pytest.raises(InvalidPlan, match="have a language or title"):
         rendition_from_dict({**video, "language": "en"})
     with pytest.raises(InvalidPlan, match="alt_audio"):
         rendition_from_dict({**video, "alt_audio": "yes"})
@@ -194,3 +196,91 @@ def test_the_master_offers_the_tracks_the_first_by_default_with_distinct_names()
     assert master_of([plan[0], plan[3]]) is not None
     one = plan_ladder(facts(track(0)))
     assert master_of(one) == render_master_playlist([variant_of(r) for r in one]), "as before"
+
+
+# --- subtitles --------------------------------------------------------------------------------
+
+
+def text(index: int, language: str = "und", title: str | None = None) -> tracks.Track:
+    return tracks.Track("subtitles", index, "subrip", language, title)
+
+
+def test_text_subtitles_become_webvtt_renditions_named_by_their_stream() -> None:
+    source = replace(facts(track(0, "en")), subtitle_tracks=(text(0, "en"), text(2, "fr", "FR")))
+    plan = plan_ladder(source)
+    assert [(r.name, r.kind) for r in plan[3:]] == [
+        ("text-1", "subtitles"),
+        ("text-3", "subtitles"),
+    ]
+    assert [(r.language, r.title, subtitle_track(r)) for r in plan[3:]] == [
+        ("en", None, 0), ("fr", "FR", 2),
+    ]  # fmt: skip
+    assert not any(r.alt_audio for r in plan), "one audio track: sound stays in the variants"
+    assert all(r.audio_bitrate_k == 0 and r.width == 0 for r in plan[3:])
+    assert plan_from_list([rendition_to_dict(r) for r in plan]) == tuple(plan)
+    assert [r.name for r in plan_ladder(source, max_subtitle_tracks=1)][3:] == ["text-1"]
+    assert len(plan_ladder(source, max_subtitle_tracks=0)) == 3
+    with pytest.raises(InvalidPlan, match="audio_bitrate_k"):
+        rendition_from_dict({**rendition_to_dict(plan[3]), "audio_bitrate_k": 128})
+
+
+def test_the_master_offers_subtitles_none_shown_by_default() -> None:
+    source = replace(facts(track(0, "en"), track(1, "de")), subtitle_tracks=(text(0, "en"),))
+    text_ = master_of(plan_ladder(source))
+    assert text_ is not None
+    lines = text_.splitlines()
+    assert (
+        '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="en",LANGUAGE="en",DEFAULT=NO,'
+        'AUTOSELECT=NO,URI="text-1/hls/index.m3u8"'
+    ) in lines
+    assert (
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="en",LANGUAGE="en",DEFAULT=YES,'
+        'AUTOSELECT=YES,CHANNELS="2",URI="audio-1/hls/index.m3u8"' in lines
+    ), "a name per group"
+    variants = [line for line in lines if line.startswith("#EXT-X-STREAM-INF:")]
+    assert all(v.endswith(',AUDIO="audio",SUBTITLES="subs"') for v in variants), variants
+    # One audio track: sound in the variants, subtitles as their group.
+    alone = master_of(plan_ladder(replace(facts(track(0)), subtitle_tracks=(text(0),))))
+    assert alone is not None
+    assert "TYPE=AUDIO" not in alone
+    assert 'NAME="Subtitles 1"' in alone
+    assert alone.splitlines()[4].endswith(',SUBTITLES="subs"')
+
+
+def test_subtitles_are_extracted_beside_the_encode_not_in_it() -> None:
+    plan = plan_ladder(replace(facts(track(0)), subtitle_tracks=(text(0), text(3))))
+    outs = ffmpeg.outputs_for(plan, Path("/s"))
+    cmd = ffmpeg.build_subtitles_command("http://s3/src", outs[3:], duration_s=8)
+    assert cmd[cmd.index("-i") + 1] == "http://s3/src"
+    maps = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-map"]
+    assert maps == ["0:s:0", "0:s:3"]
+    files = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "webvtt" and cmd[i - 1] == "-f"]
+    assert files == ["/s/text-1/subtitles.vtt", "/s/text-4/subtitles.vtt"]
+    assert "-filter_complex" not in cmd
+    assert cmd[cmd.index("-protocol_whitelist") + 1] == "http,tcp"
+    with pytest.raises(ValueError, match="extracted, not encoded"):
+        ffmpeg.build_encode_command("http://s3/src", outs, has_audio=True, duration_s=8,
+                                    max_pixels=1920 * 1080)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"WEBVTT\n\n00:00.500 --> 00:01.500\nHello\n", None),
+        (b"\xef\xbb\xbfWEBVTT\n\n01:00:00.500 --> 01:00:01.500\nlate\n", "after the video's end"),
+        (b"WEBVTT\n\n00:02.000 --> 00:01.000\nbackwards\n", "ends (1.000s) before it starts"),
+        (b"1\n00:00:00,500 --> 00:00:01,500\nan SRT file\n", "does not start with WEBVTT"),
+        (b"WEBVTTX\n", "does not start with WEBVTT"),
+        (b"WEBVTT\n\xff\xfe", "not UTF-8"),
+        (b"WEBVTT\n" + b"x" * tracks.MAX_WEBVTT_BYTES, "more than"),
+    ],
+)
+def test_a_subtitles_file_is_checked_before_it_is_published(
+    data: bytes, problem: str | None
+) -> None:
+    found = tracks.webvtt_problems(data, 10.0)
+    if problem is None:
+        assert found == []
+    else:
+        assert len(found) == 1
+        assert problem in found[0], found

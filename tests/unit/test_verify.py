@@ -8,6 +8,7 @@ import dataclasses
 from tests.unit.test_decide import PLAN, VID, record
 from vtx.core import videos
 from vtx.core.hls import Segment, render_media_playlist
+from vtx.core.ladder import Rendition
 from vtx.core.verify import (
     directory_files,
     directory_problems,
@@ -107,3 +108,29 @@ def test_an_ipfs_directory_must_hold_exactly_the_files_of_the_rows() -> None:
     assert "the IPFS directory lacks 1 files: 480p/hls/seg_00001.m4s" in problems
     assert "the IPFS directory holds unexpected files: 480p/extra.txt" in problems
     assert "IPFS 480p/video.mp4 is other; its row says cid-480p-mp4" in problems
+
+
+def test_a_subtitles_rendition_is_one_webvtt_segment_and_a_webvtt_file() -> None:
+    text = Rendition("text-1", "subtitles", 0, 0, None, 0, 0, 0, 0, language="en")
+    rows = record(text, "j", segments=1)
+    assert record_problems(rows, job="j", rendition=text, ipfs=True) == []
+    assert (videos.VTT, videos.S3) in rows.outputs
+    mp4_rows = dataclasses.replace(
+        rows,
+        outputs={
+            (videos.MP4 if f == videos.VTT else f, s): o for (f, s), o in rows.outputs.items()
+        },
+    )
+    assert "its WebVTT file (s3) is not recorded" in record_problems(
+        mp4_rows, job="j", rendition=text, ipfs=True
+    )
+    one = [SegmentRow(0, f"videos/{VID}/text-1/hls/seg_00000.vtt", "cid0", 99, 10.0)]
+    assert playlist_problems(playlist(one, init=""), one, 10.0, "subtitles") == []
+    assert "its playlist names init segment 'init.mp4'" in playlist_problems(
+        playlist(one), one, 10.0, "subtitles"
+    )
+    as_video = playlist_problems(playlist(segments(1, 10.0)), segments(1, 10.0), 10.0, "subtitles")
+    assert "its playlist's segments are not numbered 0, 1, 2, …" in as_video
+    files = directory_files([text], {"text-1": rows}, {"text-1": one})
+    assert set(files) == {"text-1/subtitles.vtt", "text-1/hls/index.m3u8",
+                          "text-1/hls/seg_00000.vtt"}  # fmt: skip

@@ -178,7 +178,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_put("/v1/videos/{video_id}/source", uploads.put_source)
     r.add_get("/v1/videos/{video_id}/play/master.m3u8", views.play_master)
     r.add_get("/v1/videos/{video_id}/play/{rendition}/hls/index.m3u8", views.play_media)
-    r.add_get("/v1/videos/{video_id}/play/{rendition}/{file:(?:video|audio)\\.mp4}", views.play_mp4)
+    r.add_get(
+        "/v1/videos/{video_id}/play/{rendition}/{file:(?:video\\.mp4|audio\\.mp4|subtitles\\.vtt)}",
+        views.play_mp4,
+    )
     r.add_get("/v1/videos/{video_id}/play/images/storyboard.vtt", views.play_storyboard)
     r.add_get("/v1/videos/{video_id}/play/images/{file}", views.play_image)
     r.add_get("/video/{video_id}/progress", views.get_progress)

@@ -148,14 +148,17 @@ SCHEMAS: dict[str, Any] = {
             "kind": {"type": ["string", "null"]},
             "width": {"type": ["integer", "null"]},
             "height": {"type": ["integer", "null"]},
-            "mp4": {"type": ["string", "null"], "description": "Link to the MP4"},
+            "mp4": {
+                "type": ["string", "null"],
+                "description": "Link to the MP4 (to the WebVTT file, for subtitles)",
+            },
             "language": {
                 "type": ["string", "null"],
-                "description": "An audio track's language as the source tags it (audio-N only)",
+                "description": "A track's language as the source tags it (audio-N, text-N)",
             },
             "title": {
                 "type": ["string", "null"],
-                "description": "An audio track's name as the source tags it (audio-N only)",
+                "description": "A track's name as the source tags it (audio-N, text-N)",
             },
         },
     },

@@ -33,6 +33,7 @@ from vtx.core.ladder import (
     RENDITION_NAME,
     InvalidPlan,
     Rendition,
+    is_track,
     rendition_from_dict,
 )
 from vtx.core.media import HLS_PLAYLIST, mp4_name, rendition_prefix
@@ -95,8 +96,8 @@ def video_view(row: videos.VideoRow, services: Services, request: web.Request) -
             "width": r.get("width"),
             "height": r.get("height"),
             "mp4": mp4,
-            "language": r.get("language") if name.startswith("audio-") else None,
-            "title": r.get("title") if name.startswith("audio-") else None,
+            "language": r.get("language") if is_track(name) else None,
+            "title": r.get("title") if is_track(name) else None,
         }
     cid = row.outputs.get("cid")
     started = any(r["phase"] in STARTED for r in renditions.values())

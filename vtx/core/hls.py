@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from vtx.core.ladder import Rendition, audio_track, is_audio_track
+from vtx.core.ladder import Rendition, audio_track, is_audio_track, subtitle_track
 from vtx.core.tracks import menu_name
 
 AAC_LC = "mp4a.40.2"
@@ -192,25 +192,42 @@ def variant_of(r: Rendition) -> Variant:
     )
 
 
-def master_of(renditions: Sequence[Rendition]) -> str | None:
-    """The master playlist of a video's renditions (``<name>/hls/index.m3u8`` each): its
-    audio tracks (``audio-N``) as the audio group, the first the default, and the others as
-    variants. None while a variant without sound of its own has no default track to play."""
+def _track_media(
+    renditions: Sequence[Rendition], kind: Literal["AUDIO", "SUBTITLES"]
+) -> list[Media]:
+    """One group's entries, in track order, each name distinct within the group (two tracks
+    both tagged "en" become "en" and "en (2)")."""
+    audio = kind == "AUDIO"
+    mine = [r for r in renditions if (is_audio_track(r) if audio else r.kind == "subtitles")]
+    number_of = audio_track if audio else subtitle_track
     media: list[Media] = []
     names: set[str] = set()
-    for r in sorted((r for r in renditions if is_audio_track(r)), key=audio_track):
-        number = audio_track(r) + 1
-        name = menu_name(r.title, r.language, number)
-        if name in names:  # a group's names are distinct: two tracks both tagged "en"
+    for r in sorted(mine, key=number_of):
+        number = number_of(r) + 1
+        name = menu_name(r.title, r.language, number, kind="audio" if audio else "subtitles")
+        if name in names:
             name = f"{name} ({number})"
         names.add(name)
+        uri = f"{r.name}/hls/index.m3u8"
         media.append(
-            Media("AUDIO", name, r.language, f"{r.name}/hls/index.m3u8", default=number == 1,
-                  channels=2)
-        )  # fmt: skip
-    variants = [variant_of(r) for r in renditions if not is_audio_track(r)]
-    if not variants or (any(r.alt_audio for r in renditions) and not media):
+            Media("AUDIO", name, r.language, uri, default=number == 1, channels=2)
+            if audio
+            else Media("SUBTITLES", name, r.language, uri)
+        )
+    return media
+
+
+def master_of(renditions: Sequence[Rendition]) -> str | None:
+    """The master playlist of a video's renditions (``<name>/hls/index.m3u8`` each): its
+    audio tracks (``audio-N``) as the audio group, the first the default; its subtitles
+    (``text-N``) as the subtitles group, none shown by default; the others as variants.
+    None while a variant without sound of its own has no default track to play."""
+    audio = _track_media(renditions, "AUDIO")
+    variants = [
+        variant_of(r) for r in renditions if not is_audio_track(r) and r.kind != "subtitles"
+    ]
+    if not variants:
         return None
-    if media and not media[0].default:
+    if any(r.alt_audio for r in renditions) and not (audio and audio[0].default):
         return None
-    return render_master_playlist(variants, media)
+    return render_master_playlist(variants, audio + _track_media(renditions, "SUBTITLES"))

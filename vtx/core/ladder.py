@@ -61,8 +61,10 @@ class SourceFacts:
     # As the stream says: progressive, tt, bb, tb or bt (interlaced, the first letter the field
     # shown first), unknown when it does not say.
     field_order: str = "unknown"
-    # Every audio track, in stream order (the first is 0:a:0), as the probe read it.
+    # Every audio track, in stream order (the first is 0:a:0), as the probe read it, and the
+    # text subtitle tracks (index: among all subtitle streams, FFmpeg's 0:s:N).
     audio_tracks: tuple[Track, ...] = ()
+    subtitle_tracks: tuple[Track, ...] = ()
 
     @property
     def interlaced(self) -> bool:
@@ -71,10 +73,11 @@ class SourceFacts:
 
 @dataclass(frozen=True)
 class Rendition:
-    """One output to make; width/height/fps/video bitrates are 0 or None for audio."""
+    """One output to make; width/height/fps/video bitrates are 0 or None for audio and
+    subtitles (and the audio bitrate too for subtitles)."""
 
     name: str
-    kind: Literal["video", "audio"]
+    kind: Literal["video", "audio", "subtitles"]
     width: int
     height: int
     fps: float | None
@@ -88,8 +91,8 @@ class Rendition:
     # A video rendition whose HLS carries no sound: the source has several audio tracks, and
     # the master offers each as an audio rendition (its MP4 keeps the first track).
     alt_audio: bool = False
-    # An audio rendition's track as the source tags it: a language code ("und" when untagged)
-    # and a name for a player's menu (vtx.core.tracks checks both).
+    # An audio or subtitle track's language as the source tags it ("und" when untagged) and
+    # its name for a player's menu (vtx.core.tracks checks both).
     language: str = UNDETERMINED
     title: str | None = None
 
@@ -98,9 +101,11 @@ class Rendition:
 OPTIONAL_FIELDS = frozenset({"images", "alt_audio", "language", "title"})
 # A rendition's name becomes a folder, an object key, a tee target and a playlist line: it comes
 # from this grammar and nothing else ("480p", "1080p", "96p" for a tiny source, "audio" for
-# sound only, "audio-2" for a video's second audio track).
-RENDITION_NAME = re.compile(r"^(?:[1-9][0-9]{0,3}p|audio|audio-[1-9][0-9]?)$")
+# sound only, "audio-2" for a video's second audio track, "text-1" for its first subtitle
+# stream).
+RENDITION_NAME = re.compile(r"^(?:[1-9][0-9]{0,3}p|audio|audio-[1-9][0-9]?|text-[1-9][0-9]?)$")
 MAX_AUDIO_TRACKS = 8  # the most a setting may ask for
+MAX_SUBTITLE_TRACKS = 8
 MAX_PLAN = 24  # renditions in a plan
 MAX_DIMENSION = 8192  # pixels, either side of an output frame
 MAX_FPS = 240.0
@@ -130,7 +135,7 @@ def rendition_from_dict(d: Any) -> Rendition:
     if not isinstance(name, str) or not RENDITION_NAME.fullmatch(name):
         raise InvalidPlan(f"rendition name {str(name)[:40]!r} is not of the form 720p or audio")
     kind = d.get("kind")
-    if kind not in ("video", "audio") or (kind == "audio") != name.startswith("audio"):
+    if kind != kind_of(name):
         raise InvalidPlan(f"rendition {name}: kind {str(kind)[:20]!r} does not fit its name")
     fps = d.get("fps")
     if fps is not None and (
@@ -153,14 +158,14 @@ def rendition_from_dict(d: Any) -> Rendition:
     title = d.get("title")
     if title is not None and (not isinstance(title, str) or title_of(title) != title):
         raise InvalidPlan(f"rendition {name}: title must be a short line of printable text")
-    if (language != UNDETERMINED or title is not None) and not name.startswith("audio-"):
-        raise InvalidPlan(f"rendition {name}: only a video's audio tracks have a language or title")
-    low = 0 if kind == "audio" else 2
-    width = _bounded_int(d, "width", low, 0 if kind == "audio" else MAX_DIMENSION)
-    height = _bounded_int(d, "height", low, 0 if kind == "audio" else MAX_DIMENSION)
+    if (language != UNDETERMINED or title is not None) and not is_track(name):
+        raise InvalidPlan(f"rendition {name}: only a video's tracks have a language or title")
+    low = 2 if kind == "video" else 0
+    width = _bounded_int(d, "width", low, MAX_DIMENSION if kind == "video" else 0)
+    height = _bounded_int(d, "height", low, MAX_DIMENSION if kind == "video" else 0)
     if width % 2 or height % 2:
         raise InvalidPlan(f"rendition {name}: width and height must be even")
-    video_high = 0 if kind == "audio" else MAX_BITRATE_K
+    video_high = MAX_BITRATE_K if kind == "video" else 0
     return Rendition(
         name=name,
         kind=kind,
@@ -170,7 +175,9 @@ def rendition_from_dict(d: Any) -> Rendition:
         video_bitrate_k=_bounded_int(d, "video_bitrate_k", low // 2, video_high),
         maxrate_k=_bounded_int(d, "maxrate_k", low // 2, video_high),
         bufsize_k=_bounded_int(d, "bufsize_k", low // 2, video_high),
-        audio_bitrate_k=_bounded_int(d, "audio_bitrate_k", 0, MAX_BITRATE_K),
+        audio_bitrate_k=_bounded_int(
+            d, "audio_bitrate_k", 0, 0 if kind == "subtitles" else MAX_BITRATE_K
+        ),
         images=images,
         alt_audio=alt_audio,
         language=language,
@@ -178,9 +185,26 @@ def rendition_from_dict(d: Any) -> Rendition:
     )
 
 
+def kind_of(name: str) -> str:
+    """What a rendition of this (checked) name holds."""
+    if name.startswith("text-"):
+        return "subtitles"
+    return "audio" if name.startswith("audio") else "video"
+
+
+def is_track(name: str) -> bool:
+    """A rendition of one of a video's audio or subtitle tracks (``audio-N``, ``text-N``)."""
+    return name.startswith(("audio-", "text-"))
+
+
 def audio_track(r: Rendition) -> int:
     """Which of the source's audio tracks a rendition carries (FFmpeg's ``0:a:N``)."""
     return int(r.name.removeprefix("audio-")) - 1 if r.name.startswith("audio-") else 0
+
+
+def subtitle_track(r: Rendition) -> int:
+    """Which of the source's subtitle streams a ``text-N`` rendition carries (``0:s:N-1``)."""
+    return int(r.name.removeprefix("text-")) - 1
 
 
 def is_audio_track(r: Rendition) -> bool:
@@ -233,12 +257,15 @@ def plan_ladder(
     *,
     max_fps: float = 60.0,
     max_audio_tracks: int = 4,
+    max_subtitle_tracks: int = 4,
 ) -> list[Rendition]:
     """The renditions to make, lowest first. Never upscales; keeps aspect ratio and orientation.
 
     A video with several audio tracks gets one audio rendition per track (``audio-1`` for the
     first, up to ``max_audio_tracks``), after the video renditions; their HLS then carry no
-    sound (``alt_audio``), their MP4s the first track."""
+    sound (``alt_audio``), their MP4s the first track. Each text subtitle track becomes a
+    WebVTT rendition ``text-N`` (N counting every subtitle stream, so ``0:s:N-1``), up to
+    ``max_subtitle_tracks``."""
     if not math.isfinite(source.duration) or source.duration <= 0:
         raise InvalidSource("the source has no duration")
     if not source.has_video and not source.has_audio:
@@ -277,12 +304,17 @@ def plan_ladder(
         )  # fmt: skip
     out[0] = replace(out[0], images=True)
     tracks = source.audio_tracks[:max_audio_tracks] if source.has_audio else ()
-    if len(tracks) < 2:
-        return out
-    return [replace(r, alt_audio=True) for r in out] + [
-        Rendition(f"audio-{n}", "audio", 0, 0, None, 0, 0, 0, AUDIO_ONLY_BITRATE_K,
+    if len(tracks) >= 2:
+        out = [replace(r, alt_audio=True) for r in out] + [
+            Rendition(f"audio-{n}", "audio", 0, 0, None, 0, 0, 0, AUDIO_ONLY_BITRATE_K,
+                      language=t.language, title=t.title)
+            for n, t in enumerate(tracks, start=1)
+        ]  # fmt: skip
+    return out + [
+        Rendition(f"text-{t.index + 1}", "subtitles", 0, 0, None, 0, 0, 0, 0,
                   language=t.language, title=t.title)
-        for n, t in enumerate(tracks, start=1)
+        for t in source.subtitle_tracks[:max_subtitle_tracks]
+        if t.index < 99
     ]  # fmt: skip
 
 

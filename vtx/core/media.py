@@ -84,13 +84,20 @@ def master_key(video_id: str) -> str:
     return f"videos/{video_id}/{MASTER_PLAYLIST}"
 
 
+SUBTITLES_FILE = "subtitles.vtt"
+SUBTITLE_SEGMENT_PATTERN = "seg_%05d.vtt"
+
+
 def mp4_name(kind: str) -> str:
-    """The MP4's file name in a rendition's folder: ``audio.mp4`` for sound only."""
+    """The rendition's whole file in its folder: ``video.mp4``, ``audio.mp4`` for sound only,
+    ``subtitles.vtt`` for subtitles."""
+    if kind == "subtitles":
+        return SUBTITLES_FILE
     return "audio.mp4" if kind == "audio" else "video.mp4"
 
 
-def segment_name(sequence: int) -> str:
-    return SEGMENT_PATTERN % sequence
+def segment_name(sequence: int, kind: str = "video") -> str:
+    return (SUBTITLE_SEGMENT_PATTERN if kind == "subtitles" else SEGMENT_PATTERN) % sequence
 
 
 def allowed_protocols(url: str) -> str:

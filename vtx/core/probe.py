@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from vtx.core.ladder import FIELD_ORDERS, MAX_AUDIO_TRACKS, SourceFacts
+from vtx.core.ladder import FIELD_ORDERS, MAX_AUDIO_TRACKS, MAX_SUBTITLE_TRACKS, SourceFacts
 from vtx.core.tracks import tracks_from_ffprobe
 
 
@@ -96,6 +96,9 @@ def facts_from_ffprobe(report: Mapping[str, Any]) -> SourceFacts:
         rotation = _rotation(video)
         order = video.get("field_order")
         field_order = order if isinstance(order, str) and order in FIELD_ORDERS else "unknown"
+    tracks = tracks_from_ffprobe(
+        streams, max_audio=MAX_AUDIO_TRACKS, max_subtitles=MAX_SUBTITLE_TRACKS
+    )
     return SourceFacts(
         duration=duration,
         has_video=video is not None,
@@ -108,5 +111,6 @@ def facts_from_ffprobe(report: Mapping[str, Any]) -> SourceFacts:
         video_codec=str(video.get("codec_name")) if video and video.get("codec_name") else None,
         audio_codec=str(audio.get("codec_name")) if audio and audio.get("codec_name") else None,
         field_order=field_order,
-        audio_tracks=tracks_from_ffprobe(streams, max_audio=MAX_AUDIO_TRACKS, max_subtitles=0)[0],
+        audio_tracks=tracks[0],
+        subtitle_tracks=tracks[1],
     )

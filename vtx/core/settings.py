@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from vtx.core.ladder import MAX_AUDIO_TRACKS
+from vtx.core.ladder import MAX_AUDIO_TRACKS, MAX_SUBTITLE_TRACKS
 
 T = TypeVar("T")
 
@@ -216,6 +216,11 @@ class Settings:
     max_output_fps: int = setting("VTX_MAX_OUTPUT_FPS", _positive_int, "60")
     # A video with several audio tracks gets an audio rendition for each, up to this many.
     max_audio_tracks: int = setting("VTX_MAX_AUDIO_TRACKS", _int_from(1, MAX_AUDIO_TRACKS), "4")
+    # Each text subtitle track (SRT, ASS, mov_text, WebVTT) becomes a WebVTT rendition, up to
+    # this many (0: none).
+    max_subtitle_tracks: int = setting(
+        "VTX_MAX_SUBTITLE_TRACKS", _int_from(0, MAX_SUBTITLE_TRACKS), "4"
+    )
     upload_retry_seconds: int = setting("VTX_UPLOAD_RETRY_SECONDS", _positive_int, "300")
     status_patch_seconds: int = setting("VTX_STATUS_PATCH_SECONDS", _positive_int, "3")
     max_running_jobs: int = setting("VTX_MAX_RUNNING_JOBS", _positive_int, "4")

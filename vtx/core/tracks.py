@@ -1,18 +1,14 @@
 """A source's audio and subtitle tracks as the probe reads them, checked into bounded values
-(pure functions): what a track's language and name may be before they reach a rendition name, a
-path or an ``#EXT-X-MEDIA`` line of the master playlist.
+(pure functions): what a track's language and name may be before they reach a rendition, a
+path or an ``#EXT-X-MEDIA`` line of the master playlist; and the check of the WebVTT files
+made of subtitle tracks.
 
-Plan (not built yet): every audio track becomes an audio rendition of the HLS master (one
-``#EXT-X-MEDIA:TYPE=AUDIO`` each, the first the default; the video variants' HLS then carry no
-sound of their own, through the tee muxer's ``select``, while their MP4s keep the first track),
-and every text subtitle track (SRT, ASS/SSA, mov_text, WebVTT) a WebVTT subtitle rendition
-(``TYPE=SUBTITLES``: one WebVTT file and a one-segment playlist). 5.1 and other layouts are
-downmixed to stereo AAC. A source with one audio track and no subtitles keeps today's layout.
-
-Checked with FFmpeg 5.1: the tee muxer's ``[f=hls:select=v]`` writes a video-only HLS beside an
-MP4 with sound from the same encode; ``-map 0:s:N -c:s webvtt`` turns SRT in Matroska into
-WebVTT (cue times keep the source's start offset, 23 ms for an AAC track's priming, so the
-subtitle playlist needs an ``X-TIMESTAMP-MAP`` or a shift to line up with fMP4 segments).
+How they are used (vtx.core.ladder plans them): every audio track of a video with several
+becomes an audio rendition ``audio-N`` of the master's audio group (the first the default; the
+video variants' HLS then carry no sound, through the tee muxer's ``select=v``, while their MP4s
+keep the first track); every text subtitle track (SRT, ASS/SSA, mov_text, WebVTT) becomes a
+WebVTT rendition ``text-N`` of its subtitles group. Any audio layout is downmixed to stereo
+AAC. A source with one audio track and no subtitles keeps the layout it always had.
 """
 
 from __future__ import annotations
@@ -116,3 +112,47 @@ def menu_name(title: str | None, language: str, number: int, *, kind: str = "aud
     if language != UNDETERMINED:
         return language
     return f"{'Audio' if kind == 'audio' else 'Subtitles'} {number}"
+
+
+# --- WebVTT subtitles as FFmpeg writes them (verify) -----------------------------------------
+
+MAX_WEBVTT_BYTES = 8 * 1024 * 1024
+_CUE_TIME = re.compile(
+    r"^(?:(\d+):)?([0-5]\d):([0-5]\d)\.(\d{3}) --> (?:(\d+):)?([0-5]\d):([0-5]\d)\.(\d{3})(?: .*)?$"
+)
+
+
+def _seconds(hours: str | None, minutes: str, seconds: str, millis: str) -> float:
+    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1000
+
+
+def cue_times(text: str) -> list[tuple[float, float]]:
+    """The start and end of each cue of a WebVTT file, in order."""
+    times = []
+    for line in text.splitlines():
+        m = _CUE_TIME.match(line.strip())
+        if m:
+            times.append((_seconds(*m.group(1, 2, 3, 4)), _seconds(*m.group(5, 6, 7, 8))))
+    return times
+
+
+def webvtt_problems(data: bytes, duration: float | None, *, slack_s: float = 4.0) -> list[str]:
+    """What is wrong with a subtitles rendition's WebVTT file: not one, too big, a cue that
+    ends before it starts or past the video's end (with ``slack_s``)."""
+    if len(data) > MAX_WEBVTT_BYTES:
+        return [f"has {len(data)} bytes, more than {MAX_WEBVTT_BYTES}"]
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        return ["is not UTF-8 text"]
+    if not (text.startswith("WEBVTT") and text[6:7] in ("", " ", "\t", "\n", "\r")):
+        return ["does not start with WEBVTT"]
+    problems = []
+    for start, end in cue_times(text):
+        if end < start:
+            problems.append(f"has a cue that ends ({end:.3f}s) before it starts ({start:.3f}s)")
+            break
+        if duration and start > duration + slack_s:
+            problems.append(f"has a cue at {start:.3f}s, after the video's end ({duration:.1f}s)")
+            break
+    return problems

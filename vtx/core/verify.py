@@ -24,6 +24,7 @@ from vtx.core.ladder import InvalidPlan, Rendition, rendition_from_dict
 from vtx.core.objects import ObjectStore
 from vtx.core.probe import ffprobe_args
 from vtx.core.sources import run_probe
+from vtx.core.tracks import webvtt_problems
 from vtx.core.videos import RenditionRecord, SegmentRow
 
 MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
@@ -44,7 +45,9 @@ def record_problems(
     jobs = set()
     # (format, its name in words, whether its row must give a size in pixels): the rendition's
     # files, and the video's images when this rendition makes them.
-    outputs = [(videos.MP4, "MP4", False), (videos.HLS, "HLS", False)]
+    whole = videos.file_format(rendition.kind)
+    outputs = [(whole, "MP4" if whole == videos.MP4 else "WebVTT file", False),
+               (videos.HLS, "HLS", False)]  # fmt: skip
     if rendition.images:
         outputs += [(fmt, fmt.replace("_", " "), True) for fmt in img.FILES]
     for fmt, name, sized in outputs:
@@ -65,7 +68,9 @@ def record_problems(
             if ipfs and not row.cid:
                 problems.append(f"{what} has no CID")
             if fmt == videos.HLS:
-                problems += segment_problems(row, what, ipfs=ipfs)
+                problems += segment_problems(
+                    row, what, ipfs=ipfs, init=rendition.kind != "subtitles"
+                )
     if job is None and len(jobs) > 1:
         problems.append(
             f"its rows were recorded by different Jobs: {', '.join(sorted(map(str, jobs)))}"
@@ -73,7 +78,9 @@ def record_problems(
     return problems
 
 
-def segment_problems(row: videos.OutputRecord, what: str, *, ipfs: bool) -> list[str]:
+def segment_problems(
+    row: videos.OutputRecord, what: str, *, ipfs: bool, init: bool = True
+) -> list[str]:
     count = row.segment_count or 0
     if count < 1:
         return [f"{what} lists no segment"]
@@ -85,7 +92,7 @@ def segment_problems(row: videos.OutputRecord, what: str, *, ipfs: bool) -> list
         )
     if ipfs and row.segments_with_cid != row.segments:
         problems.append(f"{what} has {row.segments - row.segments_with_cid} segments without CID")
-    if ipfs and not row.init_cid:
+    if ipfs and init and not row.init_cid:
         problems.append(f"{what} has no CID for its init segment")
     return problems
 
@@ -94,14 +101,17 @@ def segment_problems(row: videos.OutputRecord, what: str, *, ipfs: bool) -> list
 
 
 def playlist_problems(
-    text: str, segments: Sequence[SegmentRow], source_duration: float | None
-) -> list[str]:
-    """A rendition's media playlist against its segment rows and the source's length."""
+    text: str, segments: Sequence[SegmentRow], source_duration: float | None,
+    kind: str = "video",
+) -> list[str]:  # fmt: skip
+    """A rendition's media playlist against its segment rows and the source's length (WebVTT
+    segments for subtitles, with no init segment)."""
     playlist = parse_media_playlist(text)
     problems = []
     if not playlist.ended:
         problems.append("its playlist does not end (no ENDLIST)")
-    if playlist.init_uri != media.INIT_NAME:
+    init = None if kind == "subtitles" else media.INIT_NAME
+    if playlist.init_uri != init:
         problems.append(f"its playlist names init segment {playlist.init_uri!r}")
     listed = [(s.sequence, s.uri) for s in playlist.segments]
     recorded = [(s.sequence, s.key.rsplit("/", 1)[-1]) for s in segments]
@@ -111,7 +121,7 @@ def playlist_problems(
             if len(listed) != len(recorded)
             else "its playlist and its rows name different segments"
         )
-    expected = [(n, media.segment_name(n)) for n in range(len(listed))]
+    expected = [(n, media.segment_name(n, kind)) for n in range(len(listed))]
     if listed != expected:
         problems.append("its playlist's segments are not numbered 0, 1, 2, …")
     total = sum(s.duration for s in playlist.segments)
@@ -188,14 +198,19 @@ def check_rendition(
     prefix = media.rendition_prefix(video_id, rendition.name)
     objects = dict(store.iter_sizes(prefix + "/"))
     problems = []
-    mp4 = record.get(videos.MP4, videos.S3)
+    subtitles = rendition.kind == "subtitles"
+    file = "WebVTT file" if subtitles else "MP4"
+    mp4 = record.get(videos.file_format(rendition.kind), videos.S3)
     mp4_key = f"{prefix}/{media.mp4_name(rendition.kind)}"
     if mp4 is None or mp4.key != mp4_key:
-        problems.append(f"its MP4 row names {mp4.key if mp4 else None}, not {mp4_key}")
+        problems.append(f"its {file} row names {mp4.key if mp4 else None}, not {mp4_key}")
     if mp4_key not in objects:
-        problems.append("its MP4 is missing from S3")
+        problems.append(f"its {file} is missing from S3")
     elif mp4 is not None and objects[mp4_key] != mp4.size:
-        problems.append(f"its MP4 in S3 has {objects[mp4_key]} bytes; its row says {mp4.size}")
+        problems.append(f"its {file} in S3 has {objects[mp4_key]} bytes; its row says {mp4.size}")
+    elif subtitles:
+        data = store.get_bytes_if_there(mp4_key) or b""
+        problems += [f"its WebVTT file {p}" for p in webvtt_problems(data, source_duration)]
     else:
         report = probe(store.presign_get(mp4_key, expires_s=600, public=False))
         if "error" in report:
@@ -203,13 +218,15 @@ def check_rendition(
         else:
             problems += mp4_problems(report, rendition, source_duration)
     init_key = f"{prefix}/{media.HLS_INIT}"
-    if not objects.get(init_key):
+    if not subtitles and not objects.get(init_key):
         problems.append("its init segment is missing from S3")
     text = store.get_bytes_if_there(f"{prefix}/{media.HLS_PLAYLIST}")
     if text is None:
         problems.append("its playlist is missing from S3")
     else:
-        problems += playlist_problems(text.decode(errors="replace"), segments, source_duration)
+        problems += playlist_problems(
+            text.decode(errors="replace"), segments, source_duration, rendition.kind
+        )
     if rendition.images:
         problems += image_problems(store, video_id, record, source_duration)
     missing = [s.sequence for s in segments if s.key not in objects]
@@ -280,13 +297,15 @@ def directory_files(
     files: dict[str, tuple[str, int]] = {}
     for r in renditions:
         record = records[r.name]
-        mp4 = record.get(videos.MP4, videos.IPFS)
+        mp4 = record.get(videos.file_format(r.kind), videos.IPFS)
         hls = record.get(videos.HLS, videos.IPFS)
-        if mp4 is None or hls is None or not mp4.cid or not hls.cid or not hls.init_cid:
+        fmp4 = r.kind != "subtitles"  # WebVTT segments have no init segment
+        if mp4 is None or hls is None or not mp4.cid or not hls.cid or (fmp4 and not hls.init_cid):
             raise ValueError(f"{r.name} has no CIDs recorded")
         files[f"{r.name}/{media.mp4_name(r.kind)}"] = (mp4.cid, int(mp4.size or 0))
         files[f"{r.name}/{media.HLS_PLAYLIST}"] = (hls.cid, int(hls.size or 0))
-        files[f"{r.name}/{media.HLS_INIT}"] = (hls.init_cid, -1)  # its size is S3's to say
+        if fmp4 and hls.init_cid:
+            files[f"{r.name}/{media.HLS_INIT}"] = (hls.init_cid, -1)  # its size is S3's to say
         for s in segments[r.name]:
             if not s.cid:
                 raise ValueError(f"{r.name} segment {s.sequence} has no CID recorded")

@@ -36,10 +36,16 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
 
 # transcodes.format / storage_type values
 MP4 = "mp4"
+VTT = "vtt"  # a subtitles rendition's whole file, where others have their MP4
 HLS = "hls"
 S3 = "s3"
 IPFS = "ipfs"
 MASTER = "master"  # the resolution (and type) of a published video's master playlist rows
+
+
+def file_format(kind: str) -> str:
+    """The format of a rendition's whole file (its MP4, or for subtitles its WebVTT)."""
+    return VTT if kind == "subtitles" else MP4
 
 
 def allowed_from(target: str) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vtx.core import images as img
-from vtx.core.ladder import Rendition, audio_track
+from vtx.core.ladder import Rendition, audio_track, subtitle_track
 from vtx.core.media import (
     HLS_PLAYLIST,
     HLS_TIME,
@@ -166,6 +166,8 @@ def build_encode_command(
     """
     if not outputs:
         raise ValueError("nothing to encode")
+    if any(o.rendition.kind == "subtitles" for o in outputs):
+        raise ValueError("subtitles are extracted, not encoded: build_subtitles_command")
     if not duration_s > 0 or max_pixels <= 0:
         raise ValueError("the probed duration and the pixel limit bound the decode")
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
@@ -234,6 +236,26 @@ def build_encode_command(
         for fmt, label in image_labels.items():
             cmd += ["-map", label, "-update", "1", "-an"]
             cmd += ["-c:v", "mjpeg", "-q:v", "3", "-f", "image2", str(images.path(fmt))]
+    return cmd
+
+
+def build_subtitles_command(
+    source_url: str, outputs: Sequence[Output], *, duration_s: float, rw_timeout_s: int = 30
+) -> list[str]:
+    """One FFmpeg run, beside the encode, that turns each ``text-N`` rendition's subtitle
+    stream (``0:s:N-1``: SRT, ASS/SSA, mov_text or WebVTT) into a WebVTT file. It decodes no
+    picture and no sound; its cue times are on the renditions' timeline (both start where the
+    source starts, give or take the streams' start offsets: tens of milliseconds). Not in the
+    encode's FFmpeg: an output that gets no packet until the first cue would hold back that
+    FFmpeg's progress reports."""
+    if not outputs or any(o.rendition.kind != "subtitles" for o in outputs):
+        raise ValueError("only subtitles renditions are extracted")
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
+    cmd += input_options(source_url, rw_timeout_s=rw_timeout_s)
+    cmd += ["-t", f"{duration_s + DURATION_MARGIN_S:.3f}", "-i", source_url]
+    for out in outputs:
+        cmd += ["-map", f"0:s:{subtitle_track(out.rendition)}", "-c:s", "webvtt"]
+        cmd += ["-f", "webvtt", str(out.mp4)]
     return cmd
 
 

@@ -15,7 +15,9 @@ from vtx.core import images as img
 from vtx.core.db import Cursor, Database
 from vtx.core.hls import Segment, parse_media_playlist, render_media_playlist
 from vtx.core.ipfs import IpfsClient
+from vtx.core.ladder import InvalidSource
 from vtx.core.objects import ObjectStore
+from vtx.core.tracks import webvtt_problems
 from vtx.jobrunner.ffmpeg import ImageOutputs, Output
 from vtx.jobrunner.retry import with_retry
 
@@ -44,10 +46,12 @@ class RenditionPublisher:
         retry_budget_s: float,
         stored: Callable[[int], None] = lambda _n: None,
         images: ImageOutputs | None = None,
+        duration_s: float = 0.0,
     ) -> None:
         """``stored`` is told of the bytes sent to S3 and IPFS as they go (from any thread):
         the progress of a pod that is uploading. With ``images``, this rendition also stores
-        and records the video's poster, thumbnail and storyboard."""
+        and records the video's poster, thumbnail and storyboard. ``duration_s`` (the
+        probed source's) is a subtitles rendition's one segment's length."""
         self.output = output
         self.name = output.rendition.name
         self.video_id = video_id
@@ -59,6 +63,7 @@ class RenditionPublisher:
         self._budget = retry_budget_s
         self._stored = stored
         self._images = images
+        self._duration_s = duration_s
         self.published: list[Segment] = []
         self.init_uri: str | None = None
         self.init_cid: str | None = None
@@ -159,11 +164,27 @@ class RenditionPublisher:
 
         self._retry(lambda: self._db.transaction(record, name="record segment"), "record segment")
 
+    def _publish_subtitles(self) -> None:
+        """A subtitles rendition's HLS: its whole WebVTT file as the one segment."""
+        path = self.output.mp4
+        problems = webvtt_problems(path.read_bytes(), self._duration_s)
+        if problems:
+            raise InvalidSource(f"the WebVTT made of {self.name} {problems[0]}")
+        segment = Segment(0, media.segment_name(0, "subtitles"), self._duration_s)
+        ids = [(storage, self._transcode_id(videos.HLS, storage)) for storage in self.storages]
+        cid = self._store_file(path, f"hls/{segment.uri}")
+        self._record_segment(ids, segment, path.stat().st_size, cid)
+        self.published.append(segment)
+
     def finish(self, decode_errors: int = 0) -> None:
-        """After FFmpeg succeeded: the last segments, the final playlist, the MP4, and then the
-        rows of every output in one transaction."""
+        """After FFmpeg succeeded: the last segments, the final playlist, the MP4 (or a
+        subtitles rendition's WebVTT file), and then the rows of every output in one
+        transaction."""
         failpoints.hit("jobrunner.last-segment")
-        self.publish_ready()
+        if self.output.rendition.kind == "subtitles":
+            self._publish_subtitles()
+        else:
+            self.publish_ready()
         if not self.published:
             raise RuntimeError(f"{self.name}: FFmpeg finished without writing a segment")
         final = render_media_playlist(self.published, init_uri=self.init_uri, ended=True).encode()
@@ -171,10 +192,11 @@ class RenditionPublisher:
         mp4_rel = self.output.mp4.name
         mp4_size = self.output.mp4.stat().st_size
         mp4_cid = self._store_file(self.output.mp4, mp4_rel)
+        whole = videos.file_format(self.output.rendition.kind)
         files = [
             videos.OutputFile(fmt, storage, key, cid, size)
             for fmt, key, cid, size in (
-                (videos.MP4, f"{self.prefix}/{mp4_rel}", mp4_cid, mp4_size),
+                (whole, f"{self.prefix}/{mp4_rel}", mp4_cid, mp4_size),
                 (videos.HLS, f"{self.prefix}/{media.HLS_PLAYLIST}", playlist_cid, len(final)),
             )
             for storage in self.storages

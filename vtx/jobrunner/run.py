@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -17,7 +18,13 @@ from vtx.core import images as img
 from vtx.core.db import Database
 from vtx.core.ipfs import IpfsClient
 from vtx.core.jobargs import TranscodeArgs
-from vtx.core.ladder import InvalidSource, audio_track, display_size
+from vtx.core.ladder import (
+    InvalidSource,
+    SourceFacts,
+    audio_track,
+    display_size,
+    subtitle_track,
+)
 from vtx.core.media import (
     EXIT_INVALID_INPUT,
     EXIT_RETRYABLE,
@@ -32,6 +39,7 @@ from vtx.core.sources import MEDIA_ENV, ProbeUnavailable, probe_source
 from vtx.jobrunner.ffmpeg import (
     ImageOutputs,
     build_encode_command,
+    build_subtitles_command,
     out_time_seconds,
     outputs_for,
     parse_progress,
@@ -110,6 +118,40 @@ class _Encode:
         self._log.close()
 
 
+def _check_plan(job: TranscodeArgs, facts: SourceFacts) -> None:
+    """The tracks the plan wants are in the source as this pod probed it."""
+    wanted = max((audio_track(r) + 1 for r in job.renditions if r.audio_bitrate_k), default=0)
+    if wanted > len(facts.audio_tracks):
+        raise InvalidSource(
+            f"the plan wants audio track {wanted}; the source has {len(facts.audio_tracks)}"
+        )
+    texts = {t.index for t in facts.subtitle_tracks}
+    for r in job.renditions:
+        if r.kind == "subtitles" and subtitle_track(r) not in texts:
+            raise InvalidSource(f"the source has no text subtitle stream for {r.name}")
+
+
+def _failed(run: _Encode, what: str, facts: SourceFacts, settings: Settings) -> int:
+    """How FFmpeg's run ended: raises InvalidSource or ProbeUnavailable when it failed, returns
+    the count of decode errors it logged when it did not."""
+    stderr = run.log_path.read_text(errors="replace")
+    grown = oversized_frame(stderr, facts.video_codec)
+    if grown is not None:
+        raise InvalidSource(
+            f"the source grows to {grown} frames mid-stream, beyond the limit of "
+            f"{settings.max_source_width}x{settings.max_source_height}"
+        )
+    if run.proc.returncode != 0:
+        last = failure_reason(stderr)
+        if classify_failure(stderr) == "invalid":
+            raise InvalidSource(f"FFmpeg could not decode {what}: {last}")
+        raise ProbeUnavailable(f"FFmpeg failed on {what} (exit {run.proc.returncode}): {last}")
+    decode_errors = count_decode_errors(stderr)
+    if decode_errors:
+        log.warning("%s decoded with %d errors: %s", what, decode_errors, failure_reason(stderr))
+    return decode_errors
+
+
 def run_transcode(
     job: TranscodeArgs, scratch: Path, settings: Settings, stop: threading.Event
 ) -> int:
@@ -128,6 +170,7 @@ def run_transcode(
     )
     db = Database(settings.database_url, max_connections=2)
     encode: _Encode | None = None
+    extract: _Encode | None = None
 
     def report_all(phase: str, progress: float | None, message: str | None = None) -> None:
         for name in names:
@@ -137,14 +180,12 @@ def run_transcode(
         report_all("starting", 0.0)
         url = store.presign_get(job.source_key, expires_s=6 * 3600, public=False)
         facts = probe_source(url, settings)
-        wanted = max((audio_track(r) + 1 for r in job.renditions if r.audio_bitrate_k), default=0)
-        if wanted > len(facts.audio_tracks):
-            raise InvalidSource(
-                f"the plan wants audio track {wanted}; the source has {len(facts.audio_tracks)}"
-            )
+        _check_plan(job, facts)
         outputs = outputs_for(job.renditions, scratch)
         for out in outputs:
             out.playlist.parent.mkdir(parents=True, exist_ok=True)
+        encoded = [o for o in outputs if o.rendition.kind != "subtitles"]
+        extracted = [o for o in outputs if o.rendition.kind == "subtitles"]
         images = None
         if facts.has_video and any(r.images for r in job.renditions):
             width, height = display_size(facts)
@@ -157,65 +198,38 @@ def run_transcode(
                 retry_budget_s=settings.upload_retry_seconds,
                 stored=functools.partial(reporter.stored, out.rendition.name),
                 images=images if out.rendition.images else None,
+                duration_s=facts.duration,
             )
             for out in outputs
         ]  # fmt: skip
-        cmd = build_encode_command(
-            url, outputs, has_audio=facts.has_audio, duration_s=facts.duration,
-            max_pixels=settings.max_source_width * settings.max_source_height,
-            deinterlace=facts.interlaced, images=images,
-        )  # fmt: skip
-        log.info("encoding %s of %s (%.1fs, %s)", ",".join(names), job.video_id, facts.duration,
-                 "deinterlaced" if facts.interlaced else facts.field_order)  # fmt: skip
-        encode = _Encode(cmd, scratch / "ffmpeg.log")
-        failure: list[BaseException] = []
-        encoding_done = threading.Event()
-
-        def publish_loop() -> None:
-            try:
-                while not encoding_done.is_set():
-                    for p in publishers:
-                        p.publish_ready()
-                    encoding_done.wait(PUBLISH_POLL_S)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-                failure.append(exc)
-
-        publisher_thread = threading.Thread(target=publish_loop, name="publisher", daemon=True)
-        publisher_thread.start()
-        while encode.proc.poll() is None:
-            if stop.is_set():
-                raise Interrupted
-            if failure:
-                raise failure[0]
-            grown = oversized_frame(encode.new_messages(), facts.video_codec)
-            if grown is not None:
-                raise InvalidSource(
-                    f"the source grows to {grown} frames mid-stream, beyond the limit of "
-                    f"{settings.max_source_width}x{settings.max_source_height}"
-                )
-            share = min(1.0, encode.encoded_s / facts.duration) if facts.duration else 0.0
-            report_all("encoding", share * ENCODE_SHARE)
-            stop.wait(0.5)
-        encoding_done.set()
-        publisher_thread.join()
-        if failure:
-            raise failure[0]
-        stderr = (scratch / "ffmpeg.log").read_text(errors="replace")
-        grown = oversized_frame(stderr, facts.video_codec)
-        if grown is not None:
-            raise InvalidSource(
-                f"the source grows to {grown} frames mid-stream, beyond the limit of "
-                f"{settings.max_source_width}x{settings.max_source_height}"
+        if extracted:
+            # Subtitles come out of a run of their own, beside the encode: it reads the source
+            # once more but decodes only the text.
+            extract = _Encode(
+                build_subtitles_command(url, extracted, duration_s=facts.duration),
+                scratch / "subtitles.log",
             )
-        if encode.proc.returncode != 0:
-            last = failure_reason(stderr)
-            if classify_failure(stderr) == "invalid":
-                raise InvalidSource(f"FFmpeg could not decode the source: {last}")
-            raise ProbeUnavailable(f"FFmpeg failed (exit {encode.proc.returncode}): {last}")
-        decode_errors = count_decode_errors(stderr)
-        if decode_errors:
-            log.warning("the source decoded with %d errors: %s", decode_errors,
-                        failure_reason(stderr))  # fmt: skip
+        decode_errors = 0
+        if encoded:
+            encode = _Encode(
+                build_encode_command(
+                    url, encoded, has_audio=facts.has_audio, duration_s=facts.duration,
+                    max_pixels=settings.max_source_width * settings.max_source_height,
+                    deinterlace=facts.interlaced, images=images,
+                ),
+                scratch / "ffmpeg.log",
+            )  # fmt: skip
+            log.info("encoding %s of %s (%.1fs, %s)", ",".join(names), job.video_id,
+                     facts.duration,
+                     "deinterlaced" if facts.interlaced else facts.field_order)  # fmt: skip
+            _follow_encode(encode, publishers, facts, settings, stop, report_all)
+            decode_errors = _failed(encode, "the source", facts, settings)
+        if extract is not None:
+            while extract.proc.poll() is None:
+                if stop.is_set():
+                    raise Interrupted
+                stop.wait(0.2)
+            _failed(extract, "the subtitles", facts, settings)
         report_all("uploading", ENCODE_SHARE)
         log.info("encoded; storing and recording what is left")
         for p in publishers:
@@ -238,10 +252,57 @@ def run_transcode(
         report_all("retrying", None, f"retrying: {exc}")
         return EXIT_RETRYABLE
     finally:
-        if encode is not None:
-            encode.close()
+        for run in (encode, extract):
+            if run is not None:
+                run.close()
         reporter.close()
         if ipfs is not None:
             ipfs.close()
         db.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _follow_encode(
+    encode: _Encode,
+    publishers: list[RenditionPublisher],
+    facts: SourceFacts,
+    settings: Settings,
+    stop: threading.Event,
+    report_all: Callable[[str, float | None], None],
+) -> None:
+    """Until FFmpeg exits: publish each segment as it is finished, report the progress, stop
+    on SIGTERM (Interrupted) or on a frame beyond the limit (InvalidSource)."""
+    failure: list[BaseException] = []
+    encoding_done = threading.Event()
+
+    def publish_loop() -> None:
+        try:
+            while not encoding_done.is_set():
+                for p in publishers:
+                    p.publish_ready()
+                encoding_done.wait(PUBLISH_POLL_S)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            failure.append(exc)
+
+    publisher_thread = threading.Thread(target=publish_loop, name="publisher", daemon=True)
+    publisher_thread.start()
+    try:
+        while encode.proc.poll() is None:
+            if stop.is_set():
+                raise Interrupted
+            if failure:
+                raise failure[0]
+            grown = oversized_frame(encode.new_messages(), facts.video_codec)
+            if grown is not None:
+                raise InvalidSource(
+                    f"the source grows to {grown} frames mid-stream, beyond the limit of "
+                    f"{settings.max_source_width}x{settings.max_source_height}"
+                )
+            share = min(1.0, encode.encoded_s / facts.duration) if facts.duration else 0.0
+            report_all("encoding", share * ENCODE_SHARE)
+            stop.wait(0.5)
+    finally:
+        encoding_done.set()
+        publisher_thread.join()
+    if failure:
+        raise failure[0]

@@ -30,7 +30,7 @@ from vtx.core.ladder import (
     Rendition,
     Rung,
     SourceFacts,
-    is_audio_track,
+    is_track,
     plan_ladder,
 )
 from vtx.core.verify import record_problems
@@ -59,6 +59,7 @@ class ProbeResult:
 class Policy:
     max_output_fps: float = 60.0
     max_audio_tracks: int = 4
+    max_subtitle_tracks: int = 4
     redo_limit: int = 2  # re-runs of a rendition whose outputs did not check out
     probe_retry_limit: int = 5  # probes in a row that may fail for a passing reason
     probe_backoff_s: float = 10.0  # the wait after the first such failure; doubled each time
@@ -347,7 +348,8 @@ class _Draft:
         assert probe.facts is not None
         try:
             plan = plan_ladder(probe.facts, s.policy.ladder, max_fps=s.policy.max_output_fps,
-                               max_audio_tracks=s.policy.max_audio_tracks)  # fmt: skip
+                               max_audio_tracks=s.policy.max_audio_tracks,
+                               max_subtitle_tracks=s.policy.max_subtitle_tracks)  # fmt: skip
         except InvalidSource as exc:
             self.fail("InvalidSource", str(exc), probed=False)
             return
@@ -392,10 +394,11 @@ class _Draft:
                 f"{', '.join(sorted(known))}",
             )
             return None
-        # A video's audio tracks follow its video renditions: their HLS have no sound of their own.
+        # A video's tracks follow its video renditions (their HLS have no sound of their own
+        # when the video has several audio tracks).
         chosen = [r for r in plan if r.name in wanted]
         if any(r.kind == "video" for r in chosen):
-            chosen += [r for r in plan if is_audio_track(r) and r not in chosen]
+            chosen += [r for r in plan if is_track(r.name) and r not in chosen]
         if not chosen:
             self.fail(
                 "InvalidSpec",
@@ -666,7 +669,7 @@ def decode_errors(records: Mapping[str, RenditionRecord]) -> int:
 
 def outputs_of(record: RenditionRecord, r: Rendition) -> vt.RenditionOutputs:
     """A verified rendition's outputs as its rows record them."""
-    mp4 = record.get(videos.MP4, videos.S3)
+    mp4 = record.get(videos.file_format(r.kind), videos.S3)
     hls = record.get(videos.HLS, videos.S3)
     if mp4 is None or hls is None or not mp4.key or not hls.key:
         raise ValueError(f"{r.name}: its outputs are not recorded")

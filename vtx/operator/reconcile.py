@@ -112,6 +112,7 @@ def policy(ctx: Context) -> Policy:
     return Policy(
         max_output_fps=s.max_output_fps,
         max_audio_tracks=s.max_audio_tracks,
+        max_subtitle_tracks=s.max_subtitle_tracks,
         redo_limit=s.redo_limit,
         probe_retry_limit=s.probe_retry_limit,
     )

@@ -22,10 +22,14 @@ function levelLabel(level) {
   return `${level.name || "audio"}${rate}`;
 }
 
-// An audio track as the master names it: its NAME, and its LANGUAGE when that adds something.
-function audioLabel(track, index) {
-  const name = track.name || `Audio ${index + 1}`;
+// A track as the master names it: its NAME, and its LANGUAGE when that adds something.
+function trackLabel(track, index, what) {
+  const name = track.name || `${what} ${index + 1}`;
   return track.lang && track.lang !== name ? `${name} (${track.lang})` : name;
+}
+
+function audioLabel(track, index) {
+  return trackLabel(track, index, "Audio");
 }
 
 function describe(data) {
@@ -74,6 +78,8 @@ export class Player {
     this.quality = document.getElementById("quality");
     this.audio = document.getElementById("audio-track");
     this.audioField = document.getElementById("audio-field");
+    this.subtitles = document.getElementById("subtitle-track");
+    this.subtitlesField = document.getElementById("subtitles-field");
     this.cid = document.getElementById("cid");
     this.links = document.getElementById("mp4-links");
     this.sources = [...this.root.querySelectorAll('input[name="source"]')];
@@ -98,6 +104,12 @@ export class Player {
     });
     this.audio.addEventListener("change", () => {
       if (this.hls) this.hls.audioTrack = Number(this.audio.value);
+    });
+    this.subtitles.addEventListener("change", () => {
+      if (!this.hls) return;
+      const index = Number(this.subtitles.value);
+      this.hls.subtitleDisplay = index >= 0;
+      this.hls.subtitleTrack = index;
     });
     this.media.addEventListener("playing", () => {
       this.setState("playing");
@@ -245,6 +257,9 @@ export class Player {
     this.audio.replaceChildren();
     show(this.audioField, false);
     delete this.root.dataset.audioTrack;
+    this.subtitles.replaceChildren();
+    show(this.subtitlesField, false);
+    delete this.root.dataset.subtitleTrack;
   }
 
   load(startAt) {
@@ -291,6 +306,11 @@ export class Player {
     });
     hls.on(Hls.Events.LEVELS_UPDATED, () => this.fillLevels());
     hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, () => this.fillAudioTracks());
+    hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => this.fillSubtitleTracks());
+    hls.on(Hls.Events.SUBTITLE_TRACK_SWITCH, (_event, data) => {
+      this.subtitles.value = String(data.id);
+      this.root.dataset.subtitleTrack = String(data.id);
+    });
     hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, (_event, data) => {
       this.audio.value = String(data.id);
       this.root.dataset.audioTrack = String(data.id);
@@ -335,6 +355,21 @@ export class Player {
     );
     this.audio.value = String(hls.audioTrack);
     show(this.audioField, tracks.length > 1);
+  }
+
+  // The master's subtitles: Off (the default: none is marked DEFAULT) or one track.
+  fillSubtitleTracks() {
+    const hls = this.hls;
+    if (!hls) return;
+    const tracks = hls.subtitleTracks || [];
+    this.subtitles.replaceChildren(
+      el("option", { value: "-1", text: "Off" }),
+      ...tracks.map((track, index) =>
+        el("option", { value: String(index), text: trackLabel(track, index, "Subtitles") }),
+      ),
+    );
+    this.subtitles.value = String(hls.subtitleTrack);
+    show(this.subtitlesField, tracks.length > 0);
   }
 
   playingText() {
