@@ -176,7 +176,7 @@ export class VideoList {
       if (!video.playback?.hls && ["encoding", "uploading", "done"].includes(event.phase)) {
         this.askForPlayback(video.id);
       }
-      if (event.phase === "done" && !video.images && !event.rendition.startsWith("audio")) {
+      if (event.phase === "done" && !video.images && !/^(audio|text-)/.test(event.rendition)) {
         this.askForImages(video.id);
       }
     }
