@@ -190,6 +190,35 @@ def test_verify_finds_a_missing_poster_and_a_storyboard_cut_short(
     assert_complete(video.id)
 
 
+def test_verify_reads_the_subtitles_and_the_second_audio_track(
+    ns: str, operator: Process, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    """A film with two audio tracks and subtitles checks out whole; a WebVTT file that is no
+    longer one (same size, so only reading it tells) and a missing segment of the second audio
+    track are each named."""
+    film = media.make_two_languages(tmp_path_factory.mktemp("media") / "tracks.mkv")
+    video = upload_video(store, db, film)
+    name = submit(video, ns)
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator.log, timeout=300)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    assert [r["name"] for r in obj["status"]["plan"]] == ["480p", "audio-1", "audio-2", "text-1"]
+    assert_complete(video.id)
+    vtt_key = f"videos/{video.id}/text-1/subtitles.vtt"
+    vtt = store.get_bytes(vtt_key)
+    store.put_bytes(vtt_key, vtt.replace(b"WEBVTT", b"WEBVTX", 1), content_type="text/vtt")
+    segment_key = f"videos/{video.id}/audio-2/hls/seg_00000.m4s"
+    segment = store.get_bytes(segment_key)
+    assert store.delete_prefix(segment_key) == 1
+    proc = verify(video.id)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "text-1: its WebVTT file does not start with WEBVTT" in proc.stdout, proc.stdout
+    assert "audio-2: 1 of its segments are missing from S3 (numbers 0)" in proc.stdout, proc.stdout
+    store.put_bytes(vtt_key, vtt, content_type="text/vtt")
+    store.put_bytes(segment_key, segment, content_type="video/iso.segment")
+    assert_complete(video.id)
+
+
 def test_a_rendition_the_ladder_does_not_have_fails_the_resource_clearly(
     ns: str, operator: Process, store: ObjectStore, db: Database,
     tmp_path_factory: pytest.TempPathFactory,

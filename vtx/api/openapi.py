@@ -46,8 +46,9 @@ MP4_FILE = {
     "name": "file",
     "in": "path",
     "required": True,
-    "description": "video.mp4, or audio.mp4 for a sound-only rendition (as the video lists it)",
-    "schema": {"type": "string", "enum": ["video.mp4", "audio.mp4"]},
+    "description": "video.mp4, audio.mp4 for sound only (audio, audio-N), subtitles.vtt for "
+    "subtitles (text-N): as the video lists it",
+    "schema": {"type": "string", "enum": ["video.mp4", "audio.mp4", "subtitles.vtt"]},
 }
 IMAGE_FILE = {
     "name": "file",
