@@ -81,6 +81,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
          "-f", "mpegts", str(folder / "src.ts")],
         check=True, timeout=120,
     )  # fmt: skip
+    # A 3 s clip with sound, copied into MPEG-TS: its sound starts 21 ms before its picture.
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error",
+         "-f", "lavfi", "-i", "testsrc2=size=854x480:rate=30:duration=3",
+         "-f", "lavfi", "-i", "sine=frequency=1230:sample_rate=48000:duration=3",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+         "-f", "mpegts", str(folder / "sound.ts")],
+        check=True, timeout=120,
+    )  # fmt: skip
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
@@ -120,6 +129,33 @@ def _encode(url: str, scratch: Path, *, images: bool) -> tuple[Path, ImageOutput
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     return outputs[0].mp4, pictures, [t for t in reported if t is not None]
+
+
+def test_a_transport_stream_with_sound_gets_its_images_and_the_encode_ends(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The image outputs take each frame as it comes. With FFmpeg's default frame rate mode
+    for image2, their timestamps on this source made FFmpeg write the storyboard's first frame
+    again and again, without end: the encode never finished."""
+    url = served[0].replace("/src.ts", "/sound.ts")
+    facts = SourceFacts(duration=3.0, has_video=True, has_audio=True, width=854, height=480,
+                        fps=30.0)  # fmt: skip
+    outputs = outputs_for(plan_ladder(facts), tmp_path)
+    for out in outputs:
+        out.playlist.parent.mkdir(parents=True, exist_ok=True)
+    pictures = ImageOutputs(img.plan_images(854, 480, 3.0), tmp_path / img.FOLDER)
+    pictures.folder.mkdir(parents=True)
+    cmd = build_encode_command(url, outputs, has_audio=True, duration_s=3.0,
+                               max_pixels=1920 * 1080, images=pictures)  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("FFmpeg was still running after 60 s on a 3 s source")
+    assert proc.returncode == 0, proc.stderr
+    plan = pictures.plan
+    assert _size(pictures.path(img.POSTER)) == plan.poster
+    assert _size(pictures.path(img.STORYBOARD)) == plan.sheet
+    assert _size(outputs[0].mp4) == (854, 480)
 
 
 def _mean_luma(path: Path) -> float:

@@ -73,7 +73,11 @@ def image_chains(source: str, images: ImageOutputs) -> tuple[list[str], dict[str
 
     Each image is written twice (the outputs use ``-update 1``): first the source's first
     frame at once, then the real picture when it is ready. FFmpeg reports no progress at all
-    until every output has had a frame, and these would have none until the end."""
+    until every output has had a frame, and these would have none until the end. The two are
+    stamped 0 s and 1 s (``setpts=N/TB``) and written as they come (``-fps_mode
+    passthrough``): with their own timestamps, the second could equal the first (which the
+    encoder refuses) or lie so far after it that FFmpeg's constant frame rate for image2 wrote
+    the first again and again without end (seen on an MPEG-TS source with sound)."""
     plan = images.plan
     start, end = plan.window
     candidates = math.ceil((end - start) / img.POSTER_STEP_S) + 1
@@ -88,11 +92,11 @@ def image_chains(source: str, images: ImageOutputs) -> tuple[list[str], dict[str
         f"{source}split=4[im0][im1][im2][im3]",
         f"[im0]{first},scale={pw}:{ph}:flags=bicubic,setsar=1[im4]",
         f"[im1]{pick},scale={pw}:{ph}:flags=bicubic,setsar=1,thumbnail=n={candidates}[im5]",
-        "[im4][im5]concat=n=2:v=1:a=0,split=2[poster][im6]",
+        "[im4][im5]concat=n=2:v=1:a=0,setpts=N/TB,split=2[poster][im6]",
         f"[im6]scale={tw}:{th}:flags=bicubic,setsar=1[thumbnail]",
         f"[im2]{first},scale={cw}:{ch}:flags=bicubic,setsar=1[im7]",
         f"[im3]{every},scale={sw}:{sh}:flags=bicubic,setsar=1,tile={plan.columns}x{plan.rows}[im8]",
-        "[im7][im8]concat=n=2:v=1:a=0[storyboard]",
+        "[im7][im8]concat=n=2:v=1:a=0,setpts=N/TB[storyboard]",
     ]
     return chains, {fmt: f"[{fmt}]" for fmt in img.JPEGS}
 
@@ -234,7 +238,7 @@ def build_encode_command(
         cmd += ["-f", "tee", _tee_target(out)]
     if images is not None:
         for fmt, label in image_labels.items():
-            cmd += ["-map", label, "-update", "1", "-an"]
+            cmd += ["-map", label, "-update", "1", "-an", "-fps_mode", "passthrough"]
             cmd += ["-c:v", "mjpeg", "-q:v", "3", "-f", "image2", str(images.path(fmt))]
     return cmd
 
