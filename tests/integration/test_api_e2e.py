@@ -243,6 +243,10 @@ def test_every_audio_track_and_the_subtitles_are_renditions_of_the_master(
     assert vtt.status_code == 200
     assert vtt.headers["Content-Type"].startswith("text/vtt"), vtt.headers
     assert vtt.text == requests.get(renditions["text-1"]["mp4"], timeout=10).text
+    subtitles = media.probe(renditions["text-1"]["mp4"])
+    assert [(s["codec_type"], s["codec_name"]) for s in media.streams(subtitles)] == [
+        ("subtitle", "webvtt")
+    ], subtitles
     cues = tracks.cue_times(vtt.text)
     assert len(cues) == len(media.SUBTITLE_CUES), vtt.text
     for (start, end), (want_start, want_end, words) in zip(cues, media.SUBTITLE_CUES, strict=True):
