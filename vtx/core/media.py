@@ -96,6 +96,11 @@ def mp4_name(kind: str) -> str:
     return "audio.mp4" if kind == "audio" else "video.mp4"
 
 
+def init_name(kind: str) -> str | None:
+    """The init segment beside a rendition's playlist: fMP4 has one, WebVTT (subtitles) none."""
+    return None if kind == "subtitles" else INIT_NAME
+
+
 def segment_name(sequence: int, kind: str = "video") -> str:
     return (SUBTITLE_SEGMENT_PATTERN if kind == "subtitles" else SEGMENT_PATTERN) % sequence
 

@@ -69,7 +69,7 @@ def record_problems(
                 problems.append(f"{what} has no CID")
             if fmt == videos.HLS:
                 problems += segment_problems(
-                    row, what, ipfs=ipfs, init=rendition.kind != "subtitles"
+                    row, what, ipfs=ipfs, init=media.init_name(rendition.kind) is not None
                 )
     if job is None and len(jobs) > 1:
         problems.append(
@@ -110,8 +110,7 @@ def playlist_problems(
     problems = []
     if not playlist.ended:
         problems.append("its playlist does not end (no ENDLIST)")
-    init = None if kind == "subtitles" else media.INIT_NAME
-    if playlist.init_uri != init:
+    if playlist.init_uri != media.init_name(kind):
         problems.append(f"its playlist names init segment {playlist.init_uri!r}")
     listed = [(s.sequence, s.uri) for s in playlist.segments]
     recorded = [(s.sequence, s.key.rsplit("/", 1)[-1]) for s in segments]
@@ -218,7 +217,7 @@ def check_rendition(
         else:
             problems += mp4_problems(report, rendition, source_duration)
     init_key = f"{prefix}/{media.HLS_INIT}"
-    if not subtitles and not objects.get(init_key):
+    if media.init_name(rendition.kind) and not objects.get(init_key):
         problems.append("its init segment is missing from S3")
     text = store.get_bytes_if_there(f"{prefix}/{media.HLS_PLAYLIST}")
     if text is None:
@@ -299,13 +298,13 @@ def directory_files(
         record = records[r.name]
         mp4 = record.get(videos.file_format(r.kind), videos.IPFS)
         hls = record.get(videos.HLS, videos.IPFS)
-        fmp4 = r.kind != "subtitles"  # WebVTT segments have no init segment
-        if mp4 is None or hls is None or not mp4.cid or not hls.cid or (fmp4 and not hls.init_cid):
+        init = media.init_name(r.kind)
+        if mp4 is None or hls is None or not mp4.cid or not hls.cid or (init and not hls.init_cid):
             raise ValueError(f"{r.name} has no CIDs recorded")
         files[f"{r.name}/{media.mp4_name(r.kind)}"] = (mp4.cid, int(mp4.size or 0))
         files[f"{r.name}/{media.HLS_PLAYLIST}"] = (hls.cid, int(hls.size or 0))
-        if fmp4 and hls.init_cid:
-            files[f"{r.name}/{media.HLS_INIT}"] = (hls.init_cid, -1)  # its size is S3's to say
+        if init and hls.init_cid:
+            files[f"{r.name}/hls/{init}"] = (hls.init_cid, -1)  # its size is S3's to say
         for s in segments[r.name]:
             if not s.cid:
                 raise ValueError(f"{r.name} segment {s.sequence} has no CID recorded")

@@ -167,13 +167,14 @@ class RenditionPublisher:
     def _publish_subtitles(self) -> None:
         """A subtitles rendition's HLS: its whole WebVTT file as the one segment."""
         path = self.output.mp4
-        problems = webvtt_problems(path.read_bytes(), self._duration_s)
+        data = path.read_bytes()
+        problems = webvtt_problems(data, self._duration_s)
         if problems:
             raise InvalidSource(f"the WebVTT made of {self.name} {problems[0]}")
         segment = Segment(0, media.segment_name(0, "subtitles"), self._duration_s)
         ids = [(storage, self._transcode_id(videos.HLS, storage)) for storage in self.storages]
         cid = self._store_file(path, f"hls/{segment.uri}")
-        self._record_segment(ids, segment, path.stat().st_size, cid)
+        self._record_segment(ids, segment, len(data), cid)
         self.published.append(segment)
 
     def finish(self, decode_errors: int = 0) -> None:

@@ -131,16 +131,21 @@ def _check_plan(job: TranscodeArgs, facts: SourceFacts) -> None:
             raise InvalidSource(f"the source has no text subtitle stream for {r.name}")
 
 
-def _failed(run: _Encode, what: str, facts: SourceFacts, settings: Settings) -> int:
+def _grown(grown: str, settings: Settings) -> InvalidSource:
+    """The refusal of a source whose frames grow past the limit mid-stream."""
+    return InvalidSource(
+        f"the source grows to {grown} frames mid-stream, beyond the limit of "
+        f"{settings.max_source_width}x{settings.max_source_height}"
+    )
+
+
+def _check_exit(run: _Encode, what: str, facts: SourceFacts, settings: Settings) -> int:
     """How FFmpeg's run ended: raises InvalidSource or ProbeUnavailable when it failed, returns
     the count of decode errors it logged when it did not."""
     stderr = run.log_path.read_text(errors="replace")
     grown = oversized_frame(stderr, facts.video_codec)
     if grown is not None:
-        raise InvalidSource(
-            f"the source grows to {grown} frames mid-stream, beyond the limit of "
-            f"{settings.max_source_width}x{settings.max_source_height}"
-        )
+        raise _grown(grown, settings)
     if run.proc.returncode != 0:
         last = failure_reason(stderr)
         if classify_failure(stderr) == "invalid":
@@ -223,13 +228,13 @@ def run_transcode(
                      facts.duration,
                      "deinterlaced" if facts.interlaced else facts.field_order)  # fmt: skip
             _follow_encode(encode, publishers, facts, settings, stop, report_all)
-            decode_errors = _failed(encode, "the source", facts, settings)
+            decode_errors = _check_exit(encode, "the source", facts, settings)
         if extract is not None:
             while extract.proc.poll() is None:
                 if stop.is_set():
                     raise Interrupted
                 stop.wait(0.2)
-            _failed(extract, "the subtitles", facts, settings)
+            _check_exit(extract, "the subtitles", facts, settings)
         report_all("uploading", ENCODE_SHARE)
         log.info("encoded; storing and recording what is left")
         for p in publishers:
@@ -294,10 +299,7 @@ def _follow_encode(
                 raise failure[0]
             grown = oversized_frame(encode.new_messages(), facts.video_codec)
             if grown is not None:
-                raise InvalidSource(
-                    f"the source grows to {grown} frames mid-stream, beyond the limit of "
-                    f"{settings.max_source_width}x{settings.max_source_height}"
-                )
+                raise _grown(grown, settings)
             share = min(1.0, encode.encoded_s / facts.duration) if facts.duration else 0.0
             report_all("encoding", share * ENCODE_SHARE)
             stop.wait(0.5)
