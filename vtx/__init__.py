@@ -1,8 +1,19 @@
 """vtx: video transcoding platform for Kubernetes."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("vtx")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+import functools
+
+
+@functools.cache
+def package_version() -> str:
+    """The installed package's version ("0.0.0" from a source tree that was not installed).
+
+    Read on first use: importlib.metadata costs about 0.1 s of every process's start-up, which a
+    jobrunner pod would spend before its FFmpeg starts."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vtx")
+    except PackageNotFoundError:
+        return "0.0.0"

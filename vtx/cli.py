@@ -7,8 +7,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from vtx import __version__
+from vtx import package_version
 from vtx.core import failpoints
 from vtx.core.jobargs import add_ingest_arguments, add_transcode_arguments
 from vtx.core.settings import Settings, SettingsError
@@ -135,9 +136,27 @@ def _smoke(args: argparse.Namespace) -> int:
     return smoke_main(args)
 
 
+class _Version(argparse.Action):
+    """``--version``: the version is read when asked for, not at every start (see
+    :func:`vtx.package_version`)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"vtx {package_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vtx", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"vtx {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     doctor = sub.add_parser("doctor", help="check that every configured server answers")
     doctor.set_defaults(run=_doctor)

@@ -15,9 +15,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
+if TYPE_CHECKING:  # imported where it is used: `vtx`'s other commands start without it
+    import requests
 
 TOKEN_ENV = "VTX_SMOKE_TOKEN"  # noqa: S105 - the variable's name, not a token
 # Two seconds at 320x180 with a tone: one small rendition, encoded in about a second.
@@ -59,6 +60,8 @@ def _answer(resp: requests.Response, expect: int, what: str) -> Any:
 
 def run(api: str, token: str, timeout: float, keep: bool, out: Any = sys.stdout) -> str:
     """Upload, wait for Ready, read the playlists, delete: the video's id."""
+    import requests
+
     api = api.rstrip("/")
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {token}"
@@ -126,6 +129,8 @@ def run(api: str, token: str, timeout: float, keep: bool, out: Any = sys.stdout)
 
 
 def main(args: argparse.Namespace) -> int:
+    import requests
+
     token = os.environ.get(TOKEN_ENV, "")
     if not token:
         print(f"vtx smoke: set {TOKEN_ENV} to a token the API accepts", file=sys.stderr)

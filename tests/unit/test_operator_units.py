@@ -21,7 +21,7 @@ from vtx.operator.jobs import (
     planned_jobs,
 )
 from vtx.operator.rows import row_state
-from vtx.operator.state import Waiting, merge_patch, status_patch
+from vtx.operator.state import Waiting, job_obs, merge_patch, pod_exited_ok, status_patch
 
 ENV = {
     **BASE,
@@ -220,6 +220,44 @@ def test_the_view_admits_in_creation_order_under_the_cap() -> None:
     assert sorted(view.jobs_of("ns", "a")) == ["a-1", "a-2"]
     view.drop_job("ns", "a-1")
     assert sorted(view.jobs_of("ns", "a")) == ["a-2"]
+
+
+def pod(*, exit_code: int | None, container: str = "jobrunner") -> dict[str, Any]:
+    state = {"running": {}} if exit_code is None else {"terminated": {"exitCode": exit_code}}
+    return {"status": {"phase": "Running", "containerStatuses": [
+        {"name": container, "state": state}]}}  # fmt: skip
+
+
+def test_a_pod_that_exited_0_ends_its_job_before_the_job_says_so() -> None:
+    """The kubelet's report of the container's exit comes 1.5-2.5 s before the Job's Complete:
+    the Job counts as succeeded from it, frees its slot, and only once."""
+    assert pod_exited_ok(pod(exit_code=0))
+    assert not pod_exited_ok(pod(exit_code=None)), "still running"
+    assert not pod_exited_ok(pod(exit_code=75)), "asked to be retried"
+    assert not pod_exited_ok(pod(exit_code=42)), "invalid input"
+    assert not pod_exited_ok(pod(exit_code=0, container="sidecar"))
+    view = ClusterView()
+    assert view.pod_exited_ok("ns", "a-1") is None, "a Job the view does not know"
+    view.put_job(job("a-1", "a"))
+    view.put_job(job("a-2", "a"))
+    assert view.running_transcodes() == 2
+    ended = view.pod_exited_ok("ns", "a-1")
+    assert ended is not None
+    assert ended["metadata"]["name"] == "a-1"
+    assert view.pod_exited_ok("ns", "a-1") is None, "news once"
+    assert view.ended_by_pod("ns", "a-1")
+    assert not view.ended_by_pod("ns", "a-2")
+    assert view.running_transcodes() == 1, "its slot is free"
+    states = {n: job_obs(j).state for n, j in view.jobs_of("ns", "a").items()}
+    assert states == {"a-1": "succeeded", "a-2": "active"}
+    failed = job("a-1", "a", version="2")
+    failed["status"]["conditions"] = [{"type": "Failed", "status": "True", "reason": "Deadline"}]
+    view.put_job(failed)
+    assert job_obs(view.jobs_of("ns", "a")["a-1"]).state == "failed", "the Job's word wins"
+    view.drop_job("ns", "a-1")
+    assert not view.ended_by_pod("ns", "a-1")
+    view.put_job(job("a-1", "a", version="3"))
+    assert job_obs(view.jobs_of("ns", "a")["a-1"]).state == "active", "forgotten with the Job"
 
 
 def test_a_probe_holds_its_slot_through_the_step() -> None:

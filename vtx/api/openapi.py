@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vtx import __version__
+from vtx import package_version
 from vtx.core.ladder import RENDITION_NAME
 from vtx.core.webhooks import EVENT_TYPES
 
@@ -665,7 +665,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "vtx",
-            "version": __version__,
+            "version": package_version(),
             "description": "Upload videos; get MP4 and HLS renditions in S3 and IPFS, with live "
             "progress. Reads of a single video and playback are open when the server allows "
             "open reads; everything else needs a bearer token.",

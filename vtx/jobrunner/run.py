@@ -4,6 +4,7 @@ code the operator's podFailurePolicy understands (0 done, 42 invalid input, 75 r
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import shutil
 import signal
@@ -12,11 +13,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from vtx.core import failpoints
 from vtx.core import images as img
-from vtx.core.db import Database
-from vtx.core.ipfs import IpfsClient
 from vtx.core.jobargs import TranscodeArgs
 from vtx.core.ladder import (
     InvalidSource,
@@ -44,13 +44,18 @@ from vtx.jobrunner.ffmpeg import (
     outputs_for,
     parse_progress,
 )
-from vtx.jobrunner.publish import RenditionPublisher
 from vtx.jobrunner.report import Reporter
 from vtx.jobrunner.retry import StorageUnavailable
+
+if TYPE_CHECKING:
+    from vtx.core.db import Database
+    from vtx.core.ipfs import IpfsClient
+    from vtx.jobrunner.publish import RenditionPublisher
 
 log = logging.getLogger(__name__)
 FFMPEG_NICENESS = 10
 ENCODE_SHARE = 95.0  # progress while encoding goes to 95%; uploading the MP4 takes the rest
+PUBLISHING = "vtx.jobrunner.publish"
 PUBLISH_POLL_S = 0.2  # how often FFmpeg's playlists are read for new segments (a file read)
 
 
@@ -161,19 +166,16 @@ def run_transcode(
     job: TranscodeArgs, scratch: Path, settings: Settings, stop: threading.Event
 ) -> int:
     """Encode ``job``'s renditions in ``scratch`` (removed at the end, whatever happens)."""
+    # What only the publishing needs (the database's and IPFS's clients: about 0.25 s of
+    # imports) is imported on a thread while the probe runs, so FFmpeg starts without it.
+    threading.Thread(
+        target=importlib.import_module, args=(PUBLISHING,), name="imports", daemon=True
+    ).start()
     names = [r.name for r in job.renditions]
     reporter = Reporter(settings, job.video_id, names)
     store = ObjectStore(settings)
-    ipfs = (
-        IpfsClient(
-            settings.ipfs_api_url,
-            token=settings.ipfs_api_token.value,
-            timeout_s=max(60, settings.request_timeout_s),
-        )
-        if job.ipfs
-        else None
-    )
-    db = Database(settings.database_url, max_connections=2)
+    ipfs: IpfsClient | None = None
+    db: Database | None = None
     encode: _Encode | None = None
     extract: _Encode | None = None
 
@@ -197,16 +199,6 @@ def run_transcode(
             images = ImageOutputs(img.plan_images(width, height, facts.duration),
                                   scratch / img.FOLDER)  # fmt: skip
             images.folder.mkdir(parents=True, exist_ok=True)
-        publishers = [
-            RenditionPublisher(
-                out, job.video_id, store, ipfs, db, job=job.job,
-                retry_budget_s=settings.upload_retry_seconds,
-                stored=functools.partial(reporter.stored, out.rendition.name),
-                images=images if out.rendition.images else None,
-                duration_s=facts.duration,
-            )
-            for out in outputs
-        ]  # fmt: skip
         if extracted:
             # Subtitles come out of a run of their own, beside the encode: it reads the source
             # once more but decodes only the text.
@@ -214,7 +206,6 @@ def run_transcode(
                 build_subtitles_command(url, extracted, duration_s=facts.duration),
                 scratch / "subtitles.log",
             )
-        decode_errors = 0
         if encoded:
             encode = _Encode(
                 build_encode_command(
@@ -227,6 +218,29 @@ def run_transcode(
             log.info("encoding %s of %s (%.1fs, %s)", ",".join(names), job.video_id,
                      facts.duration,
                      "deinterlaced" if facts.interlaced else facts.field_order)  # fmt: skip
+        from vtx.core.db import Database
+        from vtx.core.ipfs import IpfsClient
+        from vtx.jobrunner.publish import RenditionPublisher
+
+        db = Database(settings.database_url, max_connections=2)
+        if job.ipfs:
+            ipfs = IpfsClient(
+                settings.ipfs_api_url,
+                token=settings.ipfs_api_token.value,
+                timeout_s=max(60, settings.request_timeout_s),
+            )
+        publishers = [
+            RenditionPublisher(
+                out, job.video_id, store, ipfs, db, job=job.job,
+                retry_budget_s=settings.upload_retry_seconds,
+                stored=functools.partial(reporter.stored, out.rendition.name),
+                images=images if out.rendition.images else None,
+                duration_s=facts.duration,
+            )
+            for out in outputs
+        ]  # fmt: skip
+        decode_errors = 0
+        if encode is not None:
             _follow_encode(encode, publishers, facts, settings, stop, report_all)
             decode_errors = _check_exit(encode, "the source", facts, settings)
         if extract is not None:
@@ -263,7 +277,8 @@ def run_transcode(
         reporter.close()
         if ipfs is not None:
             ipfs.close()
-        db.close()
+        if db is not None:
+            db.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vtx.operator.jobs import LABEL_KIND
-from vtx.operator.state import Waiting, is_running, slots_for
+from vtx.operator.state import POD_EXITED_OK, Waiting, is_running, slots_for
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -31,6 +31,7 @@ class ClusterView:
         self._by_owner: dict[Key, set[str]] = {}
         self._waiting: dict[Key, Waiting] = {}
         self._probing: set[Key] = set()  # given a slot to be probed in, during their step
+        self._exited_ok: set[Key] = set()  # Jobs one of whose pods exited 0
 
     # --- Jobs -------------------------------------------------------------------------------
     def put_job(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -46,13 +47,35 @@ class ClusterView:
             self._by_owner.setdefault((key[0], _owner(job)), set()).add(key[1])
             return current
 
+    def _seen(self, key: Key) -> dict[str, Any]:
+        """The Job as kept, marked when its pod has exited 0 (read by ``state.job_obs``)."""
+        job = self._jobs[key]
+        return {**job, POD_EXITED_OK: True} if key in self._exited_ok else job
+
     def job(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
-            return self._jobs.get((namespace, name))
+            key = (namespace, name)
+            return self._seen(key) if key in self._jobs else None
+
+    def pod_exited_ok(self, namespace: str, job: str) -> dict[str, Any] | None:
+        """Mark ``job`` as one whose pod exited 0; returns the Job when this is news (it was
+        kept, and running by its own conditions), None otherwise."""
+        key = (namespace, job)
+        with self._lock:
+            current = self._jobs.get(key)
+            if current is None or key in self._exited_ok:
+                return None
+            self._exited_ok.add(key)
+            return current if is_running(current) else None
+
+    def ended_by_pod(self, namespace: str, name: str) -> bool:
+        with self._lock:
+            return (namespace, name) in self._exited_ok
 
     def drop_job(self, namespace: str, name: str) -> None:
         with self._lock:
             job = self._jobs.pop((namespace, name), None)
+            self._exited_ok.discard((namespace, name))
             if job is not None:
                 names = self._by_owner.get((namespace, _owner(job)))
                 if names is not None:
@@ -64,14 +87,15 @@ class ClusterView:
         """The Jobs a resource owns, by name."""
         with self._lock:
             names = self._by_owner.get((namespace, resource), set())
-            return {n: self._jobs[(namespace, n)] for n in names}
+            return {n: self._seen((namespace, n)) for n in names}
 
     def running_transcodes(self) -> int:
         with self._lock:
             return sum(
                 1
-                for j in self._jobs.values()
+                for key, j in self._jobs.items()
                 if (j["metadata"].get("labels") or {}).get(LABEL_KIND) == "transcode"
+                and key not in self._exited_ok
                 and is_running(j)
             )
 
