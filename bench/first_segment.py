@@ -5,7 +5,8 @@ For each source length (1080p30 with audio, default 10 s, 30 s and 2 min):
 1. A no-op Job: the jobrunner's image running ``true``, from creation to Complete, polled every
    50 ms: what running any pod costs on this cluster (the baseline of the target).
 2. Bare FFmpeg: the jobrunner's own grouped command on this host (the ladder and the images),
-   reading the source from S3, until the first 480p HLS segment file is whole on disk, and until it ends.
+   reading the source from S3, until the first 480p HLS segment file is whole on disk, and until
+   it ends.
 3. vtx: the REST flow (announce, PUT, complete) through an API and an operator on this host;
    from ``complete`` answering to the first 480p segment being readable through the API (the
    API's media playlist lists one, and its signed URL answers 200), then to ``Ready``.

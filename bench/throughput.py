@@ -1,7 +1,8 @@
 """Benchmark: many uploads at once, and where the machine's CPU goes while vtx makes them.
 
 1. Bare FFmpeg: the jobrunner's grouped command (the ladder and the images) for each of N copies
-   of a 1080p30 source with audio (default 6 of 10 s), run two at a time on this host (one per core), reading from S3.
+   of a 1080p30 source with audio (default 6 of 10 s), run two at a time on this host (one per
+   core), reading from S3.
 2. vtx: the same N uploads through the REST flow (announce, PUT, then every ``complete`` at
    once) to an API and an operator on this host, until every video is Ready.
 
