@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +86,46 @@ def bare_ffmpeg(url: str, seconds: float, work: Path) -> tuple[float, float]:
             proc.wait()
 
 
-def through_the_api(api: Process, token: str, source: Path) -> tuple[float, float]:
+# The jobrunner's log lines on the way to the first segment (vtx/jobrunner), in their order.
+FIRST_STEPS = {"jobrunner probing": "INFO vtx.jobrunner.run: probing the source of ",
+               "FFmpeg started": "INFO vtx.jobrunner.run: encoding ",
+               "first 480p segment stored": "first segment of 480p stored"}  # fmt: skip
+
+
+def first_segment_steps(vid: str, ns: str, since: float) -> dict[str, float]:
+    """When the pod that made ``vid``'s 480p started (the kubelet's time, in 1 s steps) and
+    reached each of FIRST_STEPS (its log's timestamps), in seconds from ``since`` (epoch)."""
+    core: Any = client.CoreV1Api()
+    marks: dict[str, float] = {}
+    for pod in core.list_namespaced_pod(ns, label_selector=f"vtx.dev/video-id={vid}").items:
+        log = core.read_namespaced_pod_log(pod.metadata.name, ns, timestamps=True)
+        found: dict[str, float] = {}
+        for line in log.splitlines():
+            stamp, _, text = line.partition(" ")
+            for mark, needle in FIRST_STEPS.items():
+                if needle in text:
+                    at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                    found.setdefault(mark, at - since)
+        if "first 480p segment stored" not in found:
+            continue  # not the pod that made the 480p
+        for c in pod.status.container_statuses or []:
+            state = c.state.terminated or c.state.running
+            if state is not None:
+                marks["pod started (1 s steps)"] = state.started_at.timestamp() - since
+        marks.update(found)
+    return marks
+
+
+def through_the_api(
+    api: Process, token: str, source: Path, ns: str
+) -> tuple[float, float, dict[str, float]]:
     """Seconds from ``complete`` answering to the first 480p segment readable through the API,
-    and to Ready."""
+    and to Ready; and when the 480p pod reached its steps on the way (first_segment_steps)."""
     vid = announce_and_put(api, token, source)
     headers = bearer(token)
     playlist_url = f"{api.url}/v1/videos/{vid}/play/480p/hls/index.m3u8"
     complete(api, token, vid, expect=202)
-    start = time.monotonic()
+    start, since = time.monotonic(), time.time()
 
     def first_segment() -> bool:
         got = requests.get(playlist_url, headers=headers, timeout=10)
@@ -111,7 +144,10 @@ def through_the_api(api: Process, token: str, source: Path) -> tuple[float, floa
         return bool(view["phase"] == "Ready")
 
     wait(f"{vid} to be Ready", ready, timeout=1800, every=0.2)
-    return first, time.monotonic() - start
+    took = time.monotonic() - start
+    steps = first_segment_steps(vid, ns, since)
+    steps["readable through the API"] = first
+    return first, took, steps
 
 
 def main() -> None:
@@ -124,6 +160,7 @@ def main() -> None:
     store = ObjectStore(settings)
     token = env["VTX_API_TOKEN"]
     rows = []
+    paths: list[tuple[float, dict[str, float]]] = []
     with (
         tempfile.TemporaryDirectory(prefix="vtx-bench-first-") as tmp,
         job_namespace("vtx-bench-first") as ns,
@@ -146,8 +183,9 @@ def main() -> None:
                 url = store.presign_get(key, expires_s=3600, public=False)
                 noop = noop_job(ns, settings)
                 bare, bare_all = bare_ffmpeg(url, seconds, work / f"bare-{seconds:g}")
-                first, ready = through_the_api(api, token, source)
+                first, ready, steps = through_the_api(api, token, source, ns)
                 rows.append((seconds, noop, bare, first, bare_all, ready))
+                paths.append((seconds, steps))
         finally:
             operator.stop()
             api.stop()
@@ -158,6 +196,12 @@ def main() -> None:
         print(f"   {seconds:7g}s {noop:10.2f} {bare:12.2f} {first:7.2f} {first / noop:9.2f}x"
               f" {first / bare:8.2f}x")  # fmt: skip
     print("   target: vtx ≤ 1.5x the no-op Job")
+    print(
+        "   where vtx's time went, from `complete` answering (s; the 480p pod's log and kubelet):"
+    )
+    for seconds, steps in paths:
+        marks = sorted(steps.items(), key=lambda m: m[1])
+        print(f"   {seconds:7g}s " + ", ".join(f"{m} {at:.2f}" for m, at in marks))
     print("time to Ready: from `complete` through the API, against bare FFmpeg's whole ladder (s)")
     print(f"   {'source':>8} {'bare FFmpeg':>12} {'vtx':>7} {'vtx/bare':>9}")
     for seconds, _, _, _, bare_all, ready in rows:

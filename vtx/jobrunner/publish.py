@@ -146,6 +146,8 @@ class RenditionPublisher:
             self._record_segment(ids, segment, size, cid)
             path.unlink()
             self.published.append(segment)
+            if len(self.published) == 1:
+                log.info("first segment of %s stored", self.name)
         self._store_bytes(
             render_media_playlist(self.published, init_uri=self.init_uri, ended=False).encode(),
             media.HLS_PLAYLIST,

@@ -186,6 +186,7 @@ def run_transcode(
     try:
         report_all("starting", 0.0)
         url = store.presign_get(job.source_key, expires_s=6 * 3600, public=False)
+        log.info("probing the source of %s", job.video_id)
         facts = probe_source(url, settings)
         _check_plan(job, facts)
         outputs = outputs_for(job.renditions, scratch)
