@@ -135,7 +135,7 @@ def main() -> None:
         for title, module, margs in (
             ("Ladder: one decode against one per rendition", "bench.ladder",
              ["--seconds", seconds, "--json", str(ladder_json)]),
-            ("Operator: time to Ready, Ready after the last Job, many at once", "bench.operator",
+            ("Operator: time to Ready, Ready after the last pod, many at once", "bench.operator",
              ["--seconds", seconds, "--count", "100" if args.quick else "1000",
               "--runs", "2" if args.quick else "8"]),
             ("First segment and Ready against the source's length", "bench.first_segment",
