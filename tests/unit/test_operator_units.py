@@ -223,7 +223,8 @@ def test_the_view_admits_in_creation_order_under_the_cap() -> None:
 
 
 def pod(*, exit_code: int | None, container: str = "jobrunner") -> dict[str, Any]:
-    state = {"running": {}} if exit_code is None else {"terminated": {"exitCode": exit_code}}
+    ended = {"exitCode": exit_code, "finishedAt": "2026-01-01T00:00:09Z"}
+    state = {"running": {}} if exit_code is None else {"terminated": ended}
     return {"status": {"phase": "Running", "containerStatuses": [
         {"name": container, "state": state}]}}  # fmt: skip
 
@@ -231,11 +232,11 @@ def pod(*, exit_code: int | None, container: str = "jobrunner") -> dict[str, Any
 def test_a_pod_that_exited_0_ends_its_job_before_the_job_says_so() -> None:
     """The kubelet's report of the container's exit comes 1.5-2.5 s before the Job's Complete:
     the Job counts as succeeded from it, frees its slot, and only once."""
-    assert pod_exited_ok(pod(exit_code=0))
-    assert not pod_exited_ok(pod(exit_code=None)), "still running"
-    assert not pod_exited_ok(pod(exit_code=75)), "asked to be retried"
-    assert not pod_exited_ok(pod(exit_code=42)), "invalid input"
-    assert not pod_exited_ok(pod(exit_code=0, container="sidecar"))
+    assert pod_exited_ok(pod(exit_code=0)) == "2026-01-01T00:00:09Z"
+    assert pod_exited_ok(pod(exit_code=None)) is None, "still running"
+    assert pod_exited_ok(pod(exit_code=75)) is None, "asked to be retried"
+    assert pod_exited_ok(pod(exit_code=42)) is None, "invalid input"
+    assert pod_exited_ok(pod(exit_code=0, container="sidecar")) is None
     view = ClusterView()
     assert view.pod_exited_ok("ns", "a-1") is None, "a Job the view does not know"
     view.put_job(job("a-1", "a"))

@@ -367,18 +367,24 @@ async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # after a restart, was counted by the operator that saw it end).
     if previous is None or job_obs(previous).state != "active":
         return
-    if not ctx.view.ended_by_pod(*key):  # else stepped already when its pod exited
+    by_pod = ctx.view.ended_by_pod(*key)  # stepped and counted already when its pod exited
+    if not by_pod:
         _job_ended(ctx, job)
     if (meta.get("labels") or {}).get(LABEL_KIND) != "transcode":
         return
     if state.state == "failed":
         JOBS_FAILED.inc()
         return
+    if not by_pod:
+        _count_speed(job, (job.get("status") or {}).get("completionTime"))
+
+
+def _count_speed(job: Mapping[str, Any], ended: str | None) -> None:
+    """A transcode Job's seconds of source per second of wall time, from its start to ``ended``
+    (the kubelet's or the Job controller's time, to the second)."""
+    meta = job["metadata"]
     seconds = float((meta.get("annotations") or {}).get(SOURCE_SECONDS) or 0)
-    started, ended = (
-        job.get("status", {}).get("startTime"),
-        job.get("status", {}).get("completionTime"),
-    )
+    started = (job.get("status") or {}).get("startTime")
     if seconds > 0 and started and ended:
         wall = (vt.parse_timestamp(ended) - vt.parse_timestamp(started)).total_seconds()
         if wall > 0:
@@ -415,12 +421,16 @@ async def pod_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     pod: Mapping[str, Any] = event["object"]
     meta = pod["metadata"]
     job = (meta.get("labels") or {}).get("batch.kubernetes.io/job-name")
-    if not job or not pod_exited_ok(pod):
+    finished = pod_exited_ok(pod) if job else None
+    if finished is None:
         return
     ended = ctx.view.pod_exited_ok(str(meta["namespace"]), str(job))
     if ended is not None:
         ctx.stalls.forget((str(meta["namespace"]), str(job)))
         _job_ended(ctx, ended)
+        # Counted here: the Job may never say Complete (its resource deleted once Ready).
+        if (ended["metadata"].get("labels") or {}).get(LABEL_KIND) == "transcode":
+            _count_speed(ended, finished)
 
 
 @kopf.on.delete(vt.GROUP, vt.VERSION, vt.PLURAL)

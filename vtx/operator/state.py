@@ -27,8 +27,9 @@ class JobObs:
 POD_EXITED_OK = "vtx.dev/pod-exited-ok"
 
 
-def pod_exited_ok(pod: Mapping[str, Any]) -> bool:
-    """The kubelet reports the pod's jobrunner container ended with exit code 0.
+def pod_exited_ok(pod: Mapping[str, Any]) -> str | None:
+    """When the kubelet says the pod's jobrunner container ended with exit code 0 (its
+    ``finishedAt``, "" if it gives none); None while it runs or when it ended otherwise.
 
     The Job's ``Complete`` follows 1.5-2.5 s later (the pod's terminal phase, then the Job
     controller's batching); with ``restartPolicy: Never`` nothing else can come of it, so the
@@ -36,8 +37,8 @@ def pod_exited_ok(pod: Mapping[str, Any]) -> bool:
     for c in (pod.get("status") or {}).get("containerStatuses") or []:
         terminated = (c.get("state") or {}).get("terminated")
         if c.get("name") == "jobrunner" and terminated and terminated.get("exitCode") == 0:
-            return True
-    return False
+            return str(terminated.get("finishedAt") or "")
+    return None
 
 
 def job_obs(job: Mapping[str, Any]) -> JobObs:
