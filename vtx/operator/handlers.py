@@ -367,15 +367,15 @@ async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # after a restart, was counted by the operator that saw it end).
     if previous is None or job_obs(previous).state != "active":
         return
-    by_pod = ctx.view.ended_by_pod(*key)  # stepped and counted already when its pod exited
-    if not by_pod:
-        _job_ended(ctx, job)
+    # Stepped again though its pod's exit stepped it: the slot is free only now, and its owner
+    # may have Jobs of its own waiting for one.
+    _job_ended(ctx, job)
     if (meta.get("labels") or {}).get(LABEL_KIND) != "transcode":
         return
     if state.state == "failed":
         JOBS_FAILED.inc()
         return
-    if not by_pod:
+    if not ctx.view.ended_by_pod(*key):  # else counted when its pod exited
         _count_speed(job, (job.get("status") or {}).get("completionTime"))
 
 
@@ -391,30 +391,31 @@ def _count_speed(job: Mapping[str, Any], ended: str | None) -> None:
             ENCODE_SPEED.observe(seconds / wall)
 
 
-def _job_ended(ctx: Context, job: Mapping[str, Any]) -> None:
-    """Step the Job's resource now; a transcode Job's slot is free, so step the resources first
-    in the queue for it too (not at their ticks)."""
+def _job_ended(ctx: Context, job: Mapping[str, Any], *, slot: bool = True) -> None:
+    """Step the Job's resource now; when a transcode Job's slot is free (``slot``), step the
+    resources first in the queue for it too (not at their ticks)."""
     if not ctx.settings.wake_on_job_end:
         return
     meta = job["metadata"]
     namespace = str(meta["namespace"])
-    owner = next(
+    owner_name = next(
         (o.get("name") for o in meta.get("ownerReferences") or [] if o.get("kind") == vt.KIND),
         None,
     )
-    if owner:
-        wake(ctx, namespace, str(owner))
-    if (meta.get("labels") or {}).get(LABEL_KIND) != "transcode":
+    if owner_name:
+        wake(ctx, namespace, str(owner_name))
+    if not slot or (meta.get("labels") or {}).get(LABEL_KIND) != "transcode":
         return
     for waiting_ns, name in ctx.view.first_waiting(ctx.settings.max_running_jobs):
-        if (waiting_ns, name) != (namespace, owner):
+        if (waiting_ns, name) != (namespace, owner_name):
             wake(ctx, waiting_ns, name)
 
 
 @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "vtx"})
 async def pod_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A Job's pod the kubelet reports exited 0 ends the Job for the operator, 1.5-2.5 s before
-    the Job's own ``Complete``: its resource is stepped and its slot given now."""
+    the Job's own ``Complete``: its resource is stepped now. Its slot of the cap is given when
+    the Job says so (the pod is on the node until then)."""
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is None or event["type"] == "DELETED":
         return
@@ -427,7 +428,7 @@ async def pod_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     ended = ctx.view.pod_exited_ok(str(meta["namespace"]), str(job))
     if ended is not None:
         ctx.stalls.forget((str(meta["namespace"]), str(job)))
-        _job_ended(ctx, ended)
+        _job_ended(ctx, ended, slot=False)
         # Counted here: the Job may never say Complete (its resource deleted once Ready).
         if (ended["metadata"].get("labels") or {}).get(LABEL_KIND) == "transcode":
             _count_speed(ended, finished)

@@ -31,7 +31,7 @@ class ClusterView:
         self._by_owner: dict[Key, set[str]] = {}
         self._waiting: dict[Key, Waiting] = {}
         self._probing: set[Key] = set()  # given a slot to be probed in, during their step
-        self._exited_ok: set[Key] = set()  # Jobs one of whose pods exited 0
+        self._exited_ok: set[Key] = set()  # Jobs one of whose pods exited 0 (ended for steps)
 
     # --- Jobs -------------------------------------------------------------------------------
     def put_job(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -90,12 +90,13 @@ class ClusterView:
             return {n: self._seen((namespace, n)) for n in names}
 
     def running_transcodes(self) -> int:
+        """Transcode Jobs holding a slot of the cap: until the Job itself says it ended (a pod
+        that has exited 0 keeps its slot until then, as it is still a pod on the node)."""
         with self._lock:
             return sum(
                 1
-                for key, j in self._jobs.items()
+                for j in self._jobs.values()
                 if (j["metadata"].get("labels") or {}).get(LABEL_KIND) == "transcode"
-                and key not in self._exited_ok
                 and is_running(j)
             )
 
