@@ -23,14 +23,13 @@ import subprocess
 import tempfile
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import requests
 from kubernetes import client
 
-from bench.operator import bare_command, faststart_source, on_the_stack, wait
+from bench.operator import bare_command, faststart_source, log_marks, on_the_stack, wait
 from tests.services import Process, api_process, free_port, operator_process
 from tests.stack import job_namespace
 from tests.uploads import announce_and_put, bearer, complete
@@ -99,13 +98,7 @@ def first_segment_steps(vid: str, ns: str, since: float) -> dict[str, float]:
     marks: dict[str, float] = {}
     for pod in core.list_namespaced_pod(ns, label_selector=f"vtx.dev/video-id={vid}").items:
         log = core.read_namespaced_pod_log(pod.metadata.name, ns, timestamps=True)
-        found: dict[str, float] = {}
-        for line in log.splitlines():
-            stamp, _, text = line.partition(" ")
-            for mark, needle in FIRST_STEPS.items():
-                if needle in text:
-                    at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-                    found.setdefault(mark, at - since)
+        found = {mark: at for mark, (at, _) in log_marks(log, FIRST_STEPS, since).items()}
         if "first 480p segment stored" not in found:
             continue  # not the pod that made the 480p
         for c in pod.status.container_statuses or []:

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -170,6 +170,19 @@ POD_STEPS = {"encode begins": "INFO vtx.jobrunner.run: encoding ",
              "recorded": "INFO vtx.jobrunner.run: recorded "}  # fmt: skip
 
 
+def log_marks(log: str, needles: Mapping[str, str], since: float) -> dict[str, tuple[float, str]]:
+    """For each mark, when its needle first appears in ``log`` (a pod's log read with the
+    kubelet's timestamps), in seconds from ``since`` (epoch), and the text after the needle."""
+    found: dict[str, tuple[float, str]] = {}
+    for line in log.splitlines():
+        stamp, _, text = line.partition(" ")
+        for mark, needle in needles.items():
+            if needle in text and mark not in found:
+                at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                found[mark] = (at - since, text.split(needle, 1)[1])
+    return found
+
+
 def pod_marks(obj: dict[str, Any], ns: str, wall: float) -> dict[str, float]:
     """When each transcode pod of ``obj`` started its container, began and ended its encode,
     recorded its outputs (from its log's timestamps) and exited (the kubelet's, to the
@@ -179,17 +192,10 @@ def pod_marks(obj: dict[str, Any], ns: str, wall: float) -> dict[str, float]:
     pods = core.list_namespaced_pod(ns, label_selector=selector).items
     marks: dict[str, float] = {}
     for pod in pods:
-        label = ""
-        found: dict[str, float] = {}
         log = core.read_namespaced_pod_log(pod.metadata.name, ns, timestamps=True)
-        for line in log.splitlines():
-            stamp, _, text = line.partition(" ")
-            for mark, needle in POD_STEPS.items():
-                if needle in text:
-                    at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-                    found.setdefault(mark, at - wall)
-                    if mark == "encode begins":
-                        label = text.split(needle, 1)[1].split(" ", 1)[0]
+        steps = log_marks(log, POD_STEPS, wall)
+        found = {mark: at for mark, (at, _) in steps.items()}
+        label = steps["encode begins"][1].split(" ", 1)[0] if "encode begins" in steps else ""
         for c in pod.status.container_statuses or []:
             if c.state.terminated is not None:
                 found.setdefault("pod started", c.state.terminated.started_at.timestamp() - wall)

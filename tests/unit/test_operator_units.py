@@ -238,14 +238,14 @@ def test_a_pod_that_exited_0_ends_its_job_before_the_job_says_so() -> None:
     assert pod_exited_ok(pod(exit_code=42)) is None, "invalid input"
     assert pod_exited_ok(pod(exit_code=0, container="sidecar")) is None
     view = ClusterView()
-    assert view.pod_exited_ok("ns", "a-1") is None, "a Job the view does not know"
+    assert view.mark_pod_exited_ok("ns", "a-1") is None, "a Job the view does not know"
     view.put_job(job("a-1", "a"))
     view.put_job(job("a-2", "a"))
     assert view.running_transcodes() == 2
-    ended = view.pod_exited_ok("ns", "a-1")
+    ended = view.mark_pod_exited_ok("ns", "a-1")
     assert ended is not None
     assert ended["metadata"]["name"] == "a-1"
-    assert view.pod_exited_ok("ns", "a-1") is None, "news once"
+    assert view.mark_pod_exited_ok("ns", "a-1") is None, "news once"
     assert view.ended_by_pod("ns", "a-1")
     assert not view.ended_by_pod("ns", "a-2")
     assert view.running_transcodes() == 2, "the cap counts the pod until the Job ends"

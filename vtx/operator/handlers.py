@@ -425,7 +425,7 @@ async def pod_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     finished = pod_exited_ok(pod) if job else None
     if finished is None:
         return
-    ended = ctx.view.pod_exited_ok(str(meta["namespace"]), str(job))
+    ended = ctx.view.mark_pod_exited_ok(str(meta["namespace"]), str(job))
     if ended is not None:
         ctx.stalls.forget((str(meta["namespace"]), str(job)))
         _job_ended(ctx, ended, slot=False)

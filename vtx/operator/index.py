@@ -57,7 +57,7 @@ class ClusterView:
             key = (namespace, name)
             return self._seen(key) if key in self._jobs else None
 
-    def pod_exited_ok(self, namespace: str, job: str) -> dict[str, Any] | None:
+    def mark_pod_exited_ok(self, namespace: str, job: str) -> dict[str, Any] | None:
         """Mark ``job`` as one whose pod exited 0; returns the Job when this is news (it was
         kept, and running by its own conditions), None otherwise."""
         key = (namespace, job)
