@@ -7,7 +7,11 @@ run in the same process.
    video-status-updates, the API's reader, the hub): time from send to receipt at each client,
    against the same with one client.
 
-The load generator shares the machine's cores with the API. Usage:
+Every thread of the API is held to core 0 (sched_setaffinity), and the WebSocket clients to
+core 1: the clients' CPU is kept off the API's core, though the servers, the cluster and the
+HTTP load generator still run on either. A WebSocket client here is a plain socket, opened with
+the RFC 6455 handshake and read in an epoll loop with the others of its process, so that the
+clients' own work (and their queue behind one another) weighs little in the figure. Usage:
     python -m bench.api [--rate 200] [--seconds 20] [--clients 1000] [--events 20]
 """
 
@@ -15,9 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 import multiprocessing
+import os
+import selectors
+import socket
 import statistics
+import struct
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -30,6 +40,9 @@ from tests.services import api_process
 from tests.stack import job_namespace, stack_env
 from vtx.core import bus, events
 from vtx.core.settings import Settings
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+API_CPU, CLIENT_CPU = 0, 1  # the cores the API and the WebSocket clients are held to
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -71,41 +84,114 @@ async def load(
     return latencies, failures
 
 
-async def _clients(
-    url: str, token: str, video_id: str, clients: int, count: int, conn: Connection
+def _handshake(host: str, port: int, token: str) -> socket.socket:
+    """A WebSocket opened by hand (RFC 6455, section 4.1) on a plain socket."""
+    sock = socket.create_connection((host, port), timeout=30)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: vtx.v1, bearer.{token}\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("the API closed the socket during the handshake")
+        head += chunk
+    status, _, rest = head.partition(b"\r\n\r\n")
+    accept = base64.b64encode(
+        hashlib.sha1((key + WS_GUID).encode(), usedforsecurity=False).digest()
+    ).decode()
+    if not status.startswith(b"HTTP/1.1 101") or accept.encode() not in status:
+        raise ConnectionError(f"no WebSocket upgrade: {status[:200]!r}")
+    if rest:
+        raise ConnectionError("the API sent frames before the client subscribed")
+    return sock
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One final, masked frame, as a client sends it (payloads under 126 bytes)."""
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + mask + masked
+
+
+def server_frames(buf: bytearray) -> list[tuple[int, bytes]]:
+    """The whole (unmasked, unfragmented) frames at the start of ``buf``, removed from it."""
+    out: list[tuple[int, bytes]] = []
+    while len(buf) >= 2:
+        opcode, n, at = buf[0] & 0x0F, buf[1] & 0x7F, 2
+        if n == 126:
+            if len(buf) < 4:
+                break
+            n, at = struct.unpack_from("!H", buf, 2)[0], 4
+        elif n == 127:
+            if len(buf) < 10:
+                break
+            n, at = struct.unpack_from("!Q", buf, 2)[0], 10
+        if len(buf) < at + n:
+            break
+        out.append((opcode, bytes(buf[at : at + n])))
+        del buf[: at + n]
+    return out
+
+
+def _clients(
+    url: str, token: str, video_id: str, clients: int, count: int, conn: Connection, cpu: int
 ) -> None:
-    """``clients`` WebSocket clients in this process; sends "ready", then the delays."""
+    """``clients`` WebSocket clients in this process, on core ``cpu``; sends "ready" once each
+    has its snapshot, then the delays.
+
+    The clients are plain sockets read in one epoll loop: the time of arrival is taken as
+    ``recv`` returns, before any parsing, and a client costs little CPU, so the figure is the
+    API's delivery more than the clients' own queue."""
+    os.sched_setaffinity(0, {cpu})
+    host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+    subscribe = client_frame(0x1, json.dumps({"type": "subscribe", "videos": [video_id]}).encode())
+    sel = selectors.DefaultSelector()
+    state: dict[socket.socket, tuple[bytearray, list[int]]] = {}
+    for _ in range(clients):
+        sock = _handshake(host, int(port), token)
+        sock.sendall(subscribe)
+        sock.setblocking(False)
+        state[sock] = (bytearray(), [-1])  # unread bytes; status events seen (-1: no snapshot)
+        sel.register(sock, selectors.EVENT_READ, sock)
     delays: list[float] = []
-    connected = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-
-        async def client() -> None:
-            nonlocal connected
-            async with http.ws_connect(url, protocols=("vtx.v1", f"bearer.{token}")) as ws:
-                await ws.send_json({"type": "subscribe", "videos": [video_id]})
-                assert (await ws.receive_json(timeout=60))["type"] == "snapshot"
-                connected += 1
-                if connected == clients:
-                    conn.send("ready")
-                seen = 0
-                while seen < count:
-                    frame = await ws.receive(timeout=120)
-                    arrived = time.time()  # before parsing: the client's own work is not counted
-                    if frame.type != aiohttp.WSMsgType.TEXT:
-                        raise RuntimeError(f"the socket ended: {frame.type!r}, {ws.close_code}")
-                    msg = json.loads(frame.data)
-                    if msg.get("type") == "status" and msg.get("video_id") == video_id:
-                        delays.append(arrived - float(msg["message"]))
-                        seen += 1
-
-        await asyncio.wait_for(asyncio.gather(*(client() for _ in range(clients))), 300)
+    waiting, unsnapped = clients, clients
+    deadline = time.monotonic() + 300
+    while waiting:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{waiting} WebSocket clients did not get {count} events in 300 s")
+        for key, _ in sel.select(timeout=1):
+            sock = key.data
+            data = sock.recv(65536)
+            arrived = time.time()
+            if not data:
+                raise ConnectionError("the API closed a WebSocket")
+            buf, seen = state[sock]
+            buf += data
+            for opcode, payload in server_frames(buf):
+                if opcode == 0x9:  # ping: the API's heartbeat
+                    sock.sendall(client_frame(0xA, payload))
+                    continue
+                if opcode == 0x8:
+                    raise ConnectionError(f"the API closed a WebSocket: {payload!r}")
+                msg = json.loads(payload)
+                if msg.get("type") == "snapshot" and seen[0] < 0:
+                    seen[0] = 0
+                    unsnapped -= 1
+                    if not unsnapped:
+                        conn.send("ready")
+                elif msg.get("type") == "status" and msg.get("video_id") == video_id:
+                    delays.append(arrived - float(msg["message"]))
+                    seen[0] += 1
+                    if seen[0] == count:
+                        waiting -= 1
+    for sock in state:
+        sock.close()
     conn.send(delays)
-
-
-def _client_process(
-    url: str, token: str, video_id: str, clients: int, count: int, conn: Connection
-) -> None:
-    asyncio.run(_clients(url, token, video_id, clients, count, conn))
 
 
 async def fan_out(
@@ -113,8 +199,7 @@ async def fan_out(
 ) -> list[float]:
     """Seconds from a producer's send to each client's receipt, for ``count`` events of one
     video the token owns (announced through the API: a client may follow only a video it may
-    see). The clients are spread over ``processes`` so that one client loop reading a thousand
-    sockets in turn does not add its own queue to the figure."""
+    see). The clients are spread over ``processes``, all held to the core the API is not."""
     url = api_url.replace("http://", "ws://") + "/ws"
     announced = await asyncio.to_thread(
         requests.post, f"{api_url}/v1/videos", headers={"Authorization": f"Bearer {token}"},
@@ -127,7 +212,9 @@ async def fan_out(
     for i in range(processes):
         n = clients // processes + (1 if i < clients % processes else 0)
         ours, theirs = ctx.Pipe()
-        proc = ctx.Process(target=_client_process, args=(url, token, video_id, n, count, theirs))
+        proc = ctx.Process(
+            target=_clients, args=(url, token, video_id, n, count, theirs, CLIENT_CPU)
+        )
         proc.start()
         pipes.append(ours)
         procs.append(proc)
@@ -166,6 +253,9 @@ async def run(args: argparse.Namespace) -> None:
     ):
         api = api_process(Path(tmp) / "api.log", ns)
         api.start()
+        assert api.proc is not None
+        for task in os.listdir(f"/proc/{api.proc.pid}/task"):  # every thread of the API
+            os.sched_setaffinity(int(task), {API_CPU})
         try:
             body = {"filename": "bench.mp4", "fileSize": 1_000_000}
             await load(f"{api.url}/healthz", "GET", args.rate, 2, None, token)  # warm-up
