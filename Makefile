@@ -31,8 +31,8 @@ lock: ## re-resolve the lock files from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra bench -c requirements-dev.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header -q -o requirements-bench.lock
 
 .PHONY: up down status logs env
-up: venv ## bring the local stack up (builds what is missing)
-	dev/up.sh
+up: venv ## bring the local stack up (builds what is missing; NODES=2: a second node)
+	$(if $(NODES),VTX_NODES=$(NODES) )dev/up.sh
 down: ## stop the local stack and clean its kernel state (data is kept)
 	dev/down.sh
 status: ## show every part of the local stack

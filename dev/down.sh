@@ -28,6 +28,7 @@ stop_parts() {
   done
 }
 # etcd last: the API server's graceful shutdown needs it.
+stop_parts "${NODE2_PARTS[@]}"  # whether or not this up had two nodes
 stop_parts "${PARTS[@]:1}"
 stop_parts etcd
 sweep_kernel_state

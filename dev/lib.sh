@@ -153,6 +153,29 @@ PARTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kub
 CONTAINERD_RUN=/run/vtx/containerd
 CONTAINERD_SOCK=$CONTAINERD_RUN/containerd.sock
 
+# The second node (dev/node2.sh): its own network namespace, addresses, pod range and folders.
+# How many nodes: VTX_NODES (make up NODES=2), else what the last `up` of this state folder used.
+VTX_NODES="${VTX_NODES:-$(cat "$VTX_STATE/nodes" 2>/dev/null || echo 1)}"
+NODE2_NAME="$NODE_NAME-2"
+NODE2_NETNS=vtx-node2
+NODE2_VETH=vtx0-node2
+NODE2_IP=10.244.0.2
+NODE2_POD_CIDR=10.244.1.0/24
+NODE2_GATEWAY=10.244.1.1
+NODE2_BRIDGE=vtx1
+NODE2_STATE="$VTX_STATE/node2"
+NODE2_RUN=/run/vtx/node2
+NODE2_SOCK=$NODE2_RUN/containerd.sock
+NODE2_PARTS=(node2-containerd node2-kubelet node2-kube-proxy node2-kube-router)
+[ "$VTX_NODES" = 2 ] && PARTS+=("${NODE2_PARTS[@]}")
+[[ "$VTX_NODES" =~ ^[12]$ ]] || die "VTX_NODES is 1 or 2, not $VTX_NODES"
+# Every node's containerd socket, the first node's first.
+node_sockets() {
+  echo "$CONTAINERD_SOCK"
+  [ "$VTX_NODES" = 2 ] && echo "$NODE2_SOCK"
+  return 0
+}
+
 any_part_alive() {
   local p
   for p in "${PARTS[@]}"; do pid_alive "$p" && return 0; done
@@ -166,13 +189,8 @@ sweep_kernel_state() {
   [ -s "$VTX_RUN_MARK" ] && dirs+=("$(cat "$VTX_RUN_MARK")")
   # The containers first: a shim killed before them leaves their processes (pause, the API,
   # the operator) running as orphans.
-  local shim
-  for shim in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK"); do
-    pkill -KILL -P "$shim" 2>/dev/null || true
-  done
-  pkill -TERM -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
-  sleep 0.2
-  pkill -KILL -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+  kill_shims "$CONTAINERD_SOCK"
+  sweep_node2_state
   for d in "${dirs[@]}"; do
     # Deepest first, lazily, so busy or nested mounts do not block the rest.
     awk -v d="$d/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
@@ -208,6 +226,29 @@ sweep_kernel_state() {
   done
   rm -rf /run/vtx "$VTX_STATE/cni/networks"
   rm -f "$VTX_RUN_MARK"
+}
+
+# kill_shims SOCKET: the containers of the containerd at SOCKET, then their shims.
+kill_shims() {
+  local shim
+  for shim in $(pgrep -f "containerd-shim-runc-v2 .*-address $1"); do
+    pkill -KILL -P "$shim" 2>/dev/null || true
+  done
+  pkill -TERM -f "containerd-shim-runc-v2 .*-address $1" 2>/dev/null || true
+  sleep 0.2
+  pkill -KILL -f "containerd-shim-runc-v2 .*-address $1" 2>/dev/null || true
+}
+
+# What the second node leaves in the kernel: its containers, namespace, veth and route (its
+# iptables rules live in its namespace and go with it).
+sweep_node2_state() {
+  kill_shims "$NODE2_SOCK"
+  ip route del "$NODE2_POD_CIDR" 2>/dev/null || true
+  ip link del "$NODE2_VETH" 2>/dev/null || true
+  if [ -e "/run/netns/$NODE2_NETNS" ]; then
+    ip netns del "$NODE2_NETNS" 2>/dev/null || true
+  fi
+  rm -rf "$NODE2_RUN" "$NODE2_STATE/cni/networks"
 }
 
 # write_if_changed FILE: write stdin to FILE only when it differs (running parts watch theirs).

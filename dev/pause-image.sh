@@ -2,7 +2,8 @@
 # The pod sandbox ("pause") image, built here: a static program that sleeps until told to stop.
 . "$(dirname "$0")/lib.sh"
 IMG=localhost/pause:3.10
-if ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -x "$IMG" >/dev/null; then exit 0; fi
+SOCK=${1:-$CONTAINERD_SOCK}  # the containerd to import it into (a node's)
+if ctr --address "$SOCK" -n k8s.io images ls -q | grep -x "$IMG" >/dev/null; then exit 0; fi
 dir="$VTX_CACHE/images/pause"
 mkdir -p "$dir/root"
 if [ ! -s "$dir/pause.tar" ]; then
@@ -21,5 +22,5 @@ C
   podman save -q --format oci-archive -o "$dir/pause.tar.part" "$IMG"
   mv "$dir/pause.tar.part" "$dir/pause.tar"
 fi
-ctr --address "$CONTAINERD_SOCK" -n k8s.io images import --base-name localhost/pause "$dir/pause.tar" >/dev/null
-ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -x "$IMG" >/dev/null || die "pause image did not import into containerd"
+ctr --address "$SOCK" -n k8s.io images import --base-name localhost/pause "$dir/pause.tar" >/dev/null
+ctr --address "$SOCK" -n k8s.io images ls -q | grep -x "$IMG" >/dev/null || die "pause image did not import into containerd"

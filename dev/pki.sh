@@ -44,6 +44,7 @@ identity() { # USER UID [GROUPS]
 touch tokens.csv
 identity vtx-admin vtx-admin system:masters
 identity "system:node:$NODE_NAME" "node-$NODE_NAME" system:nodes
+identity "system:node:$NODE2_NAME" "node-$NODE2_NAME" system:nodes
 identity system:kube-scheduler kube-scheduler
 identity system:kube-controller-manager kube-controller-manager
 identity system:kube-proxy kube-proxy
@@ -75,6 +76,7 @@ KC
 }
 kubeconfig admin.kubeconfig vtx-admin
 kubeconfig kubelet.kubeconfig "system:node:$NODE_NAME"
+kubeconfig kubelet-2.kubeconfig "system:node:$NODE2_NAME"
 kubeconfig scheduler.kubeconfig system:kube-scheduler
 kubeconfig controller-manager.kubeconfig system:kube-controller-manager
 kubeconfig kube-proxy.kubeconfig system:kube-proxy

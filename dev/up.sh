@@ -33,6 +33,7 @@ if ! any_part_alive; then
 fi
 rm -f "$VTX_STATE/up.done"
 echo "$VTX_STATE" >"$VTX_RUN_MARK"
+echo "$VTX_NODES" >"$VTX_STATE/nodes"
 
 # --- network -------------------------------------------------------------------------------
 if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
@@ -126,6 +127,7 @@ wait_for kube-proxy 30 curl -fsS http://127.0.0.1:10256/healthz
 wait_for kube-router 60 iptables -S KUBE-ROUTER-FORWARD
 wait_for kube-controller-manager 30 curl -fsSk https://127.0.0.1:10257/healthz
 wait_for kube-scheduler 30 curl -fsSk https://127.0.0.1:10259/healthz
+[ "$VTX_NODES" = 2 ] && "$DEV_DIR/node2.sh" start
 
 "$DEV_DIR/servers.sh" wait
 "$DEV_DIR/servers.sh" bootstrap
