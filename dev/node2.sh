@@ -81,7 +81,7 @@ JSON
   sed -e "s|^bindAddress: .*|bindAddress: $NODE2_IP|" \
       -e "s|^hostnameOverride: .*|hostnameOverride: $NODE2_NAME|" \
       -e "s|^nodePortAddresses: .*|nodePortAddresses: [\"$NODE2_IP/32\"]|" \
-      -e "s|^clusterCIDR: .*|clusterCIDR: 10.244.0.0/16|" \
+      -e "s|^clusterCIDR: .*|clusterCIDR: $CLUSTER_CIDR|" \
       "$VTX_STATE/kube-proxy/config.yaml" | write_if_changed "$s/kube-proxy/config.yaml"
 }
 

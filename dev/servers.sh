@@ -44,12 +44,13 @@ synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
 CONF
-    cat >"$PGDATA/pg_hba.conf" <<HBA
+  fi
+  # Every node's pods (written at each start: a second node's range joins an older stack's).
+  cat >"$PGDATA/pg_hba.conf" <<HBA
 local all all peer
 host all all 127.0.0.1/32 scram-sha-256
-host all all $POD_CIDR scram-sha-256
+host all all $CLUSTER_CIDR scram-sha-256
 HBA
-  fi
   rm -f "$PGDATA/postmaster.pid"
   start_bg postgres runuser -u postgres -- "$PG_BIN/postgres" -D "$PGDATA"
 }
