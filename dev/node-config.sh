@@ -95,7 +95,7 @@ healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 clientConnection: {kubeconfig: $PKI/kube-proxy.kubeconfig}
 mode: iptables
-clusterCIDR: $POD_CIDR
+clusterCIDR: $CLUSTER_CIDR
 hostnameOverride: $NODE_NAME
 nodePortAddresses: ["$NODE_IP/32"]
 iptables: {localhostNodePorts: false}
