@@ -192,12 +192,7 @@ sweep_kernel_state() {
   # the operator) running as orphans.
   kill_shims "$CONTAINERD_SOCK"
   sweep_node2_state
-  for d in "${dirs[@]}"; do
-    # Deepest first, lazily, so busy or nested mounts do not block the rest.
-    awk -v d="$d/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
-      umount -l "$m" 2>/dev/null || true
-    done
-  done
+  for d in "${dirs[@]}"; do unmount_under "$d"; done
   for m in /run/netns/cni-*; do
     [ -e "$m" ] || continue
     umount -l "$m" 2>/dev/null || true
@@ -229,6 +224,15 @@ sweep_kernel_state() {
   rm -f "$VTX_RUN_MARK"
 }
 
+# unmount_under DIR: every mount below DIR, deepest first, lazily, so that busy or nested mounts
+# do not block the rest.
+unmount_under() {
+  local m
+  awk -v d="$1/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+}
+
 # kill_shims SOCKET: the containers of the containerd at SOCKET, then their shims.
 kill_shims() {
   local shim
@@ -244,6 +248,8 @@ kill_shims() {
 # iptables rules live in its namespace and go with it).
 sweep_node2_state() {
   kill_shims "$NODE2_SOCK"
+  unmount_under "$NODE2_RUN"
+  unmount_under "$NODE2_STATE"
   ip route del "$NODE2_POD_CIDR" 2>/dev/null || true
   ip link del "$NODE2_VETH" 2>/dev/null || true
   if [ -e "/run/netns/$NODE2_NETNS" ]; then

@@ -90,7 +90,17 @@ node2_start() {
   export PATH="$STACK_PATH:$PATH"
   node2_network
   node2_config
-  local s=$NODE2_STATE PKI="$VTX_STATE/pki"
+  local s=$NODE2_STATE PKI="$VTX_STATE/pki" c
+  # The kubelet's cgroup root must exist in every hierarchy (cgroup v1; a cpuset gets its
+  # parent's cpus and memory nodes, or no task could join it).
+  for c in /sys/fs/cgroup/*/; do
+    [ "$(basename "$c")" = unified ] && continue
+    mkdir -p "$c$NODE2_NAME"
+  done
+  if [ -d /sys/fs/cgroup/cpuset ]; then
+    cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/$NODE2_NAME/cpuset.cpus"
+    cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/$NODE2_NAME/cpuset.mems"
+  fi
   if ! pid_alive node2-containerd; then
     local offset
     offset=$(stat -c %s "$LOGS/node2-containerd.log" 2>/dev/null || echo 0)
@@ -99,6 +109,8 @@ node2_start() {
   fi
   wait_for node2-containerd 30 ctr --address "$NODE2_SOCK" version
   "$DEV_DIR/pause-image.sh" "$NODE2_SOCK"
+  # vtx's images too, when they are built (make images imports into every node after this).
+  if [ -s "$VTX_STATE/images/vtx-job.containerd.id" ]; then VTX_NODES=2 "$DEV_DIR/images.sh"; fi
   start_bg node2-kubelet "${IN_NS[@]}" "$K8S_BIN/kubelet" --config "$s/kubelet/config.yaml" \
     --kubeconfig "$PKI/kubelet-2.kubeconfig" --hostname-override "$NODE2_NAME" --node-ip "$NODE2_IP" \
     --root-dir "$s/kubelet/root" --cert-dir "$s/kubelet/pki"
@@ -135,6 +147,11 @@ case "${1:-}" in
     node2_signal KILL
     rm -f "$PIDS"/node2-*.pid
     sweep_node2_state
+    # Out of the cluster, as a node taken away: its pods with it.
+    if kctl get --raw /readyz >/dev/null 2>&1; then
+      kctl delete node "$NODE2_NAME" --ignore-not-found --wait=true >/dev/null
+    fi
+    log "node $NODE2_NAME stopped and removed from the cluster"
     ;;
   *) die "usage: dev/node2.sh start|stop|kill" ;;
 esac

@@ -123,6 +123,11 @@ def test_every_server_round_trips_from_the_host() -> None:
 
 
 def test_every_server_round_trips_from_a_pod_by_service_name() -> None:
+    roundtrip_from_a_pod()
+
+
+def roundtrip_from_a_pod(node: str | None = None) -> None:
+    """The round trip in a Job's pod, by the servers' in-cluster names (on ``node``)."""
     env = stack_env()
     host = "vtx-deps.svc.cluster.local"
     pod_env = {
@@ -160,6 +165,8 @@ def test_every_server_round_trips_from_a_pod_by_service_name() -> None:
         pod_spec = manifest["spec"]["template"]["spec"]
         pod_spec["containers"][0]["volumeMounts"].append({"name": "checks", "mountPath": "/checks"})
         pod_spec["volumes"].append({"name": "checks", "configMap": {"name": "roundtrip"}})
+        if node is not None:
+            pod_spec["nodeSelector"] = {"kubernetes.io/hostname": node}
         apply(manifest)
         status = wait_for_job(ns, "roundtrip", timeout=180)
         logs = job_logs(ns, "roundtrip")
