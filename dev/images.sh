@@ -95,20 +95,20 @@ fi
 podman_ready
 build_context
 
+ctr_images() { local sock=$1; shift; ctr --address "$sock" -n k8s.io images "$@"; }
 for name in job operator; do
   build_image "$name"
   id=$(podman image inspect --format '{{.Id}}' "$img")
   tmp="$VTX_STATE/images/vtx-$name.tar"
   for sock in $(node_sockets); do
-    ctr_images() { ctr --address "$sock" -n k8s.io images "$@"; }
     mark="$VTX_STATE/images/vtx-$name.$(basename "$(dirname "$sock")").id"
-    if [ "$(cat "$mark" 2>/dev/null)" = "$id" ] && ctr_images ls -q | grep -x "$img" >/dev/null; then
+    if [ "$(cat "$mark" 2>/dev/null)" = "$id" ] && ctr_images "$sock" ls -q | grep -x "$img" >/dev/null; then
       continue
     fi
     log "importing $img into the containerd at $sock"
     mkdir -p "$VTX_STATE/images"
     [ -s "$tmp" ] || podman save -q --format oci-archive -o "$tmp" "$img"
-    ctr_images import --base-name "localhost/vtx-$name" "$tmp" >/dev/null
+    ctr_images "$sock" import --base-name "localhost/vtx-$name" "$tmp" >/dev/null
     echo "$id" >"$mark"
   done
   rm -f "$tmp"

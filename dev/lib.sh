@@ -168,8 +168,8 @@ NODE2_STATE="$VTX_STATE/node2"
 NODE2_RUN=/run/vtx/node2
 NODE2_SOCK=$NODE2_RUN/containerd.sock
 NODE2_PARTS=(node2-containerd node2-kubelet node2-kube-proxy node2-kube-router)
-[ "$VTX_NODES" = 2 ] && PARTS+=("${NODE2_PARTS[@]}")
 [[ "$VTX_NODES" =~ ^[12]$ ]] || die "VTX_NODES is 1 or 2, not $VTX_NODES"
+[ "$VTX_NODES" = 2 ] && PARTS+=("${NODE2_PARTS[@]}")
 # Every node's containerd socket, the first node's first.
 node_sockets() {
   echo "$CONTAINERD_SOCK"
@@ -256,6 +256,34 @@ sweep_node2_state() {
     ip netns del "$NODE2_NETNS" 2>/dev/null || true
   fi
   rm -rf "$NODE2_RUN" "$NODE2_STATE/cni/networks"
+}
+
+# cni_conflist BRIDGE SUBNET GATEWAY DATADIR: a node's CNI config (a bridge with host-local
+# addresses from .10 of its /24, routed through the gateway), on stdout.
+cni_conflist() {
+  cat <<JSON
+{
+  "cniVersion": "1.0.0",
+  "name": "vtx",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$1",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "$4",
+        "ranges": [[{"subnet": "$2", "rangeStart": "${2%.0/24}.10", "gateway": "$3"}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}
+  ]
+}
+JSON
 }
 
 # write_if_changed FILE: write stdin to FILE only when it differs (running parts watch theirs).

@@ -33,29 +33,8 @@ state = "$CONTAINERD_RUN/state"
     conf_dir = "$VTX_STATE/cni/net.d"
 TOML
 
-write_if_changed "$VTX_STATE/cni/net.d/10-vtx.conflist" <<JSON
-{
-  "cniVersion": "1.0.0",
-  "name": "vtx",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$BRIDGE",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "dataDir": "$VTX_STATE/cni/networks",
-        "ranges": [[{"subnet": "$POD_CIDR", "rangeStart": "10.244.0.10", "gateway": "$NODE_IP"}]],
-        "routes": [{"dst": "0.0.0.0/0"}]
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}},
-    {"type": "loopback"}
-  ]
-}
-JSON
+cni_conflist "$BRIDGE" "$POD_CIDR" "$NODE_IP" "$VTX_STATE/cni/networks" |
+  write_if_changed "$VTX_STATE/cni/net.d/10-vtx.conflist"
 
 write_if_changed "$VTX_STATE/kubelet/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1

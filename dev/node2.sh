@@ -5,8 +5,8 @@
 # to the node's address, so pods on either node reach the servers (10.244.0.1) and each other.
 #
 #   dev/node2.sh start   # after up.sh: idempotent
-#   dev/node2.sh stop    # its processes, its namespace and its routes (its data stays)
-#   dev/node2.sh kill    # SIGKILL its kubelet and containerd: the node is lost, its pods run on
+#   dev/node2.sh stop    # its processes, pods, namespace and route, and its Node (data stays)
+#   dev/node2.sh kill    # SIGKILL its processes and pods, as a machine lost (the Node stays)
 #
 # Both kubelets run in the host's mount namespace (nsenter --net only: `ip netns exec` would give
 # each a mount namespace of its own, and containerd would not see the kubelet's volume mounts).
@@ -47,37 +47,14 @@ node2_config() {
       -e "s|$CONTAINERD_RUN|$NODE2_RUN|g" \
       -e "s|$VTX_STATE/cni/net.d|$s/cni/net.d|" \
       "$VTX_STATE/containerd/config.toml" | write_if_changed "$s/containerd/config.toml"
-  write_if_changed "$s/cni/net.d/10-vtx.conflist" <<JSON
-{
-  "cniVersion": "1.0.0",
-  "name": "vtx",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$NODE2_BRIDGE",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "dataDir": "$s/cni/networks",
-        "ranges": [[{"subnet": "$NODE2_POD_CIDR", "rangeStart": "${NODE2_POD_CIDR%.0/24}.10", "gateway": "$NODE2_GATEWAY"}]],
-        "routes": [{"dst": "0.0.0.0/0"}]
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}},
-    {"type": "loopback"}
-  ]
-}
-JSON
-  sed -e "s|unix://$CONTAINERD_SOCK|unix://$NODE2_SOCK|" -e "s|^address: .*|address: $NODE2_IP|" \
-      "$VTX_STATE/kubelet/config.yaml" | write_if_changed "$s/kubelet/config.yaml.base"
+  cni_conflist "$NODE2_BRIDGE" "$NODE2_POD_CIDR" "$NODE2_GATEWAY" "$s/cni/networks" |
+    write_if_changed "$s/cni/net.d/10-vtx.conflist"
   {
-    cat "$s/kubelet/config.yaml.base"
+    sed -e "s|unix://$CONTAINERD_SOCK|unix://$NODE2_SOCK|" -e "s|^address: .*|address: $NODE2_IP|" \
+      "$VTX_STATE/kubelet/config.yaml"
     echo "cgroupRoot: /$NODE2_NAME"
     echo "podLogsDir: $s/kubelet/pod-logs"
   } | write_if_changed "$s/kubelet/config.yaml"
-  rm -f "$s/kubelet/config.yaml.base"
   sed -e "s|^bindAddress: .*|bindAddress: $NODE2_IP|" \
       -e "s|^hostnameOverride: .*|hostnameOverride: $NODE2_NAME|" \
       -e "s|^nodePortAddresses: .*|nodePortAddresses: [\"$NODE2_IP/32\"]|" \
