@@ -79,7 +79,8 @@ start_bg kube-controller-manager "$K8S_BIN/kube-controller-manager" \
   --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
   --service-cluster-ip-range "$SERVICE_CIDR" \
   --controllers '*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' \
-  --terminated-pod-gc-threshold 200 --profiling=false
+  --terminated-pod-gc-threshold 200 --profiling=false \
+  --node-monitor-period 2s --node-monitor-grace-period 20s
 start_bg kube-scheduler "$K8S_BIN/kube-scheduler" \
   --kubeconfig "$PKI/scheduler.kubeconfig" \
   --authentication-kubeconfig "$PKI/scheduler.kubeconfig" \

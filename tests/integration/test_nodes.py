@@ -1,18 +1,35 @@
 """A second node in the local cluster (dev/node2.sh): it registers with the API server, runs pods
-from vtx's images, and its pods reach the servers and the first node's pods; stopped, it leaves
-the cluster."""
+from vtx's images, and its pods reach the servers and the first node's pods; a video's Jobs run
+on both nodes, and when the second is lost (its kubelet, containerd and pods killed) the Jobs it
+ran are run again on the first and the video ends Ready and whole; stopped, it leaves the
+cluster."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import media
 from tests.integration.test_stack import job, roundtrip_from_a_pod
-from tests.stack import REPO, apply, job_logs, kubectl, namespace, wait_for_job, wait_until
+from tests.services import api_process, free_port, operator_process, started
+from tests.stack import (
+    REPO,
+    apply,
+    job_logs,
+    job_namespace,
+    kubectl,
+    namespace,
+    wait_for_job,
+    wait_until,
+)
+from tests.uploads import token, upload, wait_finished
+from tests.verify import assert_complete
+from vtx.operator.jobs import LABEL_KIND, LABEL_VIDEO
 
 pytestmark = pytest.mark.stack
 
@@ -105,3 +122,74 @@ def test_pods_on_the_two_nodes_reach_each_other(second_node: str) -> None:
             assert status["status"].get("succeeded") == 1, logs
             assert "status 200" in logs, logs
             assert pod_of(ns, name)["spec"]["nodeName"] == client
+
+
+def video_pods(ns: str, video_id: str) -> list[dict[str, Any]]:
+    selector = f"{LABEL_VIDEO}={video_id},{LABEL_KIND}=transcode"
+    got = json.loads(kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))
+    pods: list[dict[str, Any]] = got["items"]
+    return pods
+
+
+def running_on(pods: list[dict[str, Any]], node: str) -> list[dict[str, Any]]:
+    """The pods on ``node`` whose jobrunner container has started."""
+    return [
+        p
+        for p in pods
+        if p["spec"].get("nodeName") == node
+        and any(
+            "running" in (c.get("state") or {}) for c in p["status"].get("containerStatuses", [])
+        )
+    ]
+
+
+# Last: it kills the second node (the module's fixture then sweeps what is left of it).
+def test_a_videos_jobs_run_on_both_nodes_and_survive_the_loss_of_one(
+    second_node: str, tmp_path: Path
+) -> None:
+    """A 720p upload gets a Job per rendition (480p, 720p), one on each node. The second node is
+    killed while its Job encodes: after its taint's grace (VTX_NODE_LOST_SECONDS, 10 s here) the
+    pod is evicted, the operator ends it once its deletion deadline has passed (lost.py), and
+    its Job runs the rendition again on the first node; the video ends Ready and whole."""
+    source = media.make_clip(tmp_path / "lost.mp4", seconds=30, width=1280, height=720, tone=523)
+    with job_namespace("vtx-test-node-loss") as ns:
+        env = {"VTX_MAX_RUNNING_JOBS": "4", "VTX_NODE_LOST_SECONDS": "10"}
+        op = operator_process(
+            tmp_path / "operator.log", ns, health_port=free_port(), metrics_port=free_port(),
+            env=env,
+        )  # fmt: skip
+        with started(op), started(api_process(tmp_path / "api.log", ns)) as api:
+            vid = upload(api, token(), source)
+
+            def on_both() -> list[dict[str, Any]] | None:
+                pods = video_pods(ns, vid)
+                nodes = {p["spec"].get("nodeName") for p in pods}
+                return (
+                    pods
+                    if running_on(pods, second_node) and nodes == {FIRST, second_node}
+                    else None
+                )
+
+            pods = wait_until(
+                "the video's transcode pods to be scheduled on both nodes and to run on the second",
+                on_both, timeout=120,
+            )  # fmt: skip
+            assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+            lost = {p["metadata"]["name"]: p["metadata"]["labels"]["job-name"]
+                    for p in running_on(pods, second_node)}  # fmt: skip
+            node2("kill")
+
+            got = wait_finished(api, [vid], timeout=300, operator=op)
+            assert got[vid]["phase"] == "Ready", got[vid]
+            after = video_pods(ns, vid)
+            names = {p["metadata"]["name"] for p in after}
+            assert not names & lost.keys(), f"the lost pods are still there: {names & lost.keys()}"
+            for job_name in lost.values():
+                again = [p for p in after if p["metadata"]["labels"]["job-name"] == job_name]
+                assert again, f"no pod of Job {job_name} after the loss"
+                assert {p["spec"]["nodeName"] for p in again} == {FIRST}, again
+                assert {p["status"]["phase"] for p in again} == {"Succeeded"}
+            log = op.tail(200_000)
+            for pod in lost:
+                assert f"pod {ns}/{pod} was still running on node {second_node}" in log, log[-3000:]
+        assert_complete(vid)

@@ -113,10 +113,10 @@ NODE_READER = f"vtx-operator-{NAMESPACE}-nodes"
 
 
 def cluster_scoped_but_the_node_reader(docs: list[Doc]) -> list[Doc]:
-    """What the release makes outside namespaces besides the operator's ClusterRole to list
+    """What the release makes outside namespaces besides the operator's ClusterRole to read
     nodes (and its binding), checked to grant that and nothing else."""
     reader = find(docs, "ClusterRole", NODE_READER, None)
-    assert rules(reader) == [(("",), ("nodes",), ("list",))]
+    assert rules(reader) == [(("",), ("nodes",), ("get", "list"))]
     binding = find(docs, "ClusterRoleBinding", NODE_READER, None)
     assert binding["roleRef"]["name"] == NODE_READER
     assert binding["subjects"] == [
@@ -502,6 +502,7 @@ OPERATOR_RULES = [
     (("vtx.dev",), ("videotranscodes/status",), ("get", "patch", "update")),
     (("batch",), ("jobs",), ("create", "delete", "get", "list", "patch", "watch")),
     (("",), ("pods",), ("delete", "get", "list", "watch")),
+    (("",), ("pods/status",), ("patch",)),
     (("",), ("events",), ("create", "patch")),
     (("events.k8s.io",), ("events",), ("create", "patch")),
 ]

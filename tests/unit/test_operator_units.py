@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from tests.unit.test_settings import BASE
 from vtx.core import resource as vt
 from vtx.core.ladder import Rendition
 from vtx.core.settings import Settings
+from vtx.operator import lost
 from vtx.operator.index import ClusterView
 from vtx.operator.jobs import (
     SOURCE_SECONDS,
@@ -70,6 +72,25 @@ def test_a_transcode_job_is_locked_down_and_bounded() -> None:
     assert spec["ttlSecondsAfterFinished"] == 3600
     assert spec["activeDeadlineSeconds"] == 300 + 60 * 10
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    # A lost node's pods go after VTX_NODE_LOST_SECONDS, not the cluster's 300 s.
+    assert {(t["key"], t["effect"], t["tolerationSeconds"]) for t in pod["tolerations"]} == {
+        ("node.kubernetes.io/unreachable", "NoExecute", 60),
+        ("node.kubernetes.io/not-ready", "NoExecute", 60),
+    }
+    assert (
+        transcode_job(VTX_NODE_LOST_SECONDS="7")["spec"]["template"]["spec"]["tolerations"][0][
+            "tolerationSeconds"
+        ]
+        == 7
+    )
+    # The video's transcode pods spread over the nodes, as a preference.
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"] == {
+        "vtx.dev/video-id": VID, "vtx.dev/job-kind": "transcode"
+    }  # fmt: skip
+    assert spread["labelSelector"]["matchLabels"].items() <= job["metadata"]["labels"].items()
 
 
 def test_credentials_reach_job_pods_by_reference_only() -> None:
@@ -336,3 +357,50 @@ async def test_a_handler_cancelled_before_its_thread_starts_never_runs() -> None
         release.set()
         assert await busy is True
     assert ran == [], "a cancelled call still queued never runs"
+
+
+def _pod(phase: str = "Running", deletion: str | None = "2026-12-02T10:00:30Z") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "p", "namespace": "media", "uid": "u"}
+    if deletion:
+        meta["deletionTimestamp"] = deletion
+    return {"metadata": meta, "spec": {"nodeName": "n2"}, "status": {"phase": phase}}
+
+
+def test_a_pod_being_deleted_is_overdue_15_s_after_its_deadline() -> None:
+    at = datetime(2026, 12, 2, 10, 0, 30, tzinfo=UTC)
+    assert lost.seconds_until_overdue(_pod(), at - timedelta(seconds=30)) == 45.0
+    assert lost.seconds_until_overdue(_pod(), at + timedelta(seconds=14)) == 1.0
+    assert lost.seconds_until_overdue(_pod(), at + timedelta(seconds=15)) == 0.0
+    assert lost.seconds_until_overdue(_pod(), at + timedelta(hours=1)) == 0.0
+    # Not being deleted, or ended already: nothing to wait for.
+    assert lost.seconds_until_overdue(_pod(deletion=None), at) is None
+    for phase in ("Succeeded", "Failed"):
+        assert lost.seconds_until_overdue(_pod(phase), at + timedelta(hours=1)) is None
+
+
+def test_only_a_node_that_says_ready_keeps_its_pods() -> None:
+    def node(*conditions: tuple[str, str]) -> dict[str, Any]:
+        return {"status": {"conditions": [{"type": t, "status": s} for t, s in conditions]}}
+
+    assert lost.node_ready(node(("MemoryPressure", "False"), ("Ready", "True")))
+    assert not lost.node_ready(node(("Ready", "Unknown")))
+    assert not lost.node_ready(node(("Ready", "False")))
+    assert not lost.node_ready(node(("MemoryPressure", "False")))
+    assert not lost.node_ready(None)
+
+
+def test_a_lost_pod_ends_failed_with_a_condition_the_job_policy_ignores() -> None:
+    patch = lost.failed_patch("n2", datetime(2026, 12, 2, 10, 1, tzinfo=UTC))
+    assert patch["status"]["phase"] == "Failed"
+    (condition,) = patch["status"]["conditions"]
+    assert condition["type"] == "DisruptionTarget"
+    assert condition["status"] == "True"
+    assert condition["reason"] == "NodeLost"
+    assert "n2" in condition["message"]
+    assert condition["lastTransitionTime"] == "2026-12-02T10:01:00Z"
+    # The transcode Job's policy ignores exactly that condition.
+    ignored = transcode_job()["spec"]["podFailurePolicy"]["rules"][1]
+    assert ignored == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }

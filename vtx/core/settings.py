@@ -226,6 +226,8 @@ class Settings:
     max_running_jobs: int = setting("VTX_MAX_RUNNING_JOBS", _positive_int, "4")
     wake_on_job_end: bool = setting("VTX_WAKE_ON_JOB_END", _bool, "true")
     stall_seconds: int = setting("VTX_STALL_SECONDS", _positive_int, "300")
+    # A job pod on a node that is unreachable or not Ready this long is evicted (lost.py).
+    node_lost_seconds: int = setting("VTX_NODE_LOST_SECONDS", _positive_int, "60")
     redo_limit: int = setting("VTX_REDO_LIMIT", _non_negative_int, "2")
     probe_retry_limit: int = setting("VTX_PROBE_RETRY_LIMIT", _positive_int, "5")
     probe_timeout_s: int = setting("VTX_PROBE_TIMEOUT_SECONDS", _positive_int, "60")

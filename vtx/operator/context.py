@@ -22,6 +22,7 @@ from vtx.core.ipfs import IpfsClient
 from vtx.core.kube import load_kube_config
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
+from vtx.operator import lost
 from vtx.operator.decide import Snapshot, missing_jobs
 from vtx.operator.grouping import Nodes, schedulable_nodes
 from vtx.operator.index import ClusterView
@@ -59,6 +60,8 @@ class Context:
     step_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     woken: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
     wakes: set[asyncio.Task[None]] = field(default_factory=set)
+    # Job pods being deleted, by uid: each is looked at again once overdue (lost.py).
+    lost_watch: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def plain(self, obj: Any) -> Any:
         """A client model as the API's JSON (camelCase dicts)."""
@@ -256,3 +259,36 @@ def delete_stuck_pods(ctx: Context, namespace: str, job: str) -> int:
     for pod in stuck:
         ctx.core.delete_namespaced_pod(pod.metadata.name, namespace)
     return len(stuck)
+
+
+def end_lost_pod(ctx: Context, namespace: str, name: str, uid: str) -> str | None:
+    """End a job pod its lost node cannot end (lost.py): ``Failed``, then deleted at once.
+    Returns its node's name when it was ended; None when it ended by itself, is gone, or its
+    node is Ready (a live kubelet is the one to end it)."""
+    try:
+        pod = ctx.plain(ctx.core.read_namespaced_pod(name, namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    now = datetime.now(UTC)
+    if pod["metadata"].get("uid") != uid or lost.seconds_until_overdue(pod, now) != 0.0:
+        return None
+    node_name = str((pod.get("spec") or {}).get("nodeName") or "")
+    node: dict[str, Any] | None = None
+    if node_name:
+        try:
+            node = ctx.plain(ctx.core.read_node(node_name))
+        except ApiException as exc:
+            if exc.status not in (403, 404):
+                raise
+            # Gone (404), or not ours to read (403): the overdue pod is the evidence.
+    if node is not None and lost.node_ready(node):
+        return None
+    ctx.core.patch_namespaced_pod_status(name, namespace, lost.failed_patch(node_name, now))
+    ctx.core.delete_namespaced_pod(
+        name, namespace, grace_period_seconds=0, body=client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)
+        ),
+    )  # fmt: skip
+    return node_name

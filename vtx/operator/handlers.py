@@ -29,8 +29,8 @@ from vtx.core.db import Cursor
 from vtx.core.outbox import OutboxRelay
 from vtx.core.settings import Settings
 from vtx.core.sources import stop_probes
-from vtx.operator import rows
-from vtx.operator.context import Context, connect, seed
+from vtx.operator import lost, rows
+from vtx.operator.context import Context, connect, end_lost_pod, seed
 from vtx.operator.decide import TERMINAL
 from vtx.operator.intake import Intake
 from vtx.operator.jobs import LABEL_KIND, SOURCE_SECONDS
@@ -39,6 +39,7 @@ from vtx.operator.metrics import (
     JOBS_FAILED,
     JOBS_QUEUED,
     JOBS_RUNNING,
+    LOST_PODS,
     RECONCILE_ERRORS,
     TIME_TO_READY,
 )
@@ -140,7 +141,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     deadline.daemon = True
     deadline.start()
     ctx.executor.shutdown(wait=False, cancel_futures=True)
-    for task in list(ctx.wakes):  # early steps only: kopf would wait 5 s for them
+    for task in [*ctx.wakes, *ctx.lost_watch.values()]:  # kopf would wait 5 s for them
         task.cancel()
     killed = stop_probes()
     if killed:
@@ -421,6 +422,7 @@ async def pod_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         return
     pod: Mapping[str, Any] = event["object"]
     meta = pod["metadata"]
+    _watch_if_deleted(ctx, pod)
     job = (meta.get("labels") or {}).get("batch.kubernetes.io/job-name")
     finished = pod_exited_ok(pod) if job else None
     if finished is None:
@@ -432,6 +434,37 @@ async def pod_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         # Counted here: the Job may never say Complete (its resource deleted once Ready).
         if (ended["metadata"].get("labels") or {}).get(LABEL_KIND) == "transcode":
             _count_speed(ended, finished)
+
+
+def _watch_if_deleted(ctx: Context, pod: Mapping[str, Any]) -> None:
+    """A job pod being deleted is looked at again once overdue: if its node is lost, the
+    operator ends it so that its Job makes another (lost.py)."""
+    meta = pod["metadata"]
+    uid = str(meta.get("uid") or "")
+    wait = lost.seconds_until_overdue(pod, datetime.now(UTC))
+    if wait is None or not uid or uid in ctx.lost_watch:
+        return
+    task = asyncio.get_running_loop().create_task(
+        _end_if_lost(ctx, str(meta["namespace"]), str(meta["name"]), uid, wait)
+    )
+    ctx.lost_watch[uid] = task
+    task.add_done_callback(lambda _: ctx.lost_watch.pop(uid, None))
+
+
+async def _end_if_lost(ctx: Context, namespace: str, name: str, uid: str, wait: float) -> None:
+    await asyncio.sleep(wait)
+    try:
+        node = await _in_thread(ctx, end_lost_pod, ctx, namespace, name, uid)
+    except Exception:
+        log.exception("pod %s/%s overdue for deletion could not be ended", namespace, name)
+        return
+    if node is not None:
+        LOST_PODS.inc()
+        log.warning(
+            "pod %s/%s was still running on node %s, which is not Ready, past its deletion "
+            "deadline: ended (Failed, DisruptionTarget) so that its Job makes another",
+            namespace, name, node,
+        )  # fmt: skip
 
 
 @kopf.on.delete(vt.GROUP, vt.VERSION, vt.PLURAL)

@@ -105,6 +105,29 @@ def _pod_spec(
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "terminationGracePeriodSeconds": 30,
+            # A lost node's pods are evicted after this, not the cluster's default 300 s: the
+            # Job makes another on a live node (and the operator ends the evicted pod that the
+            # lost kubelet cannot end: lost.py).
+            "tolerations": [
+                {
+                    "key": f"node.kubernetes.io/{taint}",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": settings.node_lost_seconds,
+                }
+                for taint in ("unreachable", "not-ready")
+            ],
+            # A video's pods spread over the nodes where they can (a preference, not a rule).
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "kubernetes.io/hostname",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {
+                        "matchLabels": {k: labels[k] for k in (LABEL_VIDEO, LABEL_KIND)}
+                    },
+                }
+            ],
             "containers": [
                 {
                     "name": "jobrunner",

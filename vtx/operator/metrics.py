@@ -25,6 +25,7 @@ ENCODE_SPEED = Histogram(
 )
 PROBES = Counter("vtx_probes_total", "Sources probed (ffprobe started) by this operator")
 STALLS = Counter("vtx_stalled_pods_total", "Job pods deleted by the stall watchdog")
+LOST_PODS = Counter("vtx_lost_pods_total", "Job pods on a lost node ended by the operator")
 TIME_TO_READY = Histogram(
     "vtx_time_to_ready_seconds",
     "From a resource's creation to Ready",
