@@ -122,11 +122,17 @@ def test_a_1080p_upload_becomes_ready_with_three_renditions(
     }
     row = kubectl("get", "vt", name, "-n", ns, "--no-headers").split()
     assert row[1:4] == ["Ready", "100", "3/3"]
-    # One schedulable node: the spec leaves it open, so the renditions share one Job (one
-    # decode), and the status says why.
+    # The spec leaves it open, so the renditions share one Job (one decode), and the status says
+    # why: one schedulable node; or, on two (make up NODES=2), no room, as the test's operator
+    # has a cap of 2 running Jobs for 3 renditions.
     grouping = status["grouping"]
-    assert (grouping["grouped"], grouping["reason"]) == (True, "OneNode"), grouping
-    assert grouping["message"].startswith("1 schedulable node: "), grouping
+    nodes = kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").split()
+    if len(nodes) == 1:
+        assert (grouping["grouped"], grouping["reason"]) == (True, "OneNode"), grouping
+        assert grouping["message"].startswith("1 schedulable node: "), grouping
+    else:
+        assert (grouping["grouped"], grouping["reason"]) == (True, "NoRoom"), grouping
+        assert " free slots and " in grouping["message"], grouping
     assert len({status["renditions"][r]["job"] for r in ("480p", "720p", "1080p")}) == 1
 
     # The master playlist plays from the IPFS gateway by the root CID...
