@@ -158,7 +158,8 @@ def test_a_videos_jobs_run_on_both_nodes_and_survive_the_loss_of_one(
             tmp_path / "operator.log", ns, health_port=free_port(), metrics_port=free_port(),
             env=env,
         )  # fmt: skip
-        with started(op), started(api_process(tmp_path / "api.log", ns)) as api:
+        # The API first: it migrates the schema the operator's outbox relay reads.
+        with started(api_process(tmp_path / "api.log", ns)) as api, started(op):
             vid = upload(api, token(), source)
 
             def on_both() -> list[dict[str, Any]] | None:
