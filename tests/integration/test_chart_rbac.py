@@ -99,6 +99,8 @@ OPERATOR_MAY = [
     ("watch", "jobs.batch", ""),
     ("delete", "pods", ""),
     ("list", "pods", ""),
+    # A job pod its lost node cannot end is set Failed (vtx/operator/lost.py).
+    ("patch", "pods", "status"),
     ("watch", VT, ""),
     ("patch", VT, ""),
     ("patch", VT, "status"),
@@ -109,6 +111,7 @@ OPERATOR_MAY_NOT = [
     ("get", "secrets", ""),
     ("list", "secrets", ""),
     ("create", "pods", ""),
+    ("patch", "pods", ""),
     ("delete", VT, ""),
     ("create", "configmaps", ""),
 ]
@@ -117,6 +120,7 @@ OPERATOR_ELSEWHERE_MAY_NOT = [
     ("create", "jobs.batch", ""),
     ("list", "jobs.batch", ""),
     ("delete", "pods", ""),
+    ("patch", "pods", "status"),
     ("list", VT, ""),
     ("get", VT, ""),
     ("patch", VT, ""),
@@ -126,9 +130,10 @@ OPERATOR_ELSEWHERE_MAY_NOT = [
 ]
 
 
-# Nodes are cluster-scoped: one ClusterRole lets the operator list them (to choose grouping).
-NODES = [("list", "nodes", "")]
-NOT_NODES = [("get", "nodes", ""), ("patch", "nodes", ""), ("delete", "nodes", "")]
+# Nodes are cluster-scoped: one ClusterRole lets the operator read them (to choose grouping, and
+# to see that a job pod's node is lost).
+NODES = [("list", "nodes", ""), ("get", "nodes", "")]
+NOT_NODES = [("patch", "nodes", ""), ("delete", "nodes", ""), ("watch", "nodes", "")]
 
 
 def test_each_component_may_do_only_its_part() -> None:
