@@ -261,20 +261,24 @@ def delete_stuck_pods(ctx: Context, namespace: str, job: str) -> int:
     return len(stuck)
 
 
-def end_lost_pod(ctx: Context, namespace: str, name: str, uid: str) -> str | None:
+def end_lost_pod(ctx: Context, namespace: str, name: str, uid: str) -> tuple[lost.Outcome, str]:
     """End a job pod its lost node cannot end (lost.py): ``Failed``, then deleted at once.
-    Returns its node's name when it was ended; None when it ended by itself, is gone, or its
-    node is Ready (a live kubelet is the one to end it)."""
+    Returns what came of it and the pod's node: ``ended`` by the operator; ``gone`` (it ended
+    by itself, or is no more); ``waiting`` (not overdue yet, or its node is Ready: a live
+    kubelet is the one to end it)."""
     try:
         pod = ctx.plain(ctx.core.read_namespaced_pod(name, namespace))
     except ApiException as exc:
         if exc.status == 404:
-            return None
+            return "gone", ""
         raise
     now = datetime.now(UTC)
-    if pod["metadata"].get("uid") != uid or lost.seconds_until_overdue(pod, now) != 0.0:
-        return None
     node_name = str((pod.get("spec") or {}).get("nodeName") or "")
+    wait = lost.seconds_until_overdue(pod, now)
+    if pod["metadata"].get("uid") != uid or wait is None:
+        return "gone", node_name
+    if wait > 0:
+        return "waiting", node_name
     node: dict[str, Any] | None = None
     if node_name:
         try:
@@ -284,11 +288,11 @@ def end_lost_pod(ctx: Context, namespace: str, name: str, uid: str) -> str | Non
                 raise
             # Gone (404), or not ours to read (403): the overdue pod is the evidence.
     if node is not None and lost.node_ready(node):
-        return None
+        return "waiting", node_name
     ctx.core.patch_namespaced_pod_status(name, namespace, lost.failed_patch(node_name, now))
     ctx.core.delete_namespaced_pod(
         name, namespace, grace_period_seconds=0, body=client.V1DeleteOptions(
             grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)
         ),
     )  # fmt: skip
-    return node_name
+    return "ended", node_name

@@ -452,19 +452,33 @@ def _watch_if_deleted(ctx: Context, pod: Mapping[str, Any]) -> None:
 
 
 async def _end_if_lost(ctx: Context, namespace: str, name: str, uid: str, wait: float) -> None:
+    """Look at a pod being deleted once it is overdue, and again while its node is Ready (its
+    kubelet may still end it, or the node be lost later) or the look failed, for at most
+    ``lost.WATCH_LIMIT_S``."""
     await asyncio.sleep(wait)
-    try:
-        node = await _in_thread(ctx, end_lost_pod, ctx, namespace, name, uid)
-    except Exception:
-        log.exception("pod %s/%s overdue for deletion could not be ended", namespace, name)
-        return
-    if node is not None:
-        LOST_PODS.inc()
-        log.warning(
-            "pod %s/%s was still running on node %s, which is not Ready, past its deletion "
-            "deadline: ended (Failed, DisruptionTarget) so that its Job makes another",
-            namespace, name, node,
-        )  # fmt: skip
+    give_up = time.monotonic() + lost.WATCH_LIMIT_S
+    while True:
+        try:
+            outcome, node = await _in_thread(ctx, end_lost_pod, ctx, namespace, name, uid)
+        except Exception:
+            log.exception("pod %s/%s overdue for deletion could not be looked at", namespace, name)
+            outcome, node = "waiting", ""
+        if outcome == "ended":
+            LOST_PODS.inc()
+            log.warning(
+                "pod %s/%s was still running on node %s, which is not Ready, past its deletion "
+                "deadline: ended (Failed, DisruptionTarget) so that its Job makes another",
+                namespace, name, node,
+            )  # fmt: skip
+        if outcome != "waiting":
+            return
+        if time.monotonic() > give_up:
+            log.warning(
+                "pod %s/%s on node %s is still being deleted %.0fs after its deadline; "
+                "no longer watched", namespace, name, node, lost.WATCH_LIMIT_S,
+            )  # fmt: skip
+            return
+        await asyncio.sleep(lost.RECHECK_S)
 
 
 @kopf.on.delete(vt.GROUP, vt.VERSION, vt.PLURAL)

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from vtx.core import resource as vt
 
 # What a live kubelet needs beyond the deletion deadline to report the pod's end.
 LOST_SLACK_S = 15.0
+# A pod still being deleted on a node that is Ready (or that could not be looked at) is looked
+# at again this often, for as long as WATCH_LIMIT_S after its deadline.
+RECHECK_S = 15.0
+WATCH_LIMIT_S = 3600.0
+Outcome = Literal["ended", "gone", "waiting"]
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
