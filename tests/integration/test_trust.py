@@ -484,15 +484,15 @@ def reach_from_a_job_pod(ns: str, name: str, *, policy: bool) -> dict[str, Any]:
     """What a pod made like a transcode Job's (its labels, account, image and settings)
     can reach."""
     from vtx.core.settings import Settings as S
-    from vtx.operator.jobs import _pod_spec
+    from vtx.operator.jobs import LABEL_KIND, LABEL_VIDEO, _pod_spec
 
     settings = S.from_env({**stack_env(), "VTX_JOB_SECRET": "vtx-jobrunner"})
-    pod = _pod_spec(
-        settings,
-        ["--version"],
-        {"app.kubernetes.io/name": "vtx-jobrunner"},
-        settings.job_cpu_request,
-    )
+    labels = {
+        "app.kubernetes.io/name": "vtx-jobrunner",
+        LABEL_VIDEO: "00000000-0000-4000-8000-000000000000",
+        LABEL_KIND: "transcode",
+    }
+    pod = _pod_spec(settings, ["--version"], labels, settings.job_cpu_request)
     container = pod["spec"]["containers"][0]
     container["command"] = ["python3", "-c", REACH]
     container.pop("args")
