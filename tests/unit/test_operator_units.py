@@ -13,6 +13,7 @@ from vtx.core import resource as vt
 from vtx.core.ladder import Rendition
 from vtx.core.settings import Settings
 from vtx.operator import lost
+from vtx.operator.grouping import node_ready
 from vtx.operator.index import ClusterView
 from vtx.operator.jobs import (
     SOURCE_SECONDS,
@@ -382,11 +383,11 @@ def test_only_a_node_that_says_ready_keeps_its_pods() -> None:
     def node(*conditions: tuple[str, str]) -> dict[str, Any]:
         return {"status": {"conditions": [{"type": t, "status": s} for t, s in conditions]}}
 
-    assert lost.node_ready(node(("MemoryPressure", "False"), ("Ready", "True")))
-    assert not lost.node_ready(node(("Ready", "Unknown")))
-    assert not lost.node_ready(node(("Ready", "False")))
-    assert not lost.node_ready(node(("MemoryPressure", "False")))
-    assert not lost.node_ready(None)
+    assert node_ready(node(("MemoryPressure", "False"), ("Ready", "True")))
+    assert not node_ready(node(("Ready", "Unknown")))
+    assert not node_ready(node(("Ready", "False")))
+    assert not node_ready(node(("MemoryPressure", "False")))
+    assert not node_ready(None)
 
 
 def test_a_lost_pod_ends_failed_with_a_condition_the_job_policy_ignores() -> None:

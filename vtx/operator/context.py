@@ -24,7 +24,7 @@ from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 from vtx.operator import lost
 from vtx.operator.decide import Snapshot, missing_jobs
-from vtx.operator.grouping import Nodes, schedulable_nodes
+from vtx.operator.grouping import Nodes, node_ready, schedulable_nodes
 from vtx.operator.index import ClusterView
 from vtx.operator.metrics import PhaseBook
 from vtx.operator.reports import ReportBook
@@ -287,12 +287,10 @@ def end_lost_pod(ctx: Context, namespace: str, name: str, uid: str) -> tuple[los
             if exc.status not in (403, 404):
                 raise
             # Gone (404), or not ours to read (403): the overdue pod is the evidence.
-    if node is not None and lost.node_ready(node):
+    if node_ready(node):
         return "waiting", node_name
     ctx.core.patch_namespaced_pod_status(name, namespace, lost.failed_patch(node_name, now))
-    ctx.core.delete_namespaced_pod(
-        name, namespace, grace_period_seconds=0, body=client.V1DeleteOptions(
-            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)
-        ),
-    )  # fmt: skip
+    ctx.core.delete_namespaced_pod(name, namespace, body=client.V1DeleteOptions(
+        grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)
+    ))  # fmt: skip
     return "ended", node_name

@@ -104,9 +104,20 @@ def cpu_millis(quantity: str) -> int:
     return int(float(number)) if milli else int(float(number) * 1000)
 
 
+def node_ready(node: Mapping[str, Any] | None) -> bool:
+    """Whether the node's ``Ready`` condition is ``True`` (False for a node that is gone)."""
+    if node is None:
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (node.get("status") or {}).get("conditions") or []
+    )
+
+
 def schedulable_nodes(nodes: Iterable[Mapping[str, Any]]) -> Nodes:
     """The nodes a transcode Job may land on (Ready, not cordoned, no NoSchedule or NoExecute
-    taint: vtx's Jobs tolerate none), from Node objects as the API returns them."""
+    taint: vtx's Jobs tolerate none but a lost node's, and those for a short while), from Node
+    objects as the API returns them."""
     count = mcpu = 0
     for node in nodes:
         spec = node.get("spec") or {}
@@ -115,11 +126,7 @@ def schedulable_nodes(nodes: Iterable[Mapping[str, Any]]) -> Nodes:
             continue
         if any(t.get("effect") in ("NoSchedule", "NoExecute") for t in spec.get("taints") or []):
             continue
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in status.get("conditions") or []
-        )
-        if not ready:
+        if not node_ready(node):
             continue
         try:
             cpu = cpu_millis(str((status.get("allocatable") or {}).get("cpu", "0")))

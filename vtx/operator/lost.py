@@ -46,16 +46,6 @@ def seconds_until_overdue(pod: Mapping[str, Any], now: datetime) -> float | None
     return max(0.0, (deadline + timedelta(seconds=LOST_SLACK_S) - now).total_seconds())
 
 
-def node_ready(node: Mapping[str, Any] | None) -> bool:
-    """Whether the node's ``Ready`` condition is ``True`` (False for a node that is gone)."""
-    if node is None:
-        return False
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
-
-
 def failed_patch(node: str, now: datetime) -> dict[str, Any]:
     """The status patch that ends a pod its lost node cannot end."""
     return {
