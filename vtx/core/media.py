@@ -51,13 +51,19 @@ def segment_count(duration: float) -> int:
     return n
 
 
-def keyframe_expression() -> str:
+def keyframe_expression(first: int = 0) -> str:
     """FFmpeg's ``-force_key_frames`` expression that puts a keyframe at every segment_start:
-    the k-th forced keyframe (``n_forced``) comes at the first frame at or after start k."""
-    regular = f"{sum(FIRST_SEGMENTS)}+(n_forced-{len(FIRST_SEGMENTS)})*{SEGMENT_SECONDS}"
+    the k-th forced keyframe (``n_forced``) comes at the first frame at or after start k.
+
+    An encode that resumes at segment ``first`` (input seek to its start, so its frames are
+    timed from 0 there) forces the k-th keyframe at start ``first + k`` less that start."""
+    origin = segment_start(first)
+    lead = len(FIRST_SEGMENTS)
+    regular = f"{sum(FIRST_SEGMENTS) - origin + (first - lead) * SEGMENT_SECONDS:g}"
+    regular += f"+n_forced*{SEGMENT_SECONDS}"
     at = regular
-    for n in reversed(range(len(FIRST_SEGMENTS))):
-        at = f"if(eq(n_forced,{n}),{segment_start(n):g},{at})"
+    for k in reversed(range(max(0, lead - first))):
+        at = f"if(eq(n_forced,{k}),{segment_start(first + k) - origin:g},{at})"
     return f"expr:gte(t,{at})"
 
 

@@ -229,6 +229,9 @@ class ObjectStore:
             for obj in page.get("Contents", []):
                 yield obj["Key"], int(obj["Size"])
 
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
     def delete_prefix(self, prefix: str, *, keep: str | None = None) -> int:
         """Delete every object under ``prefix`` (which must be non-empty) but those under
         ``keep``; returns the count."""

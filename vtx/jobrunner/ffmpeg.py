@@ -23,9 +23,12 @@ from vtx.core.media import (
     allowed_protocols,
     keyframe_expression,
     mp4_name,
+    segment_start,
 )
 
 X264_PRESET = "veryfast"
+AAC_FRAME = 1024  # samples
+MAX_SOUND_LEAD_S = 1.0  # a resumed encode's sound starts at most this much before its picture
 DURATION_MARGIN_S = 5.0  # read this much past the probed duration, and no more
 
 
@@ -113,7 +116,9 @@ def outputs_for(renditions: Sequence[Rendition], scratch: Path) -> list[Output]:
     return outputs
 
 
-def _tee_target(out: Output) -> str:
+def _tee_target(out: Output, first: int = 0) -> str:
+    """Where one rendition's encode goes: the MP4 and the HLS, or (an encode that resumes at
+    segment ``first``) the HLS alone, numbered on from ``first``."""
     hls_dir = out.playlist.parent
     # With video, segments are cut at the keyframes the encoder puts at each planned start (see
     # media.FIRST_SEGMENTS); audio alone is cut by time, at the regular length.
@@ -129,8 +134,13 @@ def _tee_target(out: Output) -> str:
             f"hls_segment_filename={hls_dir}/{SEGMENT_PATTERN}",
         ]
     )
+    if first:
+        # Fragments timed on the whole video's timeline (tfdt), not from this run's start.
+        hls += f":start_number={first}:hls_segment_options=movflags=+frag_discont"
     # A video whose audio tracks are renditions of their own: its HLS is the picture alone.
     select = "select=v:" if out.rendition.alt_audio else ""
+    if first:
+        return f"[{select}{hls}]{out.playlist}"
     return f"[f=mp4:movflags=+faststart]{out.mp4}|[{select}{hls}]{out.playlist}"
 
 
@@ -150,8 +160,18 @@ def build_encode_command(
     threads: int = 0,
     deinterlace: bool = False,
     images: ImageOutputs | None = None,
+    first_segment: int = 0,
+    sound_lead_s: float = 0.0,
 ) -> list[str]:
     """The FFmpeg argument list: one decode, one encode per rendition, MP4 and HLS from each.
+
+    From ``first_segment`` > 0 (a retry resuming after the segments an earlier attempt stored),
+    the source is read from that segment's start (input seek), the keyframes stay on the
+    schedule, the timestamps on the whole video's timeline, and the segments are numbered on
+    from there; the encode writes HLS alone (the MP4 is put together from the segments).
+    The sound is read from a second input, ``sound_lead_s`` earlier than the picture: from
+    where the stored segments' sound ends (resume.Resume.sound_lead_s), so that it carries on
+    without a gap.
 
     An interlaced source (``deinterlace``) is deinterlaced once, before it is split and scaled:
     bwdif at the frame rate, on the frames the decoder marks interlaced (a progressive frame in
@@ -177,8 +197,24 @@ def build_encode_command(
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
     cmd += ["-progress", "pipe:1", "-stats_period", "1"]
     cmd += input_options(source_url, rw_timeout_s=rw_timeout_s)
-    cmd += ["-max_pixels", str(max_pixels), "-t", f"{duration_s + DURATION_MARGIN_S:.3f}"]
-    cmd += ["-i", source_url]
+    origin = segment_start(first_segment)
+    if first_segment:
+        if not origin < duration_s:
+            raise ValueError(f"segment {first_segment} starts after the source ends")
+        if images is not None:
+            raise ValueError("images come from a decode of the whole source")
+        cmd += ["-ss", f"{origin:.3f}"]
+    cmd += ["-max_pixels", str(max_pixels)]
+    cmd += ["-t", f"{duration_s - origin + DURATION_MARGIN_S:.3f}", "-i", source_url]
+    sound_input = 0
+    if first_segment and has_audio and sound_lead_s > 0:
+        if not sound_lead_s < MAX_SOUND_LEAD_S:
+            raise ValueError(f"a sound lead of {sound_lead_s:.3f}s is not a resumed segment's")
+        sound_input = 1
+        cmd += input_options(source_url, rw_timeout_s=rw_timeout_s)
+        cmd += ["-ss", f"{origin - sound_lead_s:.6f}"]
+        cmd += ["-t", f"{duration_s - origin + sound_lead_s + DURATION_MARGIN_S:.3f}"]
+        cmd += ["-vn", "-sn", "-dn", "-i", source_url]
     videos = [o for o in outputs if o.rendition.kind == "video"]
     if images is not None and not videos:
         raise ValueError("images come from a video rendition's decode")
@@ -217,7 +253,7 @@ def build_encode_command(
                 "-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", "high",
                 "-b:v", f"{r.video_bitrate_k}k", "-maxrate", f"{r.maxrate_k}k",
                 "-bufsize", f"{r.bufsize_k}k",
-                "-force_key_frames", keyframe_expression(),
+                "-force_key_frames", keyframe_expression(first_segment),
                 "-sc_threshold", "0",
             ]  # fmt: skip
             if r.fps:
@@ -229,18 +265,60 @@ def build_encode_command(
         else:
             cmd += ["-vn"]
         if has_audio and r.audio_bitrate_k:
-            track = f"0:a:{audio_track(r)}"
+            track = f"{sound_input}:a:{audio_track(r)}"
             cmd += ["-map", track, "-c:a", "aac", "-b:a", f"{r.audio_bitrate_k}k", "-ac", "2"]
             cmd += ["-ar", "48000"]
+            if first_segment:
+                # The stored segments' sound is late by the encoder's priming (one AAC frame)
+                # more than a resumed encode's would be: a player hears both in sync. The
+                # sound read from before the picture's start is timed before it.
+                lead = sound_lead_s if sound_input else 0.0
+                cmd += ["-filter:a", f"asetpts=PTS+({AAC_FRAME}/48000-{lead:.6f})/TB"]
         else:
             cmd += ["-an"]
         cmd += ["-flags", "+global_header", "-max_muxing_queue_size", "4096"]
-        cmd += ["-f", "tee", _tee_target(out)]
+        if first_segment:
+            cmd += ["-output_ts_offset", f"{origin:.3f}"]
+        cmd += ["-f", "tee", _tee_target(out, first_segment)]
     if images is not None:
-        for fmt, label in image_labels.items():
-            cmd += ["-map", label, "-update", "1", "-an", "-fps_mode", "passthrough"]
-            cmd += ["-c:v", "mjpeg", "-q:v", "3", "-f", "image2", str(images.path(fmt))]
+        cmd += _image_outputs(image_labels, images)
     return cmd
+
+
+def _image_outputs(labels: Mapping[str, str], images: ImageOutputs) -> list[str]:
+    """Each image's output: the last picture its chain gives wins (see image_chains)."""
+    cmd = []
+    for fmt, label in labels.items():
+        cmd += ["-map", label, "-update", "1", "-an", "-fps_mode", "passthrough"]
+        cmd += ["-c:v", "mjpeg", "-q:v", "3", "-f", "image2", str(images.path(fmt))]
+    return cmd
+
+
+def build_remux_command(parts: Path, mp4: Path) -> list[str]:
+    """Copy a fragmented MP4 (an init segment and its media segments, one after the other, all
+    written by vtx) into a fast-start MP4: nothing is decoded or encoded."""
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    cmd += ["-protocol_whitelist", "file", "-f", "mov", "-i", str(parts)]
+    return [*cmd, "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(mp4)]
+
+
+def build_images_command(
+    source_url: str, images: ImageOutputs, *, duration_s: float, max_pixels: int,
+    deinterlace: bool = False, rw_timeout_s: int = 30,
+) -> list[str]:  # fmt: skip
+    """The poster, thumbnail and storyboard alone, from a decode of the whole source (a resumed
+    encode starts mid-way): the same filter chains as in build_encode_command, so the same
+    pictures."""
+    if not duration_s > 0 or max_pixels <= 0:
+        raise ValueError("the probed duration and the pixel limit bound the decode")
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
+    cmd += input_options(source_url, rw_timeout_s=rw_timeout_s)
+    cmd += ["-max_pixels", str(max_pixels), "-t", f"{duration_s + DURATION_MARGIN_S:.3f}"]
+    cmd += ["-i", source_url]
+    chains = [f"[0:V:0]{DEINTERLACE}[di]"] if deinterlace else []
+    image_chains_, labels = image_chains("[di]" if deinterlace else "[0:V:0]", images)
+    cmd += ["-filter_complex", ";".join(chains + image_chains_)]
+    return cmd + _image_outputs(labels, images)
 
 
 def build_subtitles_command(

@@ -6,7 +6,8 @@ records every output and the Job that made them: the operator's evidence that it
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,12 +18,15 @@ from vtx.core.hls import Segment, parse_media_playlist, render_media_playlist
 from vtx.core.ipfs import IpfsClient
 from vtx.core.ladder import InvalidSource
 from vtx.core.objects import ObjectStore
+from vtx.core.sources import MEDIA_ENV
 from vtx.core.tracks import webvtt_problems
-from vtx.jobrunner.ffmpeg import ImageOutputs, Output
+from vtx.jobrunner import resume
+from vtx.jobrunner.ffmpeg import ImageOutputs, Output, build_remux_command
 from vtx.jobrunner.retry import with_retry
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+REMUX_TIMEOUT_S = 600
 
 CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
@@ -47,11 +51,17 @@ class RenditionPublisher:
         stored: Callable[[int], None] = lambda _n: None,
         images: ImageOutputs | None = None,
         duration_s: float = 0.0,
+        stored_segments: Sequence[Segment] = (),
     ) -> None:
         """``stored`` is told of the bytes sent to S3 and IPFS as they go (from any thread):
         the progress of a pod that is uploading. With ``images``, this rendition also stores
         and records the video's poster, thumbnail and storyboard. ``duration_s`` (the
-        probed source's) is a subtitles rendition's one segment's length."""
+        probed source's) is a subtitles rendition's one segment's length.
+
+        ``stored_segments`` are the segments 0, 1, … an earlier attempt stored (see
+        vtx.jobrunner.resume): this encode's numbering starts after them, the stored init
+        segment stays (the new one must describe the same codecs), and the MP4 is put together
+        from all the segments (assemble_mp4)."""
         self.output = output
         self.name = output.rendition.name
         self.video_id = video_id
@@ -64,7 +74,9 @@ class RenditionPublisher:
         self._stored = stored
         self._images = images
         self._duration_s = duration_s
-        self.published: list[Segment] = []
+        self.published: list[Segment] = list(stored_segments)
+        self.resumed_at = len(self.published)  # the first segment this attempt makes
+        self._stored_init: bytes | None = None
         self.init_uri: str | None = None
         self.init_cid: str | None = None
         self._transcode_ids: dict[tuple[str, str], str] = {}
@@ -131,11 +143,15 @@ class RenditionPublisher:
         except FileNotFoundError:
             return 0
         playlist = parse_media_playlist(text)
-        new = playlist.segments[len(self.published) :]
+        after = self.published[-1].sequence if self.published else -1
+        new = [s for s in playlist.segments if s.sequence > after]
         if not new:
             return 0
         if playlist.init_uri and self.init_uri is None:
-            self.init_cid = self._store_file(self.hls_dir / playlist.init_uri, media.HLS_INIT)
+            if self.resumed_at:
+                self._keep_stored_init(self.hls_dir / playlist.init_uri)
+            else:
+                self.init_cid = self._store_file(self.hls_dir / playlist.init_uri, media.HLS_INIT)
             self.init_uri = playlist.init_uri
         ids = [(storage, self._transcode_id(videos.HLS, storage)) for storage in self.storages]
         for segment in new:
@@ -144,7 +160,8 @@ class RenditionPublisher:
             size = path.stat().st_size
             cid = self._store_file(path, rel)
             self._record_segment(ids, segment, size, cid)
-            path.unlink()
+            if not self.resumed_at:
+                path.unlink()  # a resumed rendition's MP4 is made of its segments
             self.published.append(segment)
             if len(self.published) == 1:
                 log.info("first segment of %s stored", self.name)
@@ -154,6 +171,48 @@ class RenditionPublisher:
             to_ipfs=False,
         )
         return len(new)
+
+    def _stored_bytes(self, key: str) -> bytes:
+        return self._retry(lambda: self._store.get_bytes(key), f"S3 get {key}")
+
+    def _keep_stored_init(self, made: Path) -> None:
+        """The earlier attempt's init segment stays the rendition's: its timing (edit list) is
+        the whole video's. The one this encode made must describe the same codecs."""
+        key = f"{self.prefix}/{media.HLS_INIT}"
+        stored = self._stored_bytes(key)
+        if not resume.same_codecs(stored, made.read_bytes()):
+            raise resume.ResumeRefused(
+                f"{self.name}: the encode's init segment describes other codecs than the stored one"
+            )
+        self._stored_init = stored
+        ipfs = self._ipfs
+        if ipfs is not None:
+            self.init_cid = self._retry(
+                lambda: ipfs.add_bytes(stored, name=media.INIT_NAME), f"IPFS add {key}"
+            )
+
+    def assemble_mp4(self) -> None:
+        """A resumed rendition's MP4: its init segment and every segment (the stored ones read
+        back from S3), remuxed into a fast-start MP4 without encoding anything again."""
+        if self._stored_init is None:
+            raise RuntimeError(f"{self.name}: the resumed encode wrote no init segment")
+        parts = self.hls_dir / "parts.mp4"
+        with parts.open("wb") as f:
+            f.write(self._stored_init)
+            for segment in self.published:
+                if segment.sequence < self.resumed_at:
+                    f.write(self._stored_bytes(f"{self.prefix}/hls/{segment.uri}"))
+                else:
+                    f.write((self.hls_dir / segment.uri).read_bytes())
+        run = subprocess.run(
+            build_remux_command(parts, self.output.mp4), capture_output=True, text=True,
+            timeout=REMUX_TIMEOUT_S, env=MEDIA_ENV,
+        )  # fmt: skip
+        parts.unlink()
+        if run.returncode != 0:
+            raise RuntimeError(f"{self.name}: remuxing the segments failed: {run.stderr[-500:]}")
+        for segment in self.published[self.resumed_at :]:
+            (self.hls_dir / segment.uri).unlink(missing_ok=True)
 
     def _record_segment(
         self, ids: list[tuple[str, str]], segment: Segment, size: int, cid: str | None

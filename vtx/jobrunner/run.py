@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import resource
 import shutil
 import signal
 import subprocess
@@ -28,23 +29,27 @@ from vtx.core.ladder import (
 from vtx.core.media import (
     EXIT_INVALID_INPUT,
     EXIT_RETRYABLE,
+    HLS_INIT,
     classify_failure,
     count_decode_errors,
     failure_reason,
     oversized_frame,
 )
+from vtx.core.media import rendition_prefix as media_prefix
 from vtx.core.objects import ObjectStore
 from vtx.core.settings import Settings
 from vtx.core.sources import MEDIA_ENV, ProbeUnavailable, probe_source
 from vtx.jobrunner.ffmpeg import (
     ImageOutputs,
     build_encode_command,
+    build_images_command,
     build_subtitles_command,
     out_time_seconds,
     outputs_for,
     parse_progress,
 )
 from vtx.jobrunner.report import Reporter
+from vtx.jobrunner.resume import Resume, ResumeRefused, find_resume
 from vtx.jobrunner.retry import StorageUnavailable
 
 if TYPE_CHECKING:
@@ -162,6 +167,14 @@ def _check_exit(run: _Encode, what: str, facts: SourceFacts, settings: Settings)
     return decode_errors
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the FFmpeg runs it waited for."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run_transcode(
     job: TranscodeArgs, scratch: Path, settings: Settings, stop: threading.Event
 ) -> int:
@@ -177,7 +190,16 @@ def run_transcode(
     ipfs: IpfsClient | None = None
     db: Database | None = None
     encode: _Encode | None = None
-    extract: _Encode | None = None
+    side_runs: list[tuple[_Encode, str]] = []  # beside the encode: (run, what it reads)
+    resume: Resume | None = None
+
+    def open_db() -> Database:
+        nonlocal db
+        if db is None:
+            from vtx.core.db import Database
+
+            db = Database(settings.database_url, max_connections=2)
+        return db
 
     def report_all(phase: str, progress: float | None, message: str | None = None) -> None:
         for name in names:
@@ -200,30 +222,45 @@ def run_transcode(
             images = ImageOutputs(img.plan_images(width, height, facts.duration),
                                   scratch / img.FOLDER)  # fmt: skip
             images.folder.mkdir(parents=True, exist_ok=True)
+        if encoded:
+            resume = find_resume(store, open_db, job.video_id, job.renditions, facts.duration)
         if extracted:
             # Subtitles come out of a run of their own, beside the encode: it reads the source
             # once more but decodes only the text.
-            extract = _Encode(
+            side_runs.append((_Encode(
                 build_subtitles_command(url, extracted, duration_s=facts.duration),
                 scratch / "subtitles.log",
-            )
+            ), "the subtitles"))  # fmt: skip
+        max_pixels = settings.max_source_width * settings.max_source_height
+        if resume is not None and images is not None:
+            # The pictures come from the whole source; the encode reads only what is left.
+            side_runs.append((_Encode(
+                build_images_command(url, images, duration_s=facts.duration,
+                                     max_pixels=max_pixels, deinterlace=facts.interlaced),
+                scratch / "images.log",
+            ), "the source's pictures"))  # fmt: skip
         if encoded:
+            first = resume.first if resume is not None else 0
             encode = _Encode(
                 build_encode_command(
                     url, encoded, has_audio=facts.has_audio, duration_s=facts.duration,
-                    max_pixels=settings.max_source_width * settings.max_source_height,
-                    deinterlace=facts.interlaced, images=images,
+                    max_pixels=max_pixels, deinterlace=facts.interlaced,
+                    images=None if resume is not None else images, first_segment=first,
+                    sound_lead_s=resume.sound_lead_s if resume is not None else 0.0,
                 ),
                 scratch / "ffmpeg.log",
             )  # fmt: skip
             log.info("encoding %s of %s (%.1fs, %s)", ",".join(names), job.video_id,
                      facts.duration,
                      "deinterlaced" if facts.interlaced else facts.field_order)  # fmt: skip
-        from vtx.core.db import Database
+            if resume is not None:
+                log.info("resuming at segment %d (%.1fs of %.1fs): an earlier attempt stored "
+                         "segments 0 to %d", first, resume.start_s, facts.duration,
+                         first - 1)  # fmt: skip
         from vtx.core.ipfs import IpfsClient
         from vtx.jobrunner.publish import RenditionPublisher
 
-        db = Database(settings.database_url, max_connections=2)
+        db = open_db()
         if job.ipfs:
             ipfs = IpfsClient(
                 settings.ipfs_api_url,
@@ -237,24 +274,31 @@ def run_transcode(
                 stored=functools.partial(reporter.stored, out.rendition.name),
                 images=images if out.rendition.images else None,
                 duration_s=facts.duration,
+                stored_segments=resume.done.get(out.rendition.name, ()) if resume else (),
             )
             for out in outputs
         ]  # fmt: skip
         decode_errors = 0
         if encode is not None:
-            _follow_encode(encode, publishers, facts, settings, stop, report_all)
+            start_s = resume.start_s if resume is not None else 0.0
+            _follow_encode(encode, publishers, facts, settings, stop, report_all, start_s)
             decode_errors = _check_exit(encode, "the source", facts, settings)
-        if extract is not None:
-            while extract.proc.poll() is None:
+        for run, what in side_runs:
+            while run.proc.poll() is None:
                 if stop.is_set():
                     raise Interrupted
                 stop.wait(0.2)
-            _check_exit(extract, "the subtitles", facts, settings)
+            _check_exit(run, what, facts, settings)
         report_all("uploading", ENCODE_SHARE)
         log.info("encoded; storing and recording what is left")
+        if resume is not None:
+            for p in publishers:
+                if p.output.rendition.kind != "subtitles":
+                    p.assemble_mp4()
         for p in publishers:
             p.finish(decode_errors)
-        log.info("recorded %s", ",".join(names))
+        log.info("recorded %s; this attempt used %.1fs of CPU (%s)", ",".join(names),
+                 _cpu_seconds(), f"from segment {resume.first}" if resume else "whole")  # fmt: skip
         failpoints.hit("jobrunner.recorded")
         for p in publishers:
             reporter.update(p.name, "done", 100.0, "outputs recorded")
@@ -267,14 +311,24 @@ def run_transcode(
         log.warning("interrupted: stopping FFmpeg, the Job will retry")
         report_all("interrupted", None, "the pod was stopped; the Job retries")
         return EXIT_RETRYABLE
+    except ResumeRefused as exc:
+        # The next attempt encodes from the start: without its init segment, a rendition has
+        # nothing to resume from.
+        log.error("cannot resume: %s; the next attempt starts over", exc)
+        try:
+            for r in job.renditions:
+                store.delete(f"{media_prefix(job.video_id, r.name)}/{HLS_INIT}")
+        except Exception as cleanup:  # noqa: BLE001 - the retry resumes and is refused again
+            log.error("could not delete the stored init segments: %s", cleanup)
+        report_all("retrying", None, f"retrying: {exc}")
+        return EXIT_RETRYABLE
     except (StorageUnavailable, ProbeUnavailable) as exc:
         log.error("will retry: %s", exc)
         report_all("retrying", None, f"retrying: {exc}")
         return EXIT_RETRYABLE
     finally:
-        for run in (encode, extract):
-            if run is not None:
-                run.close()
+        for run in [r for r, _ in side_runs] + ([encode] if encode is not None else []):
+            run.close()
         reporter.close()
         if ipfs is not None:
             ipfs.close()
@@ -290,9 +344,11 @@ def _follow_encode(
     settings: Settings,
     stop: threading.Event,
     report_all: Callable[[str, float | None], None],
+    start_s: float = 0.0,
 ) -> None:
-    """Until FFmpeg exits: publish each segment as it is finished, report the progress, stop
-    on SIGTERM (Interrupted) or on a frame beyond the limit (InvalidSource)."""
+    """Until FFmpeg exits: publish each segment as it is finished, report the progress (of the
+    whole video: the encode starts at ``start_s``), stop on SIGTERM (Interrupted) or on a frame
+    beyond the limit (InvalidSource)."""
     failure: list[BaseException] = []
     encoding_done = threading.Event()
 
@@ -316,7 +372,8 @@ def _follow_encode(
             grown = oversized_frame(encode.new_messages(), facts.video_codec)
             if grown is not None:
                 raise _grown(grown, settings)
-            share = min(1.0, encode.encoded_s / facts.duration) if facts.duration else 0.0
+            done_s = start_s + encode.encoded_s
+            share = min(1.0, done_s / facts.duration) if facts.duration else 0.0
             report_all("encoding", share * ENCODE_SHARE)
             stop.wait(0.5)
     finally:
