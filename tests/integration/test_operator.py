@@ -686,6 +686,55 @@ def test_a_jobrunner_pod_deleted_mid_encode_is_retried_to_ready(
     assert_complete(video.id)
 
 
+def pod_log(ns: str, job: str) -> str:
+    """The log of the pod of ``job`` that succeeded."""
+    pods = kubectl("get", "pods", "-n", ns, "-l", f"job-name={job}",
+                   "--field-selector=status.phase=Succeeded", "-o", "name").split()  # fmt: skip
+    assert len(pods) == 1, f"one pod of {job} succeeded: {pods}"
+    return kubectl("logs", "-n", ns, pods[0])
+
+
+CPU_USED = re.compile(r"this attempt used ([0-9.]+)s of CPU \((whole|from segment \d+)\)")
+RESUMED_AT = re.compile(r"resuming at segment (\d+) \(([0-9.]+)s of ([0-9.]+)s\)")
+
+
+def test_a_pod_killed_at_60_percent_resumes_at_its_last_segment_for_under_half_the_cpu(
+    ns: str, operator: Path, store: ObjectStore, db: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    video, name = start_long_transcode(ns, store, db, tmp_path_factory)
+    job = job_name(name, "transcode", ["480p"])
+    wait_for_progress(ns, name, "480p", 60)
+    freeze_ffmpeg(video.id)
+    kubectl("delete", "pod", "-n", ns, "-l", f"job-name={job}", "--wait=false")
+    obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    assert obj["status"]["renditions"]["480p"]["attempts"] == 2
+    retried = pod_log(ns, job)
+    resumed = RESUMED_AT.search(retried)
+    assert resumed, f"the retry resumed:\n{retried[-2000:]}"
+    at, start_s, duration_s = int(resumed[1]), float(resumed[2]), float(resumed[3])
+    assert start_s / duration_s >= 0.5, f"resumed at {start_s}s of {duration_s}s"
+    cpu = CPU_USED.search(retried)
+    assert cpu, retried[-2000:]
+    assert cpu[2] == f"from segment {at}"
+    assert_complete(video.id)
+
+    # The same source again, encoded whole by one pod: the cost the resume is measured by.
+    again = upload_video(store, db, video.path)
+    again_name = submit(again, ns)
+    obj = wait_for_phase(ns, again_name, {"Ready", "Failed"}, operator, timeout=600)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    whole = CPU_USED.search(pod_log(ns, job_name(again_name, "transcode", ["480p"])))
+    assert whole
+    assert whole[2] == "whole"
+    ratio = float(cpu[1]) / float(whole[1])
+    print(f"resumed at {start_s:.0f}s of {duration_s:.0f}s: {cpu[1]}s of CPU against "
+          f"{whole[1]}s for the whole encode, {ratio:.2f}x")  # fmt: skip
+    assert ratio <= 0.5, f"the retry cost {ratio:.2f}x a whole encode's CPU"
+    assert_complete(again.id)
+
+
 def test_a_failed_ingest_degrades_the_video_but_does_not_fail_it(
     ns: str, operator: Path, store: ObjectStore, db: Database,
     tmp_path_factory: pytest.TempPathFactory,
