@@ -314,7 +314,8 @@ def build_images_command(
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
     cmd += input_options(source_url, rw_timeout_s=rw_timeout_s)
     cmd += ["-max_pixels", str(max_pixels), "-t", f"{duration_s + DURATION_MARGIN_S:.3f}"]
-    cmd += ["-i", source_url]
+    # One decoding thread: it runs beside the encode, and threads cost CPU to keep in step.
+    cmd += ["-threads", "1", "-i", source_url]
     chains = [f"[0:V:0]{DEINTERLACE}[di]"] if deinterlace else []
     image_chains_, labels = image_chains("[di]" if deinterlace else "[0:V:0]", images)
     cmd += ["-filter_complex", ";".join(chains + image_chains_)]

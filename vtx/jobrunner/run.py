@@ -167,12 +167,11 @@ def _check_exit(run: _Encode, what: str, facts: SourceFacts, settings: Settings)
     return decode_errors
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and of the FFmpeg runs it waited for."""
-    own, children = (
-        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU time of this process, and of the FFmpeg and ffprobe runs it waited for."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def run_transcode(
@@ -297,8 +296,10 @@ def run_transcode(
                     p.assemble_mp4()
         for p in publishers:
             p.finish(decode_errors)
-        log.info("recorded %s; this attempt used %.1fs of CPU (%s)", ",".join(names),
-                 _cpu_seconds(), f"from segment {resume.first}" if resume else "whole")  # fmt: skip
+        own, ffmpeg = _cpu_seconds()
+        log.info("recorded %s; this attempt used %.1fs of CPU (%s), %.1fs of it FFmpeg's",
+                 ",".join(names), own + ffmpeg,
+                 f"from segment {resume.first}" if resume else "whole", ffmpeg)  # fmt: skip
         failpoints.hit("jobrunner.recorded")
         for p in publishers:
             reporter.update(p.name, "done", 100.0, "outputs recorded")
