@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,12 +48,19 @@ def test_the_stored_run_stops_at_the_first_segment_missing_or_of_another_size() 
 
     rows = [row(0), row(1), row(2), row(4)]
     sizes = {r.key: r.size for r in rows}
-    assert stored_run(rows, sizes) == [
+    prefix = "videos/v/180p"
+    assert stored_run(rows, sizes, prefix) == [
         Segment(n, f"seg_{n:05d}.m4s", 4.0) for n in range(3)
     ]  # 3 is not recorded
-    assert len(stored_run(rows, {**sizes, rows[1].key: 9})) == 1  # S3 holds another object
-    assert len(stored_run(rows, {k: v for k, v in sizes.items() if k != rows[2].key})) == 2
-    assert stored_run([row(0, size=0)], {rows[0].key: 0}) == []
+    assert len(stored_run(rows, {**sizes, rows[1].key: 9}, prefix)) == 1  # another object
+    gone = {k: v for k, v in sizes.items() if k != rows[2].key}
+    assert len(stored_run(rows, gone, prefix)) == 2
+    assert stored_run([row(0, size=0)], {rows[0].key: 0}, prefix) == []
+    # A row is a pod's word: one naming another key, or an unplanned length, ends the run.
+    elsewhere = replace(rows[1], key="videos/v/180p/hls/../../w/seg_00001.m4s")
+    assert len(stored_run([rows[0], elsewhere], {**sizes, elsewhere.key: 10}, prefix)) == 1
+    assert len(stored_run([rows[0], replace(rows[1], duration=3600.0)], sizes, prefix)) == 1
+    assert stored_run(rows, sizes, "videos/other/180p") == []
 
 
 def test_the_encode_resumes_at_the_first_segment_a_rendition_lacks() -> None:

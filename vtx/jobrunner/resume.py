@@ -55,14 +55,19 @@ def resumable(renditions: Iterable[Rendition]) -> bool:
     return bool(encoded) and all(r.kind == "video" and not r.alt_audio for r in encoded)
 
 
-def stored_run(rows: Sequence[videos.SegmentRow], sizes: Mapping[str, int]) -> list[Segment]:
-    """The segments 0, 1, 2, … that are recorded and in S3 at their recorded size, up to the
-    first that is not."""
+def stored_run(
+    rows: Sequence[videos.SegmentRow], sizes: Mapping[str, int], prefix: str
+) -> list[Segment]:
+    """The segments 0, 1, 2, … of the rendition at ``prefix`` that are recorded under their own
+    key and are in S3 at their recorded size, up to the first that is not."""
     run: list[Segment] = []
     for n, row in enumerate(rows):
-        if row.sequence != n or sizes.get(row.key) != row.size or row.size <= 0:
+        name = media.segment_name(n)
+        if (row.sequence != n or row.key != f"{prefix}/hls/{name}"
+                or sizes.get(row.key) != row.size or row.size <= 0
+                or not 0 < row.duration <= 2 * media.SEGMENT_SECONDS):  # fmt: skip
             break
-        run.append(Segment(n, row.key.rsplit("/", 1)[-1], row.duration))
+        run.append(Segment(n, name, row.duration))
     return run
 
 
@@ -124,7 +129,10 @@ def find_resume(
         lambda cur: {r.name: videos.segment_rows(cur, video_id, r.name) for r in encoded},
         name="stored segments",
     )
-    runs = {name: stored_run(rows[name], sizes[name]) for name in rows}
+    runs = {
+        name: stored_run(rows[name], sizes[name], media.rendition_prefix(video_id, name))
+        for name in rows
+    }
     first = first_to_encode((len(run) for run in runs.values()), duration_s)
     if first < 1:
         return None
