@@ -431,7 +431,7 @@ def test_a_complete_job_without_rows_is_made_again_then_fails_the_rendition() ->
     assert (entry.phase, entry.redos) == ("Pending", 1)
     assert "no rows record its outputs" in (entry.message or "")
     redo = job_of(PLAN[1], 1)
-    assert CreateTranscodeJob(redo, (PLAN[1],)) in d.actions
+    assert CreateTranscodeJob(redo, (PLAN[1],), resume=False) in d.actions
     assert DeleteJob(jobs_of()[1]) not in d.actions, "deleted once it is no longer planned"
     assert "Redo" in events(d)
     # The next step: the first Job is not planned any more.
@@ -481,7 +481,7 @@ def test_outputs_checked_in_an_earlier_step_are_checked_again_before_publishing(
     broken = {**no_problems(), "480p": ("its MP4 is missing from S3",)}
     d = decide(snap(status, jobs=all_jobs(), records=records(), checks=broken, slots=1))
     assert d.status.renditions["480p"].phase == "Pending"
-    assert CreateTranscodeJob(job_of(PLAN[0], 1), (PLAN[0],)) in d.actions
+    assert CreateTranscodeJob(job_of(PLAN[0], 1), (PLAN[0],), resume=False) in d.actions
     assert d.status.phase == "Transcoding", "never a complete-looking Ready"
 
 
@@ -631,7 +631,7 @@ def test_restart_after_a_redo_was_decided_before_it_was_made() -> None:
     s = snap(planned("Transcoding", r720p=redone), jobs=all_jobs())
     assert missing_jobs(s) == 1
     d = decide(dataclasses.replace(s, slots=1, records=records()))
-    assert CreateTranscodeJob(job_of(PLAN[1], 1), (PLAN[1],)) in d.actions
+    assert CreateTranscodeJob(job_of(PLAN[1], 1), (PLAN[1],), resume=False) in d.actions
     assert DeleteJob(jobs_of()[1]) in d.actions
 
 

@@ -191,7 +191,16 @@ def test_the_jobrunner_arguments_come_from_one_definition() -> None:
     parsed = TranscodeArgs.from_namespace(parser.parse_args(args[1:]))
     assert parsed.renditions == (R480,)
     assert parsed.job == job["metadata"]["name"]
+    assert parsed.resume, "a Job's retried pods resume from the segments stored"
     assert parsed.argv() == args[1:]
+    # A Job that makes a rendition again starts over.
+    again = build_transcode_job(
+        resource=RESOURCE, namespace="media", video_id=VID, source_key=f"videos/{VID}/source/a.mp4",
+        renditions=[R480], duration_s=60.0, settings=Settings.from_env(ENV), resume=False,
+    )  # fmt: skip
+    again_args = again["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--start-over" in again_args
+    assert not TranscodeArgs.from_namespace(parser.parse_args(again_args[1:])).resume
 
 
 def test_status_patches_write_only_what_changed() -> None:

@@ -46,6 +46,7 @@ class TranscodeArgs:
     job: str  # the Job's name: the rows it records say which Job made them
     scratch: str = SCRATCH
     ipfs: bool = True  # add the outputs to IPFS (spec.storage.ipfs)
+    resume: bool = True  # go on from the segments an earlier attempt stored
 
     def __post_init__(self) -> None:
         source_key_of(self.video_id, self.source_key)
@@ -57,6 +58,8 @@ class TranscodeArgs:
         args += ["--job", self.job, "--scratch", self.scratch]
         if not self.ipfs:
             args += ["--no-ipfs"]
+        if not self.resume:
+            args += ["--start-over"]
         for r in self.renditions:
             args += ["--rendition", json.dumps(rendition_to_dict(r), separators=(",", ":"))]
         return args
@@ -70,6 +73,7 @@ class TranscodeArgs:
             job=ns.job,
             scratch=ns.scratch,
             ipfs=not ns.no_ipfs,
+            resume=not ns.start_over,
         )
 
 
@@ -83,6 +87,10 @@ def add_transcode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", required=True, help="name of the Job this pod belongs to")
     parser.add_argument("--scratch", default=SCRATCH, help="local working folder")
     parser.add_argument("--no-ipfs", action="store_true", help="store the outputs in S3 only")
+    parser.add_argument(
+        "--start-over", action="store_true",
+        help="encode from the start, whatever an earlier attempt stored",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

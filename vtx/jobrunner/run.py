@@ -221,7 +221,7 @@ def run_transcode(
             images = ImageOutputs(img.plan_images(width, height, facts.duration),
                                   scratch / img.FOLDER)  # fmt: skip
             images.folder.mkdir(parents=True, exist_ok=True)
-        if encoded:
+        if encoded and job.resume:
             resume = find_resume(store, open_db, job.video_id, job.renditions, facts.duration)
         if extracted:
             # Subtitles come out of a run of their own, beside the encode: it reads the source

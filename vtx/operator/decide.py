@@ -137,6 +137,9 @@ class Continue:
 class CreateTranscodeJob:
     name: str
     renditions: tuple[Rendition, ...]
+    # A Job that makes a rendition again, because its outputs did not check out, starts over:
+    # it does not resume from segments already stored.
+    resume: bool = True
 
 
 @dataclass(frozen=True)
@@ -586,7 +589,8 @@ class _Draft:
         s = self.s
         allowed = to_create[: max(0, s.slots)]
         for name, group in allowed:
-            self.act(CreateTranscodeJob(name, group))
+            redone = any(self.entry(r.name).redos for r in group)
+            self.act(CreateTranscodeJob(name, group, resume=not redone))
             for r in group:
                 if self.entry(r.name).phase not in DONE:
                     self.update(r.name, phase="Pending", job=name, attempts=0)

@@ -219,9 +219,11 @@ def build_transcode_job(
     owner: Mapping[str, Any] | None = None,
     name: str | None = None,
     ipfs: bool = True,
+    resume: bool = True,
 ) -> dict[str, Any]:
     """The Job that encodes ``renditions`` (one, or a group sharing one decode); ``name`` is
-    the planned one (:func:`planned_jobs`), by default the first run's."""
+    the planned one (:func:`planned_jobs`), by default the first run's. Its retried pods
+    resume from the segments stored unless ``resume`` is false."""
     names = [r.name for r in renditions]
     name = name or job_name(resource, "transcode", names)
     labels = {
@@ -233,7 +235,7 @@ def build_transcode_job(
     }
     args = TranscodeArgs(
         video_id=video_id, source_key=source_key, renditions=tuple(renditions), job=name,
-        scratch=SCRATCH, ipfs=ipfs,
+        scratch=SCRATCH, ipfs=ipfs, resume=resume,
     ).argv()  # fmt: skip
     pod = _pod_spec(settings, args, labels, settings.job_cpu_request)
     deadline = active_deadline_seconds(duration_s, settings, len(renditions))

@@ -292,7 +292,7 @@ def apply(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision) -> None:
                 resource=step.name, namespace=ns, video_id=spec.video_id,
                 source_key=spec.source.key, renditions=action.renditions, duration_s=duration,
                 settings=ctx.settings, owner=step.owner(), name=action.name,
-                ipfs=spec.storage_ipfs,
+                ipfs=spec.storage_ipfs, resume=action.resume,
             ))  # fmt: skip
         elif isinstance(action, CreateIngestJob):
             create_job(ctx, ns, build_ingest_job(
