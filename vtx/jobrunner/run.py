@@ -50,7 +50,7 @@ from vtx.jobrunner.ffmpeg import (
 )
 from vtx.jobrunner.report import Reporter
 from vtx.jobrunner.resume import Resume, ResumeRefused, find_resume
-from vtx.jobrunner.retry import StorageUnavailable
+from vtx.jobrunner.retry import StorageUnavailable, with_retry
 
 if TYPE_CHECKING:
     from vtx.core.db import Database
@@ -222,7 +222,10 @@ def run_transcode(
                                   scratch / img.FOLDER)  # fmt: skip
             images.folder.mkdir(parents=True, exist_ok=True)
         if encoded and job.resume:
-            resume = find_resume(store, open_db, job.video_id, job.renditions, facts.duration)
+            resume = with_retry(
+                lambda: find_resume(store, open_db, job.video_id, job.renditions, facts.duration),
+                "reading the segments stored", budget_s=settings.upload_retry_seconds,
+            )  # fmt: skip
         if extracted:
             # Subtitles come out of a run of their own, beside the encode: it reads the source
             # once more but decodes only the text.
