@@ -216,8 +216,13 @@ def test_a_resumed_encode_carries_on_the_first_attempts_segments(
 
     # The MP4, copied out of the segments, lasts as long as the whole encode's.
     mp4 = tmp_path / "video.mp4"
-    run = subprocess.run(build_remux_command(mixed, mp4), capture_output=True, text=True,
-                         timeout=60, env={"PATH": os.environ["PATH"]})  # fmt: skip
+    run = subprocess.run(
+        build_remux_command(mp4),
+        input=mixed.read_bytes(),
+        capture_output=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"]},
+    )
     assert run.returncode == 0, run.stderr
     assert abs(_duration(mp4) - _duration(whole.mp4)) < 0.05
     assert len(_packets(mp4, "v")) == len(_packets(whole.mp4, "v")) == SECONDS * 25

@@ -294,11 +294,12 @@ def _image_outputs(labels: Mapping[str, str], images: ImageOutputs) -> list[str]
     return cmd
 
 
-def build_remux_command(parts: Path, mp4: Path) -> list[str]:
-    """Copy a fragmented MP4 (an init segment and its media segments, one after the other, all
-    written by vtx) into a fast-start MP4: nothing is decoded or encoded."""
+def build_remux_command(mp4: Path) -> list[str]:
+    """Copy a fragmented MP4 read from standard input (an init segment and its media segments,
+    one after the other, all written by vtx) into a fast-start MP4: nothing is decoded or
+    encoded."""
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-    cmd += ["-protocol_whitelist", "file", "-f", "mov", "-i", str(parts)]
+    cmd += ["-protocol_whitelist", "pipe", "-f", "mov", "-i", "pipe:0"]
     return [*cmd, "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(mp4)]
 
 

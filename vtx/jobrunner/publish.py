@@ -160,8 +160,7 @@ class RenditionPublisher:
             size = path.stat().st_size
             cid = self._store_file(path, rel)
             self._record_segment(ids, segment, size, cid)
-            if not self.resumed_at:
-                path.unlink()  # a resumed rendition's MP4 is made of its segments
+            path.unlink()
             self.published.append(segment)
             if len(self.published) == 1:
                 log.info("first segment of %s stored", self.name)
@@ -192,27 +191,34 @@ class RenditionPublisher:
             )
 
     def assemble_mp4(self) -> None:
-        """A resumed rendition's MP4: its init segment and every segment (the stored ones read
-        back from S3), remuxed into a fast-start MP4 without encoding anything again."""
+        """A resumed rendition's MP4: its init segment and every segment, read back from S3 and
+        piped into FFmpeg, remuxed into a fast-start MP4 without encoding anything again (the
+        scratch space holds the MP4 alone)."""
         if self._stored_init is None:
             raise RuntimeError(f"{self.name}: the resumed encode wrote no init segment")
-        parts = self.hls_dir / "parts.mp4"
-        with parts.open("wb") as f:
-            f.write(self._stored_init)
-            for segment in self.published:
-                if segment.sequence < self.resumed_at:
-                    f.write(self._stored_bytes(f"{self.prefix}/hls/{segment.uri}"))
-                else:
-                    f.write((self.hls_dir / segment.uri).read_bytes())
-        run = subprocess.run(
-            build_remux_command(parts, self.output.mp4), capture_output=True, text=True,
-            timeout=REMUX_TIMEOUT_S, env=MEDIA_ENV,
-        )  # fmt: skip
-        parts.unlink()
-        if run.returncode != 0:
-            raise RuntimeError(f"{self.name}: remuxing the segments failed: {run.stderr[-500:]}")
-        for segment in self.published[self.resumed_at :]:
-            (self.hls_dir / segment.uri).unlink(missing_ok=True)
+        log_path = self.hls_dir / "remux.log"
+        with log_path.open("w") as log_file:
+            proc = subprocess.Popen(
+                build_remux_command(self.output.mp4), stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=log_file, env=MEDIA_ENV,
+            )  # fmt: skip
+            try:
+                assert proc.stdin is not None
+                try:
+                    proc.stdin.write(self._stored_init)
+                    for segment in self.published:
+                        proc.stdin.write(self._stored_bytes(f"{self.prefix}/hls/{segment.uri}"))
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # FFmpeg stopped reading: its exit status and log say why
+                proc.wait(timeout=REMUX_TIMEOUT_S)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if proc.returncode != 0:
+            why = log_path.read_text(errors="replace")[-500:]
+            raise RuntimeError(f"{self.name}: remuxing the segments failed: {why}")
 
     def _record_segment(
         self, ids: list[tuple[str, str]], segment: Segment, size: int, cid: str | None
