@@ -18,7 +18,7 @@ import pytest
 
 from tests import media
 from tests.integration.test_core import fetch_one
-from tests.integration.test_jobrunner import Video, upload_video
+from tests.integration.test_jobrunner import Video, duration_of, upload_video
 from tests.services import PROBE_LINE, Process, free_port, started
 from tests.services import operator_process as operator_process_for
 from tests.stack import apply, get, job_namespace, kubectl, wait_until
@@ -745,6 +745,10 @@ def test_a_pod_killed_at_60_percent_resumes_at_its_last_segment_for_under_half_t
     cpu = CPU_USED.search(retried)
     assert cpu, retried[-2000:]
     assert cpu[2] == f"from segment {at}"
+    # The MP4, copied out of the segments of both attempts: every frame of the source.
+    mp4 = media.probe(store.presign_get(f"videos/{video.id}/720p/video.mp4", expires_s=600,
+                                        public=False))  # fmt: skip
+    assert abs(duration_of(mp4) - seconds) <= 0.1, mp4.get("format")
     assert_complete(video.id)
 
     # The same picture with another tone (the same source would share the first's outputs),

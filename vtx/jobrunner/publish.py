@@ -194,6 +194,7 @@ class RenditionPublisher:
         """A resumed rendition's MP4: its init segment and every segment, read back from S3 and
         piped into FFmpeg, remuxed into a fast-start MP4 without encoding anything again (the
         scratch space holds the MP4 alone)."""
+        self.publish_ready()  # the last segments FFmpeg wrote as it ended
         if self._stored_init is None:
             raise RuntimeError(f"{self.name}: the resumed encode wrote no init segment")
         log_path = self.hls_dir / "remux.log"
