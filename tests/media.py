@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import re
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -247,3 +252,66 @@ def make_pointing_playlist(path: Path, kind: str, target: str) -> Path:
     else:
         path.write_text(f"ffconcat version 1.0\nfile '{target}'\n")
     return path
+
+
+@contextlib.contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """``folder`` served over loopback HTTP, byte ranges too (FFmpeg's input seek reads an
+    MP4's index, then jumps); yields the base URL."""
+
+    class Ranged(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path = Path(self.translate_path(self.path))
+            wanted = self.headers.get("Range", "")
+            if not wanted.startswith("bytes=") or not path.is_file():
+                super().do_GET()
+                return
+            size = path.stat().st_size
+            first_s, _, last_s = wanted[len("bytes=") :].partition("-")
+            first = int(first_s or 0)
+            last = min(int(last_s) if last_s else size - 1, size - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+            self.send_header("Content-Length", str(last - first + 1))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            with path.open("rb") as f:
+                f.seek(first)
+                self.wfile.write(f.read(last - first + 1))
+
+    class Quiet(http.server.ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # FFmpeg drops connections it has read enough of
+
+    server = Quiet(("127.0.0.1", 0), functools.partial(Ranged, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def joined(out: Path, init: Path, segments: list[Path]) -> Path:
+    """An fMP4 init segment and media segments, one after the other, in one file."""
+    with out.open("wb") as f:
+        for part in (init, *segments):
+            f.write(part.read_bytes())
+    return out
+
+
+def packets(path: Path, stream: str) -> list[tuple[float, ...]]:
+    """(pts, dts, duration) of each packet of the first ``stream`` ("v" or "a") of a local
+    file; NaN where ffprobe gives none."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", f"{stream}:0", "-show_entries",
+         "packet=pts_time,dts_time,duration_time", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    return [
+        tuple(float("nan") if x == "N/A" else float(x) for x in line.split(",")[:3])
+        for line in out.split()
+    ]

@@ -4,15 +4,13 @@ HTTP, as a jobrunner reads it (no other server involved)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import media
 from vtx.core import images as img
 from vtx.core.ladder import SourceFacts, plan_ladder
 from vtx.jobrunner.ffmpeg import (
@@ -91,22 +89,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         check=True, timeout=120,
     )  # fmt: skip
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Handler, directory=str(folder))
-
-    class Quiet(http.server.ThreadingHTTPServer):
-        def handle_error(self, request: object, client_address: object) -> None:
-            pass  # FFmpeg closes connections it has read enough of
-
-    server = Quiet(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/src.ts", folder
-    server.shutdown()
-    server.server_close()
+    with media.served(folder) as base:
+        yield f"{base}/src.ts", folder
 
 
 def _encode(url: str, scratch: Path, *, images: bool) -> tuple[Path, ImageOutputs, list[float]]:

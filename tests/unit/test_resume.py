@@ -6,18 +6,15 @@ MP4 put together from them that lasts as long as the whole encode's."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.media import keyframe_times, make_clip
+from tests.media import joined, keyframe_times, make_clip, packets, served
 from vtx.core import media
 from vtx.core.hls import Segment, parse_media_playlist
 from vtx.core.ladder import Rendition
@@ -86,39 +83,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     seek reads the index, then jumps)."""
     folder = tmp_path_factory.mktemp("source")
     make_clip(folder / "src.mp4", seconds=SECONDS, width=320, height=180, fps=25, tone=770)
-
-    class Ranged(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            path = Path(self.translate_path(self.path))
-            wanted = self.headers.get("Range", "")
-            if not wanted.startswith("bytes=") or not path.is_file():
-                super().do_GET()
-                return
-            size = path.stat().st_size
-            first_s, _, last_s = wanted[len("bytes=") :].partition("-")
-            first = int(first_s or 0)
-            last = min(int(last_s) if last_s else size - 1, size - 1)
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
-            self.send_header("Content-Length", str(last - first + 1))
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
-            with path.open("rb") as f:
-                f.seek(first)
-                self.wfile.write(f.read(last - first + 1))
-
-    class Quiet(http.server.ThreadingHTTPServer):
-        def handle_error(self, request: object, client_address: object) -> None:
-            pass  # FFmpeg drops connections it has read enough of
-
-    server = Quiet(("127.0.0.1", 0), functools.partial(Ranged, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/src.mp4"
-    server.shutdown()
-    server.server_close()
+    with served(folder) as base:
+        yield f"{base}/src.mp4"
 
 
 def _encode(url: str, scratch: Path, first: int, lead: float = 0.0) -> Output:
@@ -131,27 +97,6 @@ def _encode(url: str, scratch: Path, first: int, lead: float = 0.0) -> Output:
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     return out
-
-
-def _joined(out: Path, init: Path, segments: list[Path]) -> Path:
-    with out.open("wb") as f:
-        for part in (init, *segments):
-            f.write(part.read_bytes())
-    return out
-
-
-def _packets(path: Path, stream: str) -> list[tuple[float, ...]]:
-    """(pts, dts, duration) of each packet of the first ``stream`` ("v" or "a"); NaN where
-    ffprobe gives none."""
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", f"{stream}:0", "-show_entries",
-         "packet=pts_time,dts_time,duration_time", "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
-    return [
-        tuple(float("nan") if x == "N/A" else float(x) for x in line.split(",")[:3])
-        for line in out.split()
-    ]
 
 
 def _duration(path: Path) -> float:
@@ -175,8 +120,8 @@ def test_a_resumed_encode_carries_on_the_first_attempts_segments(
     # Where the stored sound ends, less the priming: 2 to 5 AAC frames before the picture's
     # segment start (the MP4 muxer moved the first attempt's timeline by the B-frame delay).
     lead = sound_lead_of(
-        _joined(tmp_path / "first.mp4", whole_init, stored[:1]),
-        _joined(tmp_path / "last.mp4", whole_init, stored[-1:]),
+        joined(tmp_path / "first.mp4", whole_init, stored[:1]),
+        joined(tmp_path / "last.mp4", whole_init, stored[-1:]),
         first,
     )
     assert 2 * AAC_FRAME_S <= lead <= 5 * AAC_FRAME_S, lead
@@ -195,9 +140,9 @@ def test_a_resumed_encode_carries_on_the_first_attempts_segments(
     # The stored init segment and the first attempt's segments, then the resumed ones: what
     # a player is given.
     made = [resumed.playlist.parent / s.uri for s in resumed_list]
-    mixed = _joined(tmp_path / "mixed.mp4", whole_init, stored + made)
-    reference = _joined(tmp_path / "reference.mp4", whole_init, [hls / s.uri for s in whole_list])
-    assert _packets(mixed, "v") == _packets(reference, "v"), "every video timestamp as before"
+    mixed = joined(tmp_path / "mixed.mp4", whole_init, stored + made)
+    reference = joined(tmp_path / "reference.mp4", whole_init, [hls / s.uri for s in whole_list])
+    assert packets(mixed, "v") == packets(reference, "v"), "every video timestamp as before"
     times = keyframe_times(mixed)
     assert len(times) == len(whole_list)
     for n, t in enumerate(times):
@@ -206,13 +151,13 @@ def test_a_resumed_encode_carries_on_the_first_attempts_segments(
     # The sound: in sync (each sample where the whole encode puts it), and the resumed
     # sound (its first packet: the encoder's priming) starts where the stored sound ends.
     first_resumed = resumed.playlist.parent / resumed_list[0].uri
-    before = _packets(_joined(tmp_path / "before.mp4", whole_init, stored), "a")
-    after = _packets(_joined(tmp_path / "after.mp4", whole_init, [first_resumed]), "a")
+    before = packets(joined(tmp_path / "before.mp4", whole_init, stored), "a")
+    after = packets(joined(tmp_path / "after.mp4", whole_init, [first_resumed]), "a")
     stored_end = before[-1][0] + AAC_FRAME_S
     gap = after[0][0] - stored_end
     assert abs(gap) < 0.001, (stored_end, after[0])
     offset = after[0][0] - (media.segment_start(first) - lead)
-    assert abs(offset - _packets(reference, "a")[0][0]) < 0.002, "the sound in sync"
+    assert abs(offset - packets(reference, "a")[0][0]) < 0.002, "the sound in sync"
 
     # The MP4, copied out of the segments, lasts as long as the whole encode's.
     mp4 = tmp_path / "video.mp4"
@@ -225,4 +170,4 @@ def test_a_resumed_encode_carries_on_the_first_attempts_segments(
     )
     assert run.returncode == 0, run.stderr
     assert abs(_duration(mp4) - _duration(whole.mp4)) < 0.05
-    assert len(_packets(mp4, "v")) == len(_packets(whole.mp4, "v")) == SECONDS * 25
+    assert len(packets(mp4, "v")) == len(packets(whole.mp4, "v")) == SECONDS * 25
