@@ -75,7 +75,7 @@ class RenditionPublisher:
         self._images = images
         self._duration_s = duration_s
         self.published: list[Segment] = list(stored_segments)
-        self.resumed_at = len(self.published)  # the first segment this attempt makes
+        self.resumed = bool(self.published)  # keeps the stored init segment
         self._stored_init: bytes | None = None
         self.init_uri: str | None = None
         self.init_cid: str | None = None
@@ -148,7 +148,7 @@ class RenditionPublisher:
         if not new:
             return 0
         if playlist.init_uri and self.init_uri is None:
-            if self.resumed_at:
+            if self.resumed:
                 self._keep_stored_init(self.hls_dir / playlist.init_uri)
             else:
                 self.init_cid = self._store_file(self.hls_dir / playlist.init_uri, media.HLS_INIT)
