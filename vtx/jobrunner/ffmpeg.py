@@ -23,6 +23,7 @@ from vtx.core.media import (
     allowed_protocols,
     keyframe_expression,
     mp4_name,
+    segment_count,
     segment_start,
 )
 
@@ -116,9 +117,9 @@ def outputs_for(renditions: Sequence[Rendition], scratch: Path) -> list[Output]:
     return outputs
 
 
-def _tee_target(out: Output, first: int = 0) -> str:
+def _tee_target(out: Output, first: int = 0, *, hls_only: bool = False) -> str:
     """Where one rendition's encode goes: the MP4 and the HLS, or (an encode that resumes at
-    segment ``first``) the HLS alone, numbered on from ``first``."""
+    segment ``first``, or one range of the video) the HLS alone, numbered on from ``first``."""
     hls_dir = out.playlist.parent
     # With video, segments are cut at the keyframes the encoder puts at each planned start (see
     # media.FIRST_SEGMENTS); audio alone is cut by time, at the regular length.
@@ -139,7 +140,7 @@ def _tee_target(out: Output, first: int = 0) -> str:
         hls += f":start_number={first}:hls_segment_options=movflags=+frag_discont"
     # A video whose audio tracks are renditions of their own: its HLS is the picture alone.
     select = "select=v:" if out.rendition.alt_audio else ""
-    if first:
+    if first or hls_only:
         return f"[{select}{hls}]{out.playlist}"
     return f"[f=mp4:movflags=+faststart]{out.mp4}|[{select}{hls}]{out.playlist}"
 
@@ -162,6 +163,7 @@ def build_encode_command(
     images: ImageOutputs | None = None,
     first_segment: int = 0,
     sound_lead_s: float = 0.0,
+    end_segment: int | None = None,
 ) -> list[str]:
     """The FFmpeg argument list: one decode, one encode per rendition, MP4 and HLS from each.
 
@@ -172,6 +174,11 @@ def build_encode_command(
     The sound is read from a second input, ``sound_lead_s`` earlier than the picture: from
     where the stored segments' sound ends (resume.Resume.sound_lead_s), so that it carries on
     without a gap.
+
+    With ``end_segment``, the encode is one range of the video (vtx.core.ranges): segments
+    ``first_segment`` up to ``end_segment`` - 1, the source read to where ``end_segment``
+    starts, HLS alone. Ranges are picture alone: the sound is a rendition of its own, encoded
+    once for the whole source.
 
     An interlaced source (``deinterlace``) is deinterlaced once, before it is split and scaled:
     bwdif at the frame rate, on the frames the decoder marks interlaced (a progressive frame in
@@ -198,14 +205,25 @@ def build_encode_command(
     cmd += ["-progress", "pipe:1", "-stats_period", "1"]
     cmd += input_options(source_url, rw_timeout_s=rw_timeout_s)
     origin = segment_start(first_segment)
-    if first_segment:
+    read_s = duration_s - origin + DURATION_MARGIN_S
+    if end_segment is not None:
+        if not first_segment < end_segment <= segment_count(duration_s):
+            raise ValueError(f"no range from segment {first_segment} to {end_segment}")
+        if any(o.rendition.kind != "video" for o in outputs) or (
+            has_audio and any(not o.rendition.alt_audio for o in outputs)
+        ):
+            raise ValueError("a range is picture alone: its sound is a rendition of its own")
+        if end_segment < segment_count(duration_s):
+            read_s = segment_start(end_segment) - origin
+    if first_segment or end_segment is not None:
         if not origin < duration_s:
             raise ValueError(f"segment {first_segment} starts after the source ends")
         if images is not None:
             raise ValueError("images come from a decode of the whole source")
+    if first_segment:
         cmd += ["-ss", f"{origin:.3f}"]
     cmd += ["-max_pixels", str(max_pixels)]
-    cmd += ["-t", f"{duration_s - origin + DURATION_MARGIN_S:.3f}", "-i", source_url]
+    cmd += ["-t", f"{read_s:.3f}", "-i", source_url]
     sound_input = 0
     if first_segment and has_audio and sound_lead_s > 0:
         if not sound_lead_s < MAX_SOUND_LEAD_S:
@@ -279,7 +297,8 @@ def build_encode_command(
         cmd += ["-flags", "+global_header", "-max_muxing_queue_size", "4096"]
         if first_segment:
             cmd += ["-output_ts_offset", f"{origin:.3f}"]
-        cmd += ["-f", "tee", _tee_target(out, first_segment)]
+        hls_only = end_segment is not None
+        cmd += ["-f", "tee", _tee_target(out, first_segment, hls_only=hls_only)]
     if images is not None:
         cmd += _image_outputs(image_labels, images)
     return cmd
