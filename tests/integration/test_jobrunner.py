@@ -31,9 +31,10 @@ from vtx.core import bus, events, videos
 from vtx.core.db import Cursor, Database
 from vtx.core.hls import parse_media_playlist
 from vtx.core.ipfs import IpfsClient
-from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
+from vtx.core.ladder import Rendition, SourceFacts, plan_ladder, sound_apart
 from vtx.core.media import EXIT_INVALID_INPUT, segment_start
 from vtx.core.objects import ObjectStore
+from vtx.core.ranges import split
 from vtx.core.resource import RenditionSpec, SourceRef, VideoTranscodeSpec, build_resource
 from vtx.core.settings import Settings
 from vtx.core.verify import record_problems
@@ -444,3 +445,59 @@ def test_hostile_input_fails_at_once_with_the_invalid_input_code(
     assert "X-Amz-Signature" not in logs, "signed URLs are credentials: never logged"
     assert "status" not in get("videotranscode", video.resource, job_ns), "no pod writes it"
     assert store.head(f"videos/{video.id}/480p/video.mp4") is None
+
+
+def test_a_video_split_in_ranges_is_put_together_whole(
+    job_ns: str, long_clip: Path, settings: Settings, store: ObjectStore, ipfs: IpfsClient,
+    db: Database, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A split video's three Jobs, as the operator runs them: the sound once, the picture in
+    three ranges (an Indexed Job, two at a time), then the Job that puts them together. The
+    rendition is the one a single Job makes: every frame once at its time, segments on the
+    schedule, an MP4 with sound as long as the source, rows in S3 and IPFS."""
+    duration = duration_of(media.probe(str(long_clip)))
+    plan = sound_apart(
+        plan_ladder(
+            SourceFacts(
+                duration=duration, has_video=True, has_audio=True, width=854, height=480, fps=30
+            )
+        )
+    )
+    (picture,) = [r for r in plan if r.kind == "video"]
+    (sound,) = [r for r in plan if r.kind == "audio"]
+    assert picture.alt_audio
+    video = upload_video(store, db, long_clip)
+    bounds = split(duration, 3)
+
+    def start(**how: Any) -> str:
+        job = build_transcode_job(
+            resource=f"v-{video.id}", namespace=job_ns, video_id=video.id,
+            source_key=video.key, duration_s=duration, settings=settings, **how,
+        )  # fmt: skip
+        apply(job)
+        return str(job["metadata"]["name"])
+
+    sound_job = start(renditions=[sound])
+    ranges_job = start(renditions=[picture], range_bounds=bounds, parallelism=2)
+    for name in (sound_job, ranges_job):
+        status = wait_for_job(job_ns, name, timeout=400)
+        assert status["status"].get("succeeded") == len(bounds) - 1 if name == ranges_job else 1, (
+            job_logs(job_ns, name)
+        )
+    prefix = f"videos/{video.id}/{picture.name}"
+    later = [k for k, _ in store.iter_sizes(f"{prefix}/hls/init_")]
+    assert len(later) == len(bounds) - 2, f"each later range's init segment: {later}"
+    assert store.head(f"{prefix}/hls/index.m3u8") is None, "no playlist before the ranges are one"
+    final = start(renditions=[picture], finalize=True)
+    status = wait_for_job(job_ns, final, timeout=300)
+    assert status["status"].get("succeeded") == 1, job_logs(job_ns, final)
+
+    check_rendition(video, picture, store, ipfs, db, tmp_path, duration, final)
+    frames = media.packets(tmp_path / picture.name / "index.m3u8", "v")
+    assert len(frames) == round(duration * 30), "every frame once"
+    steps = {round(b[0] - a[0], 4) for a, b in itertools.pairwise(frames)}
+    assert steps == {round(1 / 30, 4)}, f"no gap or overlap where ranges meet: {steps}"
+    assert [k for k, _ in store.iter_sizes(f"{prefix}/hls/init_")] == [], "later inits removed"
+    logs = job_logs(job_ns, ranges_job)
+    for r in range(len(bounds) - 1):
+        assert f"range {r}: segments {bounds[r]} to {bounds[r + 1] - 1}" in logs, logs[-3000:]

@@ -6,23 +6,39 @@ numbering, keyframes and video timestamps, no gap or overlap where ranges meet."
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.media import joined, keyframe_times, make_clip, packets, served
+from tests.unit.test_settings import BASE
 from vtx.core import media
 from vtx.core.hls import parse_media_playlist
-from vtx.core.ladder import Rendition
-from vtx.core.ranges import MAX_RANGES, Range, check_bounds, range_count, ranges_of, split
+from vtx.core.jobargs import TranscodeArgs, add_transcode_arguments
+from vtx.core.ladder import Rendition, sound_apart
+from vtx.core.ranges import (
+    MAX_RANGES,
+    Range,
+    check_bounds,
+    init_rel,
+    is_range_init,
+    range_count,
+    ranges_of,
+    split,
+)
+from vtx.core.settings import Settings
 from vtx.jobrunner.ffmpeg import Output, build_encode_command, outputs_for
 from vtx.jobrunner.resume import same_codecs
+from vtx.operator.jobs import build_transcode_job
 
 SECONDS = 23.0  # segments 0-6: 1 s, 2 s, then 4 s each, the last one 4 s too
 # Picture alone: a split video's sound is a rendition of its own.
-PICTURE = Rendition("180p", "video", 320, 180, 25.0, 300, 320, 450, 0, alt_audio=True)
+PICTURE = Rendition("180p", "video", 320, 180, 25.0, 300, 320, 450, 64, alt_audio=True)
 
 
 def test_ranges_are_cut_on_segment_starts_near_even_shares() -> None:
@@ -146,3 +162,70 @@ def test_a_range_is_refused_what_it_cannot_hold(source: str, tmp_path: Path) -> 
         command(picture, 4, 4)
     with pytest.raises(ValueError, match="no range"):
         command(picture, 0, 8)
+
+
+def _parsed(args: list[str]) -> TranscodeArgs:
+    parser = argparse.ArgumentParser()
+    add_transcode_arguments(parser.add_subparsers().add_parser("transcode"))
+    return TranscodeArgs.from_namespace(parser.parse_args(args))
+
+
+def _split_job(**how: Any) -> dict[str, Any]:
+    vid = "0b9f0a55-2b8c-4d8f-9a51-3a3c0c1e1a11"
+    return build_transcode_job(
+        resource=f"v-{vid}", namespace="media", video_id=vid,
+        source_key=f"videos/{vid}/source/a.mp4", renditions=[PICTURE], duration_s=600.0,
+        settings=Settings.from_env(BASE), **how,
+    )  # fmt: skip
+
+
+def test_a_split_videos_ranges_are_one_indexed_job_each_index_retried_alone() -> None:
+    bounds = split(600.0, 4)
+    job = _split_job(range_bounds=bounds, parallelism=9)
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert (spec["completions"], spec["parallelism"]) == (4, 4), "no more at once than ranges"
+    assert spec["backoffLimitPerIndex"] >= 1
+    assert "backoffLimit" not in spec, "an index's failures count for it alone"
+    assert job["metadata"]["labels"]["vtx.dev/job-kind"] == "ranges"
+    args = spec["template"]["spec"]["containers"][0]["args"]
+    parsed = _parsed(args[1:])
+    assert (parsed.range_bounds, parsed.finalize) == (bounds, False)
+    assert parsed.argv() == args[1:]
+    final = _split_job(finalize=True)
+    assert final["metadata"]["labels"]["vtx.dev/job-kind"] == "finalize"
+    assert final["metadata"]["name"] != job["metadata"]["name"]
+    final_args = final["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert _parsed(final_args[1:]).finalize
+    assert "completionMode" not in final["spec"]
+
+
+@pytest.mark.parametrize("value", ["0", "0,x,9", "-1,4", "0,1e3", "0," + "9" * 8, "0,,4"])
+def test_range_bounds_on_a_command_line_are_numbers_or_refused(value: str) -> None:
+    base = ["transcode", "--video-id", "0b9f0a55-2b8c-4d8f-9a51-3a3c0c1e1a11", "--source-key",
+            "videos/0b9f0a55-2b8c-4d8f-9a51-3a3c0c1e1a11/source/a.mp4", "--job", "j",
+            "--rendition", '{"name":"180p","kind":"video","width":320,"height":180}']  # fmt: skip
+    with pytest.raises(SystemExit):
+        _parsed([*base, "--range-bounds", value])
+
+
+def test_a_split_videos_sound_is_a_rendition_of_its_own() -> None:
+    muxed = replace(PICTURE, alt_audio=False)
+    text = Rendition("text-1", "subtitles", 0, 0, None, 0, 0, 0, 0)
+    plan = sound_apart([muxed, text])
+    assert [r.name for r in plan] == ["180p", "audio-1", "text-1"]
+    assert plan[0].alt_audio, "the picture's HLS alone; its MP4 gets audio-1's sound"
+    assert plan[1].kind == "audio"
+    silent = replace(muxed, audio_bitrate_k=0)
+    assert sound_apart([silent]) == [silent], "no sound: nothing to set apart"
+    already = [PICTURE, plan[1]]
+    assert sound_apart(already) == already
+
+
+def test_a_later_ranges_init_segment_has_a_name_of_its_own() -> None:
+    assert init_rel(0) == media.HLS_INIT
+    assert init_rel(30) == "hls/init_00030.mp4"
+    assert is_range_init("hls/init_00030.mp4")
+    for rel in ("hls/init.mp4", "hls/init_00000.mp4", "hls/init_3.mp4", "hls/init_0003x.mp4",
+                "hls/seg_00030.m4s"):  # fmt: skip
+        assert not is_range_init(rel), rel

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from vtx.core.ladder import InvalidPlan, Rendition, rendition_from_dict, rendition_to_dict
+from vtx.core.ranges import MAX_RANGES
 
 SCRATCH = "/scratch"
 
@@ -27,6 +28,15 @@ def _rendition(value: str) -> Rendition:
         return rendition_from_dict(json.loads(value))
     except (ValueError, InvalidPlan) as exc:
         raise argparse.ArgumentTypeError(f"not a rendition: {exc}") from None
+
+
+def _bounds(value: str) -> tuple[int, ...]:
+    """``0,30,61``: the segment numbers where a split video's ranges begin, then its segment
+    count (vtx.core.ranges); checked against the source's length once it is probed."""
+    parts = value.split(",")
+    if not 2 <= len(parts) <= MAX_RANGES + 1 or not all(p.isdigit() and len(p) < 7 for p in parts):
+        raise argparse.ArgumentTypeError(f"not range bounds: {value[:80]!r}")
+    return tuple(int(p) for p in parts)
 
 
 def source_key_of(video_id: str, key: str) -> str:
@@ -47,11 +57,20 @@ class TranscodeArgs:
     scratch: str = SCRATCH
     ipfs: bool = True  # add the outputs to IPFS (spec.storage.ipfs)
     resume: bool = True  # go on from the segments an earlier attempt stored
+    # A split video (vtx.core.ranges): each completion of the Job encodes one range of these
+    # bounds (``range_bounds``), or the Job puts the ranges' segments together (``finalize``).
+    range_bounds: tuple[int, ...] = ()
+    finalize: bool = False
 
     def __post_init__(self) -> None:
         source_key_of(self.video_id, self.source_key)
         if not self.renditions:
             raise ValueError("a transcode job makes at least one rendition")
+        split = bool(self.range_bounds) or self.finalize
+        if split and any(r.kind != "video" for r in self.renditions):
+            raise ValueError("a split video's range Jobs make video renditions alone")
+        if self.range_bounds and self.finalize:
+            raise ValueError("a Job encodes ranges or puts them together, not both")
 
     def argv(self) -> list[str]:
         args = ["transcode", "--video-id", self.video_id, "--source-key", self.source_key]
@@ -60,6 +79,10 @@ class TranscodeArgs:
             args += ["--no-ipfs"]
         if not self.resume:
             args += ["--start-over"]
+        if self.range_bounds:
+            args += ["--range-bounds", ",".join(str(b) for b in self.range_bounds)]
+        if self.finalize:
+            args += ["--finalize"]
         for r in self.renditions:
             args += ["--rendition", json.dumps(rendition_to_dict(r), separators=(",", ":"))]
         return args
@@ -74,6 +97,8 @@ class TranscodeArgs:
             scratch=ns.scratch,
             ipfs=not ns.no_ipfs,
             resume=not ns.start_over,
+            range_bounds=ns.range_bounds or (),
+            finalize=ns.finalize,
         )
 
 
@@ -90,6 +115,14 @@ def add_transcode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start-over", action="store_true",
         help="encode from the start, whatever an earlier attempt stored",
+    )  # fmt: skip
+    parser.add_argument(
+        "--range-bounds", type=_bounds,
+        help="encode one range of a split video (the pod's completion index picks which)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--finalize", action="store_true",
+        help="put a split video's ranges together: playlists, MP4s, images and rows",
     )  # fmt: skip
 
 

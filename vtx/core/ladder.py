@@ -318,6 +318,20 @@ def plan_ladder(
     ]  # fmt: skip
 
 
+def sound_apart(plan: Sequence[Rendition]) -> list[Rendition]:
+    """A split video's plan (vtx.core.ranges): its sound encoded once, as a rendition of its
+    own (``audio-1``, the first track), and its video renditions' HLS the picture alone
+    (``alt_audio``; their MP4s get audio-1's sound). A plan with sound renditions already, or
+    with no sound, is as it was."""
+    if any(r.kind == "audio" for r in plan) or not any(
+        r.kind == "video" and r.audio_bitrate_k for r in plan
+    ):
+        return list(plan)
+    videos = [replace(r, alt_audio=True) for r in plan if r.kind == "video"]
+    sound = Rendition("audio-1", "audio", 0, 0, None, 0, 0, 0, AUDIO_ONLY_BITRATE_K)
+    return [*videos, sound, *(r for r in plan if r.kind != "video")]
+
+
 def parse_ladder(text: str) -> tuple[Rung, ...]:
     """A ladder from a setting: ``name:height:video_k:maxrate_k:bufsize_k:audio_k,...``."""
     rungs = []

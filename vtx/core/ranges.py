@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vtx.core.media import segment_count, segment_start
+from vtx.core.media import HLS_INIT, segment_count, segment_start
 
 MAX_RANGES = 64  # the most ranges any setting may ask for (Indexed Job completions)
 
@@ -35,6 +35,19 @@ class Range:
     @property
     def end_s(self) -> float:
         return segment_start(self.end)
+
+
+def init_rel(first: int) -> str:
+    """Where, in a rendition's folder, the range starting at segment ``first`` stores its init
+    segment: the first range's is the rendition's; the others' are kept until the ranges are
+    put together, to check that they describe the same codecs."""
+    return HLS_INIT if first == 0 else f"hls/init_{first:05d}.mp4"
+
+
+def is_range_init(rel: str) -> bool:
+    """Whether ``rel`` (in a rendition's folder) is a later range's init segment."""
+    name = rel.removeprefix("hls/init_").removesuffix(".mp4")
+    return rel.startswith("hls/init_") and len(name) == 5 and name.isdigit() and name != "00000"
 
 
 def split(duration_s: float, count: int) -> tuple[int, ...]:

@@ -282,7 +282,7 @@ def build_encode_command(
                 cmd += ["-threads", str(threads)]
         else:
             cmd += ["-vn"]
-        if has_audio and r.audio_bitrate_k:
+        if has_audio and r.audio_bitrate_k and end_segment is None:
             track = f"{sound_input}:a:{audio_track(r)}"
             cmd += ["-map", track, "-c:a", "aac", "-b:a", f"{r.audio_bitrate_k}k", "-ac", "2"]
             cmd += ["-ar", "48000"]
@@ -313,13 +313,21 @@ def _image_outputs(labels: Mapping[str, str], images: ImageOutputs) -> list[str]
     return cmd
 
 
-def build_remux_command(mp4: Path) -> list[str]:
+def build_remux_command(
+    mp4: Path, sound_url: str | None = None, *, rw_timeout_s: int = 30
+) -> list[str]:
     """Copy a fragmented MP4 read from standard input (an init segment and its media segments,
     one after the other, all written by vtx) into a fast-start MP4: nothing is decoded or
-    encoded."""
+    encoded. With ``sound_url`` (a split video's sound rendition's MP4, written by vtx), its
+    sound is copied in beside the picture."""
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     cmd += ["-protocol_whitelist", "pipe", "-f", "mov", "-i", "pipe:0"]
-    return [*cmd, "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(mp4)]
+    maps = ["-map", "0"]
+    if sound_url is not None:
+        cmd += input_options(sound_url, rw_timeout_s=rw_timeout_s)
+        cmd += ["-f", "mov", "-i", sound_url]
+        maps = ["-map", "0:v", "-map", "1:a:0"]
+    return [*cmd, *maps, "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(mp4)]
 
 
 def build_images_command(

@@ -52,6 +52,8 @@ class RenditionPublisher:
         images: ImageOutputs | None = None,
         duration_s: float = 0.0,
         stored_segments: Sequence[Segment] = (),
+        init_rel: str = media.HLS_INIT,
+        growing_playlist: bool = True,
     ) -> None:
         """``stored`` is told of the bytes sent to S3 and IPFS as they go (from any thread):
         the progress of a pod that is uploading. With ``images``, this rendition also stores
@@ -61,7 +63,11 @@ class RenditionPublisher:
         ``stored_segments`` are the segments 0, 1, … an earlier attempt stored (see
         vtx.jobrunner.resume): this encode's numbering starts after them, the stored init
         segment stays (the new one must describe the same codecs), and the MP4 is put together
-        from all the segments (assemble_mp4)."""
+        from all the segments (assemble_mp4).
+
+        One range of a split video (vtx.core.ranges) stores its init segment at ``init_rel``
+        and its segments, with their rows, and no playlist (``growing_playlist`` false): the
+        Job that puts the ranges together writes it (adopt, assemble_mp4, finish)."""
         self.output = output
         self.name = output.rendition.name
         self.video_id = video_id
@@ -74,6 +80,8 @@ class RenditionPublisher:
         self._stored = stored
         self._images = images
         self._duration_s = duration_s
+        self.init_rel = init_rel
+        self._growing_playlist = growing_playlist
         self.published: list[Segment] = list(stored_segments)
         self.resumed = bool(self.published)  # keeps the stored init segment
         self._stored_init: bytes | None = None
@@ -148,10 +156,13 @@ class RenditionPublisher:
         if not new:
             return 0
         if playlist.init_uri and self.init_uri is None:
+            made = self.hls_dir / playlist.init_uri
             if self.resumed:
-                self._keep_stored_init(self.hls_dir / playlist.init_uri)
+                self._keep_stored_init(made)
+            elif self.init_rel == media.HLS_INIT:
+                self.init_cid = self._store_file(made, media.HLS_INIT)
             else:
-                self.init_cid = self._store_file(self.hls_dir / playlist.init_uri, media.HLS_INIT)
+                self._store_bytes(made.read_bytes(), self.init_rel, to_ipfs=False)
             self.init_uri = playlist.init_uri
         ids = [(storage, self._transcode_id(videos.HLS, storage)) for storage in self.storages]
         for segment in new:
@@ -164,11 +175,12 @@ class RenditionPublisher:
             self.published.append(segment)
             if len(self.published) == 1:
                 log.info("first segment of %s stored", self.name)
-        self._store_bytes(
-            render_media_playlist(self.published, init_uri=self.init_uri, ended=False).encode(),
-            media.HLS_PLAYLIST,
-            to_ipfs=False,
-        )
+        if self._growing_playlist:
+            self._store_bytes(
+                render_media_playlist(self.published, init_uri=self.init_uri, ended=False).encode(),
+                media.HLS_PLAYLIST,
+                to_ipfs=False,
+            )
         return len(new)
 
     def _stored_bytes(self, key: str) -> bytes:
@@ -177,7 +189,7 @@ class RenditionPublisher:
     def _keep_stored_init(self, made: Path) -> None:
         """The earlier attempt's init segment stays the rendition's: its timing (edit list) is
         the whole video's. The one this encode made must describe the same codecs."""
-        key = f"{self.prefix}/{media.HLS_INIT}"
+        key = f"{self.prefix}/{self.init_rel}"
         stored = self._stored_bytes(key)
         if not resume.same_codecs(stored, made.read_bytes()):
             raise resume.ResumeRefused(
@@ -185,22 +197,44 @@ class RenditionPublisher:
             )
         self._stored_init = stored
         ipfs = self._ipfs
-        if ipfs is not None:
+        if ipfs is not None and self.init_rel == media.HLS_INIT:
             self.init_cid = self._retry(
                 lambda: ipfs.add_bytes(stored, name=media.INIT_NAME), f"IPFS add {key}"
             )
 
-    def assemble_mp4(self) -> None:
-        """A resumed rendition's MP4: its init segment and every segment, read back from S3 and
-        piped into FFmpeg, remuxed into a fast-start MP4 without encoding anything again (the
-        scratch space holds the MP4 alone)."""
+    def finish_range(self, end: int) -> None:
+        """After FFmpeg encoded a range ending before segment ``end``: its last segments."""
+        self.publish_ready()
+        if not self.published or self.published[-1].sequence != end - 1:
+            last = self.published[-1].sequence if self.published else None
+            raise RuntimeError(f"{self.name}: the range ends at segment {last}, not {end - 1}")
+
+    def adopt(self, segments: Sequence[Segment], init: bytes) -> None:
+        """A split video's rendition, put together: the segments its ranges stored, 0 to the
+        last, and the first range's init segment (added to IPFS again: the same CID)."""
+        self.published = list(segments)
+        self.resumed = True
+        self._stored_init = init
+        self.init_uri = media.INIT_NAME
+        ipfs = self._ipfs
+        if ipfs is not None:
+            self.init_cid = self._retry(
+                lambda: ipfs.add_bytes(init, name=media.INIT_NAME),
+                f"IPFS add {self.prefix}/{media.HLS_INIT}",
+            )
+
+    def assemble_mp4(self, sound_url: str | None = None) -> None:
+        """A resumed (or split) rendition's MP4: its init segment and every segment, read back
+        from S3 and piped into FFmpeg, remuxed into a fast-start MP4 without encoding anything
+        again (the scratch space holds the MP4 alone). ``sound_url``: a split video's sound,
+        copied in from its own rendition's MP4."""
         self.publish_ready()  # the last segments FFmpeg wrote as it ended
         if self._stored_init is None:
             raise RuntimeError(f"{self.name}: the resumed encode wrote no init segment")
         log_path = self.hls_dir / "remux.log"
         with log_path.open("w") as log_file:
             proc = subprocess.Popen(
-                build_remux_command(self.output.mp4), stdin=subprocess.PIPE,
+                build_remux_command(self.output.mp4, sound_url), stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL, stderr=log_file, env=MEDIA_ENV,
             )  # fmt: skip
             try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vtx.core import media, videos
+from vtx.core import media, ranges, videos
 from vtx.core.hls import Segment
 from vtx.core.ladder import Rendition
 from vtx.core.sources import MEDIA_ENV
@@ -56,12 +56,13 @@ def resumable(renditions: Iterable[Rendition]) -> bool:
 
 
 def stored_run(
-    rows: Sequence[videos.SegmentRow], sizes: Mapping[str, int], prefix: str
+    rows: Sequence[videos.SegmentRow], sizes: Mapping[str, int], prefix: str, start: int = 0
 ) -> list[Segment]:
-    """The segments 0, 1, 2, … of the rendition at ``prefix`` that are recorded under their own
-    key and are in S3 at their recorded size, up to the first that is not."""
+    """The segments ``start``, ``start`` + 1, … of the rendition at ``prefix`` that are
+    recorded under their own key and are in S3 at their recorded size, up to the first that
+    is not."""
     run: list[Segment] = []
-    for n, row in enumerate(rows):
+    for n, row in enumerate((r for r in rows if r.sequence >= start), start=start):
         name = media.segment_name(n)
         if (row.sequence != n or row.key != f"{prefix}/hls/{name}"
                 or sizes.get(row.key) != row.size or row.size <= 0
@@ -143,6 +144,40 @@ def find_resume(
         name = with_sound[0].name
         lead = sound_lead(store, media.rendition_prefix(video_id, name), done[name])
     return Resume(first, done, lead)
+
+
+def find_range_resume(
+    store: ObjectStore,
+    database: Callable[[], Database],
+    video_id: str,
+    renditions: Sequence[Rendition],
+    rng: ranges.Range,
+) -> Resume | None:
+    """What an earlier attempt at range ``rng`` of a split video left for ``renditions`` (its
+    init segment and its segments from ``rng.first`` on), or None when there is nothing to
+    resume from. A range is picture alone: there is no sound to carry on."""
+    sizes: dict[str, dict[str, int]] = {}
+    for r in renditions:
+        prefix = media.rendition_prefix(video_id, r.name)
+        sizes[r.name] = dict(store.iter_sizes(f"{prefix}/hls/"))
+        if f"{prefix}/{ranges.init_rel(rng.first)}" not in sizes[r.name]:
+            return None
+    rows = database().transaction(
+        lambda cur: {r.name: videos.segment_rows(cur, video_id, r.name) for r in renditions},
+        name="stored segments",
+    )
+    runs = {
+        name: stored_run(
+            rows[name], sizes[name], media.rendition_prefix(video_id, name), rng.first
+        )[: rng.end - rng.first]
+        for name in rows
+    }
+    # Every segment of the range stored (the attempt died while finishing): the last one is
+    # encoded again.
+    first = rng.first + min(min(len(run) for run in runs.values()), rng.end - rng.first - 1)
+    if first == rng.first:
+        return None
+    return Resume(first, {name: tuple(run[: first - rng.first]) for name, run in runs.items()})
 
 
 def sound_lead(store: ObjectStore, prefix: str, done: Sequence[Segment]) -> float:

@@ -1,11 +1,17 @@
 """One transcode job: probe, encode once per rendition, publish as it goes, report, exit with a
-code the operator's podFailurePolicy understands (0 done, 42 invalid input, 75 retry)."""
+code the operator's podFailurePolicy understands (0 done, 42 invalid input, 75 retry).
+
+A split video (vtx.core.ranges) has two kinds of transcode Job besides: an Indexed Job whose
+every completion encodes one range (segments and their rows, no playlist, no MP4), and the Job
+that puts the ranges together (playlists, MP4s copied out of the segments with the sound
+rendition's sound, the images, and the rows that say each rendition is done)."""
 
 from __future__ import annotations
 
 import functools
 import importlib
 import logging
+import os
 import resource
 import shutil
 import signal
@@ -16,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from vtx.core import failpoints
+from vtx.core import failpoints, ranges, videos
 from vtx.core import images as img
 from vtx.core.jobargs import TranscodeArgs
 from vtx.core.ladder import (
@@ -33,7 +39,9 @@ from vtx.core.media import (
     classify_failure,
     count_decode_errors,
     failure_reason,
+    mp4_name,
     oversized_frame,
+    segment_count,
 )
 from vtx.core.media import rendition_prefix as media_prefix
 from vtx.core.objects import ObjectStore
@@ -49,7 +57,14 @@ from vtx.jobrunner.ffmpeg import (
     parse_progress,
 )
 from vtx.jobrunner.report import Reporter
-from vtx.jobrunner.resume import Resume, ResumeRefused, find_resume
+from vtx.jobrunner.resume import (
+    Resume,
+    ResumeRefused,
+    find_range_resume,
+    find_resume,
+    same_codecs,
+    stored_run,
+)
 from vtx.jobrunner.retry import StorageUnavailable, with_retry
 
 if TYPE_CHECKING:
@@ -66,6 +81,28 @@ PUBLISH_POLL_S = 0.2  # how often FFmpeg's playlists are read for new segments (
 
 class Interrupted(Exception):
     """SIGTERM arrived: the pod is going away."""
+
+
+class RangesIncomplete(Exception):
+    """A split video's ranges are not all stored (or the sound rendition's MP4 is missing):
+    there is nothing yet to put together."""
+
+
+SOUND_RENDITION = "audio-1"  # a split video's MP4s carry the first audio track, as stored here
+COMPLETION_INDEX = "JOB_COMPLETION_INDEX"  # set by Kubernetes in an Indexed Job's pods
+
+
+def range_of(job: TranscodeArgs, facts: SourceFacts) -> ranges.Range:
+    """The range of a split video this pod encodes: its completion index's, of bounds that
+    fit the source as probed (else InvalidSource: a plan the source does not bear out)."""
+    try:
+        bounds = ranges.check_bounds(job.range_bounds, facts.duration)
+    except ValueError as exc:
+        raise InvalidSource(f"the ranges planned do not fit the source: {exc}") from None
+    index_text = os.environ.get(COMPLETION_INDEX, "")
+    if not index_text.isdigit() or not int(index_text) < len(bounds) - 1:
+        raise InvalidSource(f"no range {index_text[:20]!r} among {len(bounds) - 1}")
+    return ranges.ranges_of(bounds)[int(index_text)]
 
 
 def install_stop_handler() -> threading.Event:
@@ -210,22 +247,37 @@ def run_transcode(
         log.info("probing the source of %s", job.video_id)
         facts = probe_source(url, settings)
         _check_plan(job, facts)
+        if job.finalize:
+            from vtx.core.ipfs import IpfsClient
+
+            if job.ipfs:
+                ipfs = IpfsClient(settings.ipfs_api_url, token=settings.ipfs_api_token.value,
+                                  timeout_s=max(60, settings.request_timeout_s))  # fmt: skip
+            _finalize(job, facts, url, scratch, settings, stop, store, open_db(), ipfs, reporter)
+            failpoints.hit("jobrunner.recorded")
+            report_all("done", 100.0, "outputs recorded")
+            return 0
+        rng = range_of(job, facts) if job.range_bounds else None
         outputs = outputs_for(job.renditions, scratch)
         for out in outputs:
             out.playlist.parent.mkdir(parents=True, exist_ok=True)
         encoded = [o for o in outputs if o.rendition.kind != "subtitles"]
         extracted = [o for o in outputs if o.rendition.kind == "subtitles"]
         images = None
-        if facts.has_video and any(r.images for r in job.renditions):
+        if rng is None and facts.has_video and any(r.images for r in job.renditions):
             width, height = display_size(facts)
             images = ImageOutputs(img.plan_images(width, height, facts.duration),
                                   scratch / img.FOLDER)  # fmt: skip
             images.folder.mkdir(parents=True, exist_ok=True)
         if encoded and job.resume:
-            resume = with_retry(
-                lambda: find_resume(store, open_db, job.video_id, job.renditions, facts.duration),
-                "reading the segments stored", budget_s=settings.upload_retry_seconds,
-            )  # fmt: skip
+
+            def find() -> Resume | None:
+                if rng is not None:
+                    return find_range_resume(store, open_db, job.video_id, job.renditions, rng)
+                return find_resume(store, open_db, job.video_id, job.renditions, facts.duration)
+
+            resume = with_retry(find, "reading the segments stored",
+                                budget_s=settings.upload_retry_seconds)  # fmt: skip
         if extracted:
             # Subtitles come out of a run of their own, beside the encode: it reads the source
             # once more but decodes only the text.
@@ -242,19 +294,23 @@ def run_transcode(
                 scratch / "images.log",
             ), "the source's pictures"))  # fmt: skip
         if encoded:
-            first = resume.first if resume is not None else 0
+            first = resume.first if resume is not None else (rng.first if rng else 0)
             encode = _Encode(
                 build_encode_command(
                     url, encoded, has_audio=facts.has_audio, duration_s=facts.duration,
                     max_pixels=max_pixels, deinterlace=facts.interlaced,
                     images=None if resume is not None else images, first_segment=first,
                     sound_lead_s=resume.sound_lead_s if resume is not None else 0.0,
+                    end_segment=rng.end if rng is not None else None,
                 ),
                 scratch / "ffmpeg.log",
             )  # fmt: skip
             log.info("encoding %s of %s (%.1fs, %s)", ",".join(names), job.video_id,
                      facts.duration,
                      "deinterlaced" if facts.interlaced else facts.field_order)  # fmt: skip
+            if rng is not None:
+                log.info("range %d: segments %d to %d (%.1fs to %.1fs)", rng.index, rng.first,
+                         rng.end - 1, rng.start_s, min(rng.end_s, facts.duration))  # fmt: skip
             if resume is not None:
                 log.info("resuming at segment %d (%.1fs of %.1fs): an earlier attempt stored "
                          "segments 0 to %d", first, resume.start_s, facts.duration,
@@ -277,14 +333,26 @@ def run_transcode(
                 images=images if out.rendition.images else None,
                 duration_s=facts.duration,
                 stored_segments=resume.done.get(out.rendition.name, ()) if resume else (),
+                init_rel=ranges.init_rel(rng.first) if rng is not None else HLS_INIT,
+                growing_playlist=rng is None,
             )
             for out in outputs
         ]  # fmt: skip
         decode_errors = 0
         if encode is not None:
-            start_s = resume.start_s if resume is not None else 0.0
-            _follow_encode(encode, publishers, facts, settings, stop, report_all, start_s)
+            start_s = resume.start_s if resume is not None else (rng.start_s if rng else 0.0)
+            span = (rng.start_s, min(rng.end_s, facts.duration)) if rng else (0, facts.duration)
+            _follow_encode(encode, publishers, facts, settings, stop, report_all, start_s, span)
             decode_errors = _check_exit(encode, "the source", facts, settings)
+        if rng is not None:
+            for p in publishers:
+                p.finish_range(rng.end)
+            own, ffmpeg = _cpu_seconds()
+            log.info("stored range %d of %s; this attempt used %.1fs of CPU, %.1fs of it "
+                     "FFmpeg's", rng.index, ",".join(names), own + ffmpeg, ffmpeg)  # fmt: skip
+            failpoints.hit("jobrunner.recorded")
+            report_all("done", 100.0, f"range {rng.index} stored")
+            return 0
         for run, what in side_runs:
             while run.proc.poll() is None:
                 if stop.is_set():
@@ -326,7 +394,7 @@ def run_transcode(
             log.error("could not delete the stored init segments: %s", cleanup)
         report_all("retrying", None, f"retrying: {exc}")
         return EXIT_RETRYABLE
-    except (StorageUnavailable, ProbeUnavailable) as exc:
+    except (StorageUnavailable, ProbeUnavailable, RangesIncomplete) as exc:
         log.error("will retry: %s", exc)
         report_all("retrying", None, f"retrying: {exc}")
         return EXIT_RETRYABLE
@@ -349,10 +417,13 @@ def _follow_encode(
     stop: threading.Event,
     report_all: Callable[[str, float | None], None],
     start_s: float = 0.0,
+    span: tuple[float, float] | None = None,
 ) -> None:
-    """Until FFmpeg exits: publish each segment as it is finished, report the progress (of the
-    whole video: the encode starts at ``start_s``), stop on SIGTERM (Interrupted) or on a frame
-    beyond the limit (InvalidSource)."""
+    """Until FFmpeg exits: publish each segment as it is finished, report the progress (through
+    ``span``, from and to in the source: the whole video by default; the encode starts at
+    ``start_s``), stop on SIGTERM (Interrupted) or on a frame beyond the limit
+    (InvalidSource)."""
+    begin, end = span or (0.0, facts.duration)
     failure: list[BaseException] = []
     encoding_done = threading.Event()
 
@@ -376,8 +447,8 @@ def _follow_encode(
             grown = oversized_frame(encode.new_messages(), facts.video_codec)
             if grown is not None:
                 raise _grown(grown, settings)
-            done_s = start_s + encode.encoded_s
-            share = min(1.0, done_s / facts.duration) if facts.duration else 0.0
+            done_s = start_s + encode.encoded_s - begin
+            share = min(1.0, max(0.0, done_s / (end - begin))) if end > begin else 0.0
             report_all("encoding", share * ENCODE_SHARE)
             stop.wait(0.5)
     finally:
@@ -385,3 +456,108 @@ def _follow_encode(
         publisher_thread.join()
     if failure:
         raise failure[0]
+
+
+def _stored(
+    store: ObjectStore, db: Database, video_id: str, rendition: str
+) -> tuple[dict[str, int], list[videos.SegmentRow]]:
+    """A rendition's HLS objects in S3 with their sizes, and its segment rows."""
+    prefix = media_prefix(video_id, rendition)
+    sizes = dict(store.iter_sizes(f"{prefix}/hls/"))
+    rows = db.transaction(lambda cur: videos.segment_rows(cur, video_id, rendition), name="rows")
+    return sizes, rows
+
+
+def _finalize(
+    job: TranscodeArgs,
+    facts: SourceFacts,
+    url: str,
+    scratch: Path,
+    settings: Settings,
+    stop: threading.Event,
+    store: ObjectStore,
+    db: Database,
+    ipfs: IpfsClient | None,
+    reporter: Reporter,
+) -> None:
+    """A split video's renditions put together from what their ranges stored: every segment
+    from 0 to the last, recorded and in S3 at its size (else RangesIncomplete), the ranges'
+    init segments describing the same codecs as the first's; then, per rendition, the final
+    playlist, the MP4 (copied out of the segments, with the sound of the sound rendition's
+    MP4), the images from a decode of the whole source, and the rows."""
+    from vtx.jobrunner.publish import RenditionPublisher
+
+    outputs = outputs_for(job.renditions, scratch)
+    total = segment_count(facts.duration)
+    images = None
+    side_run: _Encode | None = None
+    publishers: list[RenditionPublisher] = []
+    later_inits: list[str] = []
+    try:
+        sound_url = None
+        if facts.has_audio and any(r.alt_audio for r in job.renditions):
+            sound_key = f"{media_prefix(job.video_id, SOUND_RENDITION)}/{mp4_name('audio')}"
+            if with_retry(lambda: store.head(sound_key), f"S3 head {sound_key}",
+                          budget_s=settings.upload_retry_seconds) is None:  # fmt: skip
+                raise RangesIncomplete(f"the sound rendition's MP4 {sound_key} is not stored yet")
+            sound_url = store.presign_get(sound_key, expires_s=6 * 3600, public=False)
+        for out in outputs:
+            out.playlist.parent.mkdir(parents=True, exist_ok=True)
+            prefix = media_prefix(job.video_id, out.rendition.name)
+            name = out.rendition.name
+            sizes, rows = with_retry(
+                functools.partial(_stored, store, db, job.video_id, name), "reading the segments",
+                budget_s=settings.upload_retry_seconds,
+            )  # fmt: skip
+            run = stored_run(rows, sizes, prefix)[:total]
+            if len(run) < total or f"{prefix}/{HLS_INIT}" not in sizes:
+                raise RangesIncomplete(
+                    f"{out.rendition.name}: {len(run)} of {total} segments stored"
+                )
+            init = store.get_bytes(f"{prefix}/{HLS_INIT}")
+            for key in sizes:
+                if ranges.is_range_init(key.removeprefix(f"{prefix}/")):
+                    if not same_codecs(init, store.get_bytes(key)):
+                        raise RangesIncomplete(f"{key} describes other codecs than the first")
+                    later_inits.append(key)
+            if out.rendition.images and facts.has_video:
+                width, height = display_size(facts)
+                images = ImageOutputs(img.plan_images(width, height, facts.duration),
+                                      scratch / img.FOLDER)  # fmt: skip
+                images.folder.mkdir(parents=True, exist_ok=True)
+            publisher = RenditionPublisher(
+                out, job.video_id, store, ipfs, db, job=job.job,
+                retry_budget_s=settings.upload_retry_seconds,
+                stored=functools.partial(reporter.stored, out.rendition.name),
+                images=images if out.rendition.images else None, duration_s=facts.duration,
+            )  # fmt: skip
+            publisher.adopt(run, init)
+            publishers.append(publisher)
+        if images is not None:
+            max_pixels = settings.max_source_width * settings.max_source_height
+            side_run = _Encode(
+                build_images_command(url, images, duration_s=facts.duration,
+                                     max_pixels=max_pixels, deinterlace=facts.interlaced),
+                scratch / "images.log",
+            )  # fmt: skip
+        for p in publishers:
+            reporter.update(p.name, "uploading", ENCODE_SHARE, "putting the ranges together")
+            p.assemble_mp4(sound_url)
+        if side_run is not None:
+            while side_run.proc.poll() is None:
+                if stop.is_set():
+                    raise Interrupted
+                stop.wait(0.2)
+            _check_exit(side_run, "the source's pictures", facts, settings)
+        for p in publishers:
+            p.finish()
+        for key in later_inits:
+            with_retry(functools.partial(store.delete, key), f"S3 delete {key}",
+                       budget_s=settings.upload_retry_seconds)  # fmt: skip
+        own, ffmpeg = _cpu_seconds()
+        log.info("put %d ranges of %s together; this attempt used %.1fs of CPU, %.1fs of it "
+                 "FFmpeg's", len(later_inits) // max(1, len(publishers)) + 1,
+                 ",".join(p.name for p in publishers), own + ffmpeg, ffmpeg)  # fmt: skip
+    finally:
+        if side_run is not None:
+            side_run.close()

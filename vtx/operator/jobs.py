@@ -32,6 +32,9 @@ def job_name(resource: str, kind: str, renditions: Sequence[str] = (), redo: int
     """
     if kind == "ingest":
         suffix = "-ingest"
+    elif kind in ("ranges", "finalize"):
+        # A split video's two Jobs: its ranges (Indexed), and the one that puts them together.
+        suffix = f"-{kind}-{_digest(','.join(renditions))}" + (f"-r{redo}" if redo else "")
     else:
         tag = renditions[0] if len(renditions) == 1 else f"g{len(renditions)}"
         suffix = f"-{tag}-{_digest(','.join(renditions))}" + (f"-r{redo}" if redo else "")
@@ -220,27 +223,46 @@ def build_transcode_job(
     name: str | None = None,
     ipfs: bool = True,
     resume: bool = True,
+    range_bounds: Sequence[int] = (),
+    parallelism: int = 1,
+    finalize: bool = False,
 ) -> dict[str, Any]:
     """The Job that encodes ``renditions`` (one, or a group sharing one decode); ``name`` is
     the planned one (:func:`planned_jobs`), by default the first run's. Its retried pods
-    resume from the segments stored unless ``resume`` is false."""
+    resume from the segments stored unless ``resume`` is false.
+
+    A split video (vtx.core.ranges) has two: with ``range_bounds``, an Indexed Job of one
+    completion per range, ``parallelism`` of them at once, each index retried on its own;
+    with ``finalize``, the Job that puts the ranges together."""
     names = [r.name for r in renditions]
-    name = name or job_name(resource, "transcode", names)
+    kind = "ranges" if range_bounds else "finalize" if finalize else "transcode"
+    name = name or job_name(resource, kind, names)
     labels = {
         "app.kubernetes.io/name": "vtx-jobrunner",
         "app.kubernetes.io/managed-by": "vtx",
         LABEL_VIDEO: video_id,
-        LABEL_KIND: "transcode",
+        LABEL_KIND: kind,
         LABEL_RENDITIONS: "_".join(names)[:63],
     }
     args = TranscodeArgs(
         video_id=video_id, source_key=source_key, renditions=tuple(renditions), job=name,
-        scratch=SCRATCH, ipfs=ipfs, resume=resume,
+        scratch=SCRATCH, ipfs=ipfs, resume=resume, range_bounds=tuple(range_bounds),
+        finalize=finalize,
     ).argv()  # fmt: skip
     pod = _pod_spec(settings, args, labels, settings.job_cpu_request)
     deadline = active_deadline_seconds(duration_s, settings, len(renditions))
     annotations = {SOURCE_SECONDS: f"{duration_s:.3f}"}
-    return _job(name, namespace, labels, pod, settings, deadline, owner, annotations)
+    job = _job(name, namespace, labels, pod, settings, deadline, owner, annotations)
+    if range_bounds:
+        spec = job["spec"]
+        del spec["backoffLimit"]
+        spec |= {
+            "completionMode": "Indexed",
+            "completions": len(range_bounds) - 1,
+            "parallelism": max(1, min(parallelism, len(range_bounds) - 1)),
+            "backoffLimitPerIndex": settings.job_backoff_limit,
+        }
+    return job
 
 
 def build_ingest_job(
