@@ -6,6 +6,7 @@ cluster."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ from tests.stack import (
 )
 from tests.uploads import token, upload, wait_finished
 from tests.verify import assert_complete
+from vtx.core.hls import parse_media_playlist
+from vtx.core.objects import ObjectStore
 from vtx.operator.jobs import LABEL_KIND, LABEL_VIDEO
 
 pytestmark = pytest.mark.stack
@@ -141,6 +144,56 @@ def running_on(pods: list[dict[str, Any]], node: str) -> list[dict[str, Any]]:
             "running" in (c.get("state") or {}) for c in p["status"].get("containerStatuses", [])
         )
     ]
+
+
+def test_a_long_video_is_split_in_ranges_encoded_on_both_nodes_and_put_together(
+    second_node: str, tmp_path: Path, store: ObjectStore
+) -> None:
+    """A 60 s upload, longer than the split setting (30 s here): its sound is encoded once, its
+    picture in ranges by one Indexed Job whose pods run on both nodes, then put together. The
+    video is Ready and whole (`vtx verify`), and its HLS holds every frame once, at its time,
+    with no gap or overlap where ranges meet."""
+    seconds, fps = 60, 30
+    source = media.make_clip(tmp_path / "long.mp4", seconds=seconds, width=854, height=480,
+                             fps=fps, tone=587)  # fmt: skip
+    with job_namespace("vtx-test-split") as ns:
+        env = {"VTX_MAX_RUNNING_JOBS": "4", "VTX_SPLIT_SECONDS": "30",
+               "VTX_MIN_RANGE_SECONDS": "10"}  # fmt: skip
+        op = operator_process(
+            tmp_path / "operator.log", ns, health_port=free_port(), metrics_port=free_port(),
+            env=env,
+        )  # fmt: skip
+        with started(api_process(tmp_path / "api.log", ns)) as api, started(op):
+            vid = upload(api, token(), source)
+            got = wait_finished(api, [vid], timeout=400, operator=op)
+            assert got[vid]["phase"] == "Ready", got[vid]
+            resource = json.loads(kubectl("get", "videotranscode", f"v-{vid}", "-n", ns,
+                                          "-o", "json"))  # fmt: skip
+            grouping = resource["status"]["grouping"]
+            assert grouping["reason"] == "Split", grouping
+            bounds = grouping["rangeBounds"]
+            assert len(bounds) >= 3, grouping
+            selector = f"{LABEL_VIDEO}={vid},{LABEL_KIND}=ranges"
+            pods = json.loads(kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))
+            nodes = {p["spec"].get("nodeName") for p in pods["items"]}
+            assert nodes == {FIRST, second_node}, f"the ranges ran on {nodes}"
+            plan = [r["name"] for r in resource["status"]["plan"]]
+            assert plan == ["480p", "audio-1"], plan
+        assert_complete(vid)
+
+    folder = tmp_path / "480p"
+    folder.mkdir()
+    prefix = f"videos/{vid}/480p/hls"
+    playlist = parse_media_playlist(store.get_bytes(f"{prefix}/index.m3u8").decode())
+    assert [s.sequence for s in playlist.segments] == list(range(bounds[-1]))
+    for name in [playlist.init_uri or "", *(s.uri for s in playlist.segments)]:
+        (folder / name).write_bytes(store.get_bytes(f"{prefix}/{name}"))
+    (folder / "index.m3u8").write_bytes(store.get_bytes(f"{prefix}/index.m3u8"))
+    frames = media.packets(folder / "index.m3u8", "v")
+    assert len(frames) == seconds * fps, "every frame once"
+    steps = {round(b[0] - a[0], 4) for a, b in itertools.pairwise(frames)}
+    assert steps == {round(1 / fps, 4)}, f"no gap or overlap where ranges meet: {steps}"
+    assert list(store.iter_sizes(f"{prefix}/init_")) == [], "the later ranges' inits are gone"
 
 
 # Last: it kills the second node (the module's fixture then sweeps what is left of it).

@@ -39,7 +39,7 @@ from vtx.operator.decide import (
     missing_jobs,
 )
 from vtx.operator.grouping import Capacity, Nodes
-from vtx.operator.jobs import job_name, planned_jobs
+from vtx.operator.jobs import job_name, planned_jobs, split_jobs
 from vtx.operator.reports import Report
 from vtx.operator.state import JobObs
 
@@ -325,6 +325,78 @@ def test_on_free_nodes_each_rendition_gets_its_job() -> None:
     assert d.status.grouping.message.startswith("3 schedulable nodes with ")
     after = decide(snap(d.status, slots=4))
     assert created_jobs(after) == [("480p",), ("720p",), ("1080p",)]
+
+
+def test_a_long_video_on_free_nodes_is_split_then_put_together() -> None:
+    long = dataclasses.replace(FACTS, duration=600.0)
+    d = decide(snap(vt.VideoTranscodeStatus(), probe=ProbeResult(facts=long), capacity=capacity(2)))
+    g = d.status.grouping
+    assert g is not None
+    assert g.reason == "Split"
+    # Room for 4 Jobs (the cap; 8 by CPU): 4 ranges of 150 s.
+    assert len(g.range_bounds) == 5, g
+    assert "4 ranges of about 150s" in g.message
+    plan = d.status.plan
+    assert plan is not None
+    assert [r.name for r in plan] == ["480p", "720p", "1080p", "audio-1"]
+    assert all(r.alt_audio for r in plan if r.kind == "video"), "the sound is encoded once"
+    assert cond(d.status, "Probed").message.endswith("; 4 ranges (Split)")
+    videos_ = tuple(r for r in plan if r.kind == "video")
+    sound = plan[-1]
+    ranges_job, final_job = split_jobs(NAME, plan)
+    sound_job = job_name(NAME, "transcode", ["audio-1"])
+    status = dataclasses.replace(d.status, source=dataclasses.replace(SOURCE, duration=600.0))
+    assert missing_jobs(snap(status)) == 1 + 4, "the sound, and a slot per range"
+
+    after = decide(snap(status, slots=4))
+    made = [a for a in after.actions if isinstance(a, CreateTranscodeJob)]
+    assert [(a.name, a.parallelism) for a in made] == [(sound_job, 1), (ranges_job, 3)]
+    assert made[1].range_bounds == g.range_bounds
+    assert made[1].renditions == videos_
+
+    # The ranges stored, the sound not yet: nothing to put together.
+    running = {sound_job: job(sound_job), ranges_job: job(ranges_job, "succeeded")}
+    wait = decide(snap(after.status, slots=4, jobs=running))
+    assert created_jobs(wait) == []
+    assert missing_jobs(snap(after.status, jobs=running)) == 0
+    sound_done = dataclasses.replace(
+        after.status,
+        renditions={**after.status.renditions, "audio-1": vt.RenditionStatus(phase="Succeeded")},
+    )
+    both = {sound_job: job(sound_job, "succeeded"), ranges_job: job(ranges_job, "succeeded")}
+    final = decide(snap(sound_done, slots=4, jobs=both))
+    made = [a for a in final.actions if isinstance(a, CreateTranscodeJob)]
+    assert [(a.name, a.finalize, a.renditions) for a in made] == [(final_job, True, videos_)]
+
+    # Put together: the video renditions' rows name that Job; then the video is published.
+    done = {**both, final_job: job(final_job, "succeeded")}
+    rows = {r.name: record(r, final_job) for r in videos_} | {"audio-1": record(sound, sound_job)}
+    checks = {r.name: () for r in plan}
+    published = decide(snap(final.status, jobs=done, records=rows, checks=checks))
+    assert [type(a).__name__ for a in published.actions if isinstance(a, Publish)] == ["Publish"]
+    assert set(entry_phases(published).values()) == {"Succeeded"}
+    assert not any(isinstance(a, DeleteJob) for a in published.actions), "no Job of it is stray"
+
+
+def test_no_split_on_one_node_for_a_short_video_or_when_the_spec_says() -> None:
+    long = dataclasses.replace(FACTS, duration=600.0)
+    apart = dataclasses.replace(SPEC, group_renditions=False)
+    for facts, nodes, spec in ((long, 1, SPEC), (FACTS, 3, SPEC), (long, 3, apart)):
+        d = decide(snap(vt.VideoTranscodeStatus(), spec=spec, probe=ProbeResult(facts=facts),
+                        capacity=capacity(nodes)))  # fmt: skip
+        assert d.status.grouping is not None
+        assert d.status.grouping.reason != "Split", (facts.duration, nodes)
+        assert d.status.grouping.range_bounds == ()
+
+
+def test_range_bounds_that_do_not_fit_the_source_fail_the_video() -> None:
+    status = dataclasses.replace(
+        planned("Transcoding"), grouping=vt.Grouping(True, "Split", "", (0, 2, 90))
+    )
+    d = decide(snap(status, slots=4))
+    assert d.status.phase == "Failed"
+    assert cond(d.status, "Ready").reason == "InvalidStatus"
+    assert created_jobs(d) == []
 
 
 def test_the_spec_forces_either_way() -> None:

@@ -34,7 +34,9 @@ from vtx.core.ranges import (
 from vtx.core.settings import Settings
 from vtx.jobrunner.ffmpeg import Output, build_encode_command, outputs_for
 from vtx.jobrunner.resume import same_codecs
+from vtx.operator.index import ClusterView
 from vtx.operator.jobs import build_transcode_job
+from vtx.operator.state import is_indexed, slots_held
 
 SECONDS = 23.0  # segments 0-6: 1 s, 2 s, then 4 s each, the last one 4 s too
 # Picture alone: a split video's sound is a rendition of its own.
@@ -229,3 +231,22 @@ def test_a_later_ranges_init_segment_has_a_name_of_its_own() -> None:
     for rel in ("hls/init.mp4", "hls/init_00000.mp4", "hls/init_3.mp4", "hls/init_0003x.mp4",
                 "hls/seg_00030.m4s"):  # fmt: skip
         assert not is_range_init(rel), rel
+
+
+def test_a_running_ranges_job_holds_a_slot_per_range_it_runs_at_once() -> None:
+    job = _split_job(range_bounds=split(600.0, 4), parallelism=3)
+    job["status"] = {"active": 3}
+    assert slots_held(job) == 3
+    assert is_indexed(job)
+    job["status"] = {"succeeded": 4, "conditions": [{"type": "Complete", "status": "True"}]}
+    assert slots_held(job) == 0
+    final = _split_job(finalize=True)
+    final["status"] = {"active": 1}
+    assert (slots_held(final), is_indexed(final)) == (1, False)
+    view = ClusterView()
+    running = _split_job(range_bounds=split(600.0, 4), parallelism=2) | {"status": {"active": 2}}
+    view.put_job(running)
+    assert view.running_transcodes() == 2
+    assert view.mark_pod_exited_ok("media", running["metadata"]["name"]) is None, (
+        "one range's pod exiting does not end the ranges Job"
+    )

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
 from vtx.core.ladder import FIELD_ORDERS, InvalidPlan, Rendition, plan_from_list, rendition_to_dict
+from vtx.core.ranges import MAX_RANGES
 from vtx.core.tracks import UNDETERMINED
 
 GROUP = "vtx.dev"
@@ -453,7 +454,9 @@ class IngestStatus:
         )
 
 
-GroupingReason = Literal["Spec", "OneRendition", "NodesUnknown", "OneNode", "NoRoom", "Spread"]
+GroupingReason = Literal[
+    "Spec", "OneRendition", "NodesUnknown", "OneNode", "NoRoom", "Spread", "Split"
+]
 
 
 @dataclass(frozen=True)
@@ -463,22 +466,36 @@ class Grouping:
     grouped: bool
     reason: GroupingReason
     message: str = ""
+    # Split (vtx.core.ranges): where the ranges begin, then the segment count. Checked against
+    # the probed duration where it is used.
+    range_bounds: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "grouped": self.grouped,
             "reason": self.reason,
             "message": self.message[:MESSAGE_LIMIT],
         }
+        if self.range_bounds:
+            out["rangeBounds"] = list(self.range_bounds)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Grouping:
         w = "status.grouping"
         reason = _required(d, "reason", "string", w)
+        bounds = d.get("rangeBounds") or []
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) > MAX_RANGES + 1
+            or not all(type(b) is int and b >= 0 for b in bounds)
+        ):
+            raise InvalidStatus(f"{w}.rangeBounds: up to {MAX_RANGES + 1} segment numbers")
         return cls(
             grouped=_flag(d, "grouped", w, False),
             reason=cast(GroupingReason, _one_of(reason, get_args(GroupingReason), f"{w}.reason")),
             message=(_optional(d, "message", "string", w) or "")[:MESSAGE_LIMIT],
+            range_bounds=tuple(bounds),
         )
 
 

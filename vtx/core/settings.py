@@ -229,6 +229,12 @@ class Settings:
     # A job pod on a node that is unreachable or not Ready this long is evicted (lost.py).
     node_lost_seconds: int = setting("VTX_NODE_LOST_SECONDS", _positive_int, "60")
     redo_limit: int = setting("VTX_REDO_LIMIT", _non_negative_int, "2")
+    # A source longer than this (seconds; 0: never) is split into time ranges encoded side by
+    # side on the nodes (vtx.core.ranges), up to max_ranges of them, none shorter than
+    # min_range_seconds.
+    split_seconds: int = setting("VTX_SPLIT_SECONDS", _non_negative_int, "120")
+    max_ranges: int = setting("VTX_MAX_RANGES", _positive_int, "16")
+    min_range_seconds: int = setting("VTX_MIN_RANGE_SECONDS", _positive_int, "30")
     probe_retry_limit: int = setting("VTX_PROBE_RETRY_LIMIT", _positive_int, "5")
     probe_timeout_s: int = setting("VTX_PROBE_TIMEOUT_SECONDS", _positive_int, "60")
     probe_memory_mb: int = setting("VTX_PROBE_MEMORY_MB", _positive_int, "1024")

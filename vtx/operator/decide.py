@@ -32,11 +32,13 @@ from vtx.core.ladder import (
     SourceFacts,
     is_track,
     plan_ladder,
+    sound_apart,
 )
+from vtx.core.ranges import check_bounds
 from vtx.core.verify import record_problems
 from vtx.core.videos import RenditionRecord
-from vtx.operator.grouping import Capacity, choose
-from vtx.operator.jobs import planned_jobs
+from vtx.operator.grouping import Capacity, choose, split
+from vtx.operator.jobs import planned_jobs, split_jobs
 from vtx.operator.reports import Report
 from vtx.operator.state import JobObs
 
@@ -64,6 +66,9 @@ class Policy:
     probe_retry_limit: int = 5  # probes in a row that may fail for a passing reason
     probe_backoff_s: float = 10.0  # the wait after the first such failure; doubled each time
     ladder: tuple[Rung, ...] = DEFAULT_LADDER
+    split_seconds: float = 120.0  # a longer source is split in ranges (0: never)
+    max_ranges: int = 16
+    min_range_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,11 @@ class CreateTranscodeJob:
     # A Job that makes a rendition again, because its outputs did not check out, starts over:
     # it does not resume from segments already stored.
     resume: bool = True
+    # A split video's ranges Job (its bounds, and how many ranges run at once), or the Job
+    # that puts them together.
+    range_bounds: tuple[int, ...] = ()
+    parallelism: int = 1
+    finalize: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,11 +219,36 @@ def missing_jobs(s: Snapshot) -> int:
     if plan is None:
         return 1 if _may_probe(s) else 0
     entries = s.status.renditions
-    jobs = planned_jobs(s.name, plan, s.status.grouped(s.spec), _redos(entries))
+    bounds = range_bounds(s.status)
+    jobs = planned_jobs(s.name, plan, s.status.grouped(s.spec), _redos(entries), bounds)
+    ranges_job, final_job = split_jobs(s.name, plan) if bounds else ("", "")
     return sum(
-        1
+        len(bounds) - 1 if name == ranges_job else 1
         for name, group in jobs.items()
-        if name not in s.jobs and any(_entry(entries, r.name).phase not in DONE for r in group)
+        if name not in s.jobs
+        and any(_entry(entries, r.name).phase not in DONE for r in group)
+        and (name != final_job or _may_finalize(s, entries, plan))
+        and (name != ranges_job or final_job not in s.jobs)
+    )
+
+
+def range_bounds(status: vt.VideoTranscodeStatus) -> tuple[int, ...]:
+    """A split video's range bounds (empty for any other)."""
+    grouping = status.grouping
+    return grouping.range_bounds if grouping is not None and grouping.reason == "Split" else ()
+
+
+def _may_finalize(
+    s: Snapshot, entries: Mapping[str, vt.RenditionStatus], plan: Sequence[Rendition]
+) -> bool:
+    """Whether a split video's ranges may be put together: its ranges Job is Complete and its
+    sound renditions are done (their MP4 gives the video renditions' MP4s their sound)."""
+    ranges_job = s.jobs.get(split_jobs(s.name, plan)[0])
+    sound = [r for r in plan if r.kind == "audio"]
+    return (
+        ranges_job is not None
+        and ranges_job.state == "succeeded"
+        and all(_entry(entries, r.name).phase in DONE for r in sound)
     )
 
 
@@ -363,6 +398,13 @@ class _Draft:
             plan = chosen
         facts = probe.facts
         grouping = choose(s.spec.group_renditions, len(plan), s.capacity)
+        if s.spec.group_renditions is None and any(r.kind == "video" for r in plan):
+            cut = split(
+                facts.duration, s.capacity, split_s=s.policy.split_seconds,
+                cap=s.policy.max_ranges, min_range_s=s.policy.min_range_seconds,
+            )  # fmt: skip
+            if cut is not None:
+                plan, grouping = sound_apart(plan), cut
         self.set(
             plan=tuple(plan),
             grouping=grouping,
@@ -381,6 +423,8 @@ class _Draft:
         self.entries = {r.name: vt.RenditionStatus(phase="Queued") for r in plan}
         names = ", ".join(r.name for r in plan)
         jobs = "one Job" if grouping.grouped or len(plan) == 1 else f"{len(plan)} Jobs"
+        if grouping.range_bounds:
+            jobs = f"{len(grouping.range_bounds) - 1} ranges"
         said = f"{len(plan)} renditions planned: {names}; {jobs} ({grouping.reason})"
         self.condition("Probed", "True", "Probed", said)
         self.emit("Normal", "Probed", f"{names}; {jobs}: {grouping.message}")
@@ -488,7 +532,15 @@ class _Draft:
         s = self.s
         plan = self.status.plan
         assert plan is not None
-        jobs = planned_jobs(s.name, plan, self.status.grouped(s.spec), _redos(self.entries))
+        bounds = range_bounds(self.status)
+        if bounds:
+            try:
+                check_bounds(bounds, self.status.source.duration if self.status.source else 0)
+            except ValueError as exc:
+                self.fail("InvalidStatus", f"status.grouping.rangeBounds: {exc}")
+                return
+        jobs = planned_jobs(s.name, plan, self.status.grouped(s.spec), _redos(self.entries), bounds)
+        ranges_job, final_job = split_jobs(s.name, plan) if bounds else ("", "")
         for name in s.jobs:
             if name not in jobs:
                 self.act(DeleteJob(name))  # made for an earlier try of its renditions
@@ -496,6 +548,10 @@ class _Draft:
         for name, group in jobs.items():
             open_ = [r for r in group if self.entry(r.name).phase not in DONE]
             job = s.jobs.get(name)
+            if name == ranges_job and (final_job in s.jobs or (job and job.state == "succeeded")):
+                continue  # its ranges are stored: the Job that puts them together takes over
+            if name == final_job and job is None and not _may_finalize(s, self.entries, plan):
+                continue  # not before the ranges and the sound are stored
             if job is None:
                 if open_:
                     to_create.append((name, group))
@@ -587,10 +643,26 @@ class _Draft:
 
     def create(self, to_create: Sequence[tuple[str, tuple[Rendition, ...]]], planned: int) -> None:
         s = self.s
-        allowed = to_create[: max(0, s.slots)]
-        for name, group in allowed:
-            redone = any(self.entry(r.name).redos for r in group)
-            self.act(CreateTranscodeJob(name, group, resume=not redone))
+        bounds = range_bounds(self.status)
+        assert self.status.plan is not None
+        ranges_job, final_job = split_jobs(s.name, self.status.plan) if bounds else ("", "")
+        # A split video's ranges Job takes the slots left after the others, one per range.
+        budget = max(0, s.slots)
+        allowed: list[tuple[str, tuple[Rendition, ...]]] = []
+        for name, group in to_create:
+            if budget < 1:
+                break
+            allowed.append((name, group))
+            if name == ranges_job:
+                parallel = min(len(bounds) - 1, budget)
+                budget -= parallel
+                self.act(CreateTranscodeJob(name, group, range_bounds=bounds, parallelism=parallel))
+            else:
+                budget -= 1
+                redone = any(self.entry(r.name).redos for r in group)
+                self.act(
+                    CreateTranscodeJob(name, group, resume=not redone, finalize=name == final_job)
+                )
             for r in group:
                 if self.entry(r.name).phase not in DONE:
                     self.update(r.name, phase="Pending", job=name, attempts=0)

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vtx.core import ranges
 from vtx.core.resource import Grouping
 
 
@@ -81,6 +82,42 @@ def choose(forced: bool | None, renditions: int, capacity: Capacity | None) -> G
         "Spread",
         f"{nodes.count} schedulable nodes with {room}: one Job per rendition runs the "
         f"{renditions} renditions side by side",
+    )
+
+
+def split(
+    duration_s: float,
+    capacity: Capacity | None,
+    *,
+    split_s: float,
+    cap: int,
+    min_range_s: float,
+) -> Grouping | None:
+    """A split in time ranges for a source longer than ``split_s`` (vtx.core.ranges), when the
+    cluster has room to run ranges side by side: two schedulable nodes or more (on one, the
+    single Job's FFmpeg already uses every core), and as many ranges as there are spare slots
+    and CPU for, at most ``cap``, none shorter than ``min_range_s``. None: no split."""
+    if split_s <= 0 or duration_s <= split_s or capacity is None or capacity.nodes is None:
+        return None
+    nodes = capacity.nodes
+    if nodes.count < 2:
+        return None
+    slots = capacity.max_running_jobs - capacity.running_jobs - capacity.queued_jobs
+    free_mcpu = nodes.allocatable_mcpu - capacity.running_jobs * capacity.job_cpu_request_mcpu
+    spare = min(slots, free_mcpu // max(1, capacity.job_cpu_request_mcpu))
+    count = ranges.range_count(
+        duration_s, slots=spare, cap=cap, split_s=split_s, min_range_s=min_range_s
+    )
+    if count < 2:
+        return None
+    bounds = ranges.split(duration_s, count)
+    return Grouping(
+        True,
+        "Split",
+        f"{duration_s:.0f}s is longer than {split_s:g}s and {nodes.count} schedulable nodes have "
+        f"room for {spare} Jobs: {len(bounds) - 1} ranges of about "
+        f"{duration_s / (len(bounds) - 1):.0f}s encoded side by side, the sound once",
+        range_bounds=bounds,
     )
 
 

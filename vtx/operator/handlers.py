@@ -33,7 +33,7 @@ from vtx.operator import lost, rows
 from vtx.operator.context import Context, connect, end_lost_pod, seed
 from vtx.operator.decide import TERMINAL
 from vtx.operator.intake import Intake
-from vtx.operator.jobs import LABEL_KIND, SOURCE_SECONDS
+from vtx.operator.jobs import SOURCE_SECONDS
 from vtx.operator.metrics import (
     ENCODE_SPEED,
     JOBS_FAILED,
@@ -51,7 +51,7 @@ from vtx.operator.reconcile import (
     read_resource,
     reconcile_step,
 )
-from vtx.operator.state import job_obs, pod_exited_ok
+from vtx.operator.state import SLOT_KINDS, job_obs, kind_of, pod_exited_ok
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -371,7 +371,7 @@ async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # Stepped again though its pod's exit stepped it: the slot is free only now, and its owner
     # may have Jobs of its own waiting for one.
     _job_ended(ctx, job)
-    if (meta.get("labels") or {}).get(LABEL_KIND) != "transcode":
+    if kind_of(job) not in SLOT_KINDS:
         return
     if state.state == "failed":
         JOBS_FAILED.inc()
@@ -405,7 +405,7 @@ def _job_ended(ctx: Context, job: Mapping[str, Any], *, slot: bool = True) -> No
     )
     if owner_name:
         wake(ctx, namespace, str(owner_name))
-    if not slot or (meta.get("labels") or {}).get(LABEL_KIND) != "transcode":
+    if not slot or kind_of(job) not in SLOT_KINDS:
         return
     for waiting_ns, name in ctx.view.first_waiting(ctx.settings.max_running_jobs):
         if (waiting_ns, name) != (namespace, owner_name):
@@ -432,7 +432,7 @@ async def pod_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         ctx.stalls.forget((str(meta["namespace"]), str(job)))
         _job_ended(ctx, ended, slot=False)
         # Counted here: the Job may never say Complete (its resource deleted once Ready).
-        if (ended["metadata"].get("labels") or {}).get(LABEL_KIND) == "transcode":
+        if kind_of(ended) in SLOT_KINDS:
             _count_speed(ended, finished)
 
 

@@ -11,8 +11,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from vtx.operator.jobs import LABEL_KIND
-from vtx.operator.state import POD_EXITED_OK, Waiting, is_running, slots_for
+from vtx.operator.state import (
+    POD_EXITED_OK,
+    Waiting,
+    is_indexed,
+    is_running,
+    slots_for,
+    slots_held,
+)
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -63,8 +69,8 @@ class ClusterView:
         key = (namespace, job)
         with self._lock:
             current = self._jobs.get(key)
-            if current is None or key in self._exited_ok:
-                return None
+            if current is None or key in self._exited_ok or is_indexed(current):
+                return None  # an Indexed Job (a split video's ranges) ends when all have
             self._exited_ok.add(key)
             return current if is_running(current) else None
 
@@ -93,12 +99,7 @@ class ClusterView:
         """Transcode Jobs holding a slot of the cap: until the Job itself says it ended (a pod
         that has exited 0 keeps its slot until then, as it is still a pod on the node)."""
         with self._lock:
-            return sum(
-                1
-                for j in self._jobs.values()
-                if (j["metadata"].get("labels") or {}).get(LABEL_KIND) == "transcode"
-                and is_running(j)
-            )
+            return sum(slots_held(j) for j in self._jobs.values())
 
     # --- resources waiting for slots -----------------------------------------------------------
     def set_waiting(self, waiting: Waiting) -> None:

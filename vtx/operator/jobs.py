@@ -48,17 +48,36 @@ def job_groups(plan: Sequence[Rendition], grouped: bool) -> list[tuple[Rendition
     return [tuple(plan)] if grouped else [(r,) for r in plan]
 
 
+def split_jobs(resource: str, plan: Sequence[Rendition]) -> tuple[str, str]:
+    """A split video's ranges Job and the Job that puts its ranges together, by name."""
+    names = [r.name for r in plan if r.kind == "video"]
+    return job_name(resource, "ranges", names), job_name(resource, "finalize", names)
+
+
 def planned_jobs(
     resource: str,
     plan: Sequence[Rendition],
     grouped: bool,
     redos: Mapping[str, int] | None = None,
+    range_bounds: Sequence[int] = (),
 ) -> dict[str, tuple[Rendition, ...]]:
     """The transcode Jobs a resource's plan makes now: each Job's name and its renditions. A
     rendition made again (``redos``) has a Job of its own; the first Job of its group keeps its
-    name and stands for the others."""
+    name and stands for the others.
+
+    A split video (``range_bounds``): each sound and subtitles rendition a Job of its own, then
+    the ranges Job and the Job that puts the ranges together, both for the video renditions."""
     redos = redos or {}
     jobs: dict[str, tuple[Rendition, ...]] = {}
+    if range_bounds:
+        for r in plan:
+            if r.kind != "video" or redos.get(r.name):
+                jobs[job_name(resource, "transcode", [r.name], redos.get(r.name, 0))] = (r,)
+        fresh = tuple(r for r in plan if r.kind == "video" and not redos.get(r.name))
+        if fresh:
+            for name in split_jobs(resource, plan):
+                jobs[name] = fresh
+        return jobs
     for group in job_groups(plan, grouped):
         first = tuple(r for r in group if not redos.get(r.name))
         if first:

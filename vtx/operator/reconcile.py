@@ -25,6 +25,7 @@ from vtx.core import failpoints, videos
 from vtx.core import resource as vt
 from vtx.core.failures import MAX_HEAD, explain, sniff
 from vtx.core.ladder import InvalidSource
+from vtx.core.ranges import MAX_RANGES
 from vtx.core.sources import ProbeUnavailable, probe_source
 from vtx.core.verify import check_rendition, record_problems, segments_of
 from vtx.operator.context import Context, create_job, delete_stuck_pods
@@ -115,6 +116,9 @@ def policy(ctx: Context) -> Policy:
         max_subtitle_tracks=s.max_subtitle_tracks,
         redo_limit=s.redo_limit,
         probe_retry_limit=s.probe_retry_limit,
+        split_seconds=s.split_seconds,
+        max_ranges=min(s.max_ranges, MAX_RANGES),
+        min_range_seconds=s.min_range_seconds,
     )
 
 
@@ -292,7 +296,8 @@ def apply(step: Step, spec: vt.VideoTranscodeSpec, decision: Decision) -> None:
                 resource=step.name, namespace=ns, video_id=spec.video_id,
                 source_key=spec.source.key, renditions=action.renditions, duration_s=duration,
                 settings=ctx.settings, owner=step.owner(), name=action.name,
-                ipfs=spec.storage_ipfs, resume=action.resume,
+                ipfs=spec.storage_ipfs, resume=action.resume, range_bounds=action.range_bounds,
+                parallelism=action.parallelism, finalize=action.finalize,
             ))  # fmt: skip
         elif isinstance(action, CreateIngestJob):
             create_job(ctx, ns, build_ingest_job(

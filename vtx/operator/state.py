@@ -72,9 +72,32 @@ def job_observations(
         kind = (job["metadata"].get("labels") or {}).get(LABEL_KIND)
         if kind == "ingest":
             ingest = job_obs(job)
-        elif kind == "transcode":
+        elif kind in SLOT_KINDS:
             transcodes[name] = job_obs(job)
     return transcodes, ingest
+
+
+# The Jobs that hold slots of the cap on running Jobs: a transcode Job one, a split video's
+# ranges Job one per range it runs at once (its parallelism), the Job that puts them together one.
+SLOT_KINDS = ("transcode", "ranges", "finalize")
+
+
+def kind_of(job: Mapping[str, Any]) -> str:
+    return str((job["metadata"].get("labels") or {}).get(LABEL_KIND) or "")
+
+
+def is_indexed(job: Mapping[str, Any]) -> bool:
+    """An Indexed Job (a split video's ranges): one pod's exit does not end it."""
+    return (job.get("spec") or {}).get("completionMode") == "Indexed"
+
+
+def slots_held(job: Mapping[str, Any]) -> int:
+    """The slots of the cap a running Job holds (0 once it ended or while suspended)."""
+    if kind_of(job) not in SLOT_KINDS or not is_running(job):
+        return 0
+    if is_indexed(job):
+        return max(1, int((job.get("spec") or {}).get("parallelism") or 1))
+    return 1
 
 
 def is_running(job: Mapping[str, Any]) -> bool:
