@@ -17,7 +17,6 @@ import argparse
 import functools
 import http.server
 import json
-import re
 import resource
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.media import make_clip
+from tests.media import make_clip, ssim
 from vtx.core import media
 from vtx.core.images import plan_images
 from vtx.core.ladder import Rendition, SourceFacts, plan_ladder
@@ -130,19 +129,6 @@ def floor(url: str, ladder: list[Rendition], cost: Cost) -> None:
         args = args[2:]  # the scaling is in the graph
         cmd += ["-map", f"[v{i}]", "-map", "0:a:0", *args, "-f", "null", "-"]
     run(cmd, cost)
-
-
-def ssim(encoded: Path, source: Path, r: Rendition) -> float:
-    """SSIM of a rendition against the source scaled to the rendition's size."""
-    graph = f"[1:v]scale={r.width}:{r.height}:flags=lanczos,setsar=1[ref];[0:v][ref]ssim"
-    proc = subprocess.run(
-        ["ffmpeg", "-hide_banner", "-i", str(encoded), "-i", str(source), "-lavfi", graph,
-         "-f", "null", "-"],
-        capture_output=True, text=True, check=True, timeout=600,
-    )  # fmt: skip
-    match = re.search(r"All:([0-9.]+)", proc.stderr)
-    assert match, proc.stderr[-500:]
-    return float(match.group(1))
 
 
 def main() -> None:

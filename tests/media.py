@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+from vtx.core.ladder import Rendition
+
 
 def make_clip(
     path: Path,
@@ -315,3 +317,16 @@ def packets(path: Path, stream: str) -> list[tuple[float, ...]]:
         tuple(float("nan") if x == "N/A" else float(x) for x in line.split(",")[:3])
         for line in out.split()
     ]
+
+
+def ssim(encoded: Path, source: Path, r: Rendition) -> float:
+    """SSIM of a rendition against the source scaled to the rendition's size."""
+    graph = f"[1:v]scale={r.width}:{r.height}:flags=lanczos,setsar=1[ref];[0:v][ref]ssim"
+    proc = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-i", str(encoded), "-i", str(source), "-lavfi", graph,
+         "-f", "null", "-"],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    match = re.search(r"All:([0-9.]+)", proc.stderr)
+    assert match, proc.stderr[-500:]
+    return float(match.group(1))

@@ -469,7 +469,7 @@ def test_a_video_split_in_ranges_is_put_together_whole(
     video = upload_video(store, db, long_clip)
     bounds = split(duration, 3)
 
-    def start(**how: Any) -> str:
+    def start(*, video: Video = video, **how: Any) -> str:
         job = build_transcode_job(
             resource=f"v-{video.id}", namespace=job_ns, video_id=video.id,
             source_key=video.key, duration_s=duration, settings=settings, **how,
@@ -502,3 +502,25 @@ def test_a_video_split_in_ranges_is_put_together_whole(
     logs = kubectl("logs", "-n", job_ns, "-l", f"job-name={ranges_job}", "--tail=-1")
     for r in range(len(bounds) - 1):
         assert f"range {r}: segments {bounds[r]} to {bounds[r + 1] - 1}" in logs, logs[-3000:]
+
+    # The same video from a single Job: as many frames, as long, as close to the source.
+    (whole_r,) = [r for r in plan_ladder(SourceFacts(duration=duration, has_video=True,
+                  has_audio=True, width=854, height=480, fps=30)) if r.kind == "video"]  # fmt: skip
+    single = upload_video(store, db, long_clip)
+    whole_job = start(renditions=[whole_r], video=single)
+    status = wait_for_job(job_ns, whole_job, timeout=400)
+    assert status["status"].get("succeeded") == 1, job_logs(job_ns, whole_job)
+    mp4s = {}
+    for tag, vid in (("split", video.id), ("single", single.id)):
+        mp4s[tag] = tmp_path / f"{tag}.mp4"
+        mp4s[tag].write_bytes(store.get_bytes(f"videos/{vid}/{picture.name}/video.mp4"))
+    split_frames, single_frames = (media.packets(mp4s[t], "v") for t in ("split", "single"))
+    assert len(split_frames) == len(single_frames) == round(duration * 30)
+    assert abs(duration_of(media.probe(str(mp4s["split"])))
+               - duration_of(media.probe(str(mp4s["single"])))) < 1 / 30  # fmt: skip
+    by_split, by_single = (media.ssim(mp4s[t], long_clip, picture) for t in ("split", "single"))
+    assert abs(by_split - by_single) <= 0.002, (by_split, by_single)
+    heard = sorted(p[0] for p in media.packets(mp4s["split"], "a"))
+    gaps = {round(b - a, 5) for a, b in itertools.pairwise(heard)}
+    assert gaps == {round(1024 / 48000, 5)}, f"the sound runs on without a gap: {gaps}"
+    assert abs(heard[-1] - heard[0] - duration) < 0.05, (heard[0], heard[-1])
