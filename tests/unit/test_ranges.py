@@ -17,7 +17,7 @@ import pytest
 
 from tests.media import joined, keyframe_times, make_clip, packets, served
 from tests.unit.test_settings import BASE
-from vtx.core import media
+from vtx.core import events, media
 from vtx.core.hls import parse_media_playlist
 from vtx.core.jobargs import TranscodeArgs, add_transcode_arguments
 from vtx.core.ladder import Rendition, sound_apart
@@ -36,8 +36,10 @@ from vtx.jobrunner.ffmpeg import Output, build_encode_command, outputs_for
 from vtx.jobrunner.resume import same_codecs
 from vtx.operator.index import ClusterView
 from vtx.operator.jobs import build_transcode_job
+from vtx.operator.reports import Report, ReportBook
 from vtx.operator.state import is_indexed, slots_held
 
+VIDEO_ID = "0b9f0a55-2b8c-4d8f-9a51-3a3c0c1e1a11"
 SECONDS = 23.0  # segments 0-6: 1 s, 2 s, then 4 s each, the last one 4 s too
 # Picture alone: a split video's sound is a rendition of its own.
 PICTURE = Rendition("180p", "video", 320, 180, 25.0, 300, 320, 450, 64, alt_audio=True)
@@ -250,3 +252,38 @@ def test_a_running_ranges_job_holds_a_slot_per_range_it_runs_at_once() -> None:
     assert view.mark_pod_exited_ok("media", running["metadata"]["name"]) is None, (
         "one range's pod exiting does not end the ranges Job"
     )
+
+
+def test_a_split_renditions_progress_is_its_ranges_together() -> None:
+    book = ReportBook()
+    book.watch(VIDEO_ID)
+
+    def report(part: int, progress: float, phase: str = "encoding") -> Report:
+        book.record(events.StatusUpdate(VIDEO_ID, phase, progress, rendition="480p", part=part,
+                                        parts=4, stored_bytes=10))  # fmt: skip
+        return book.of(VIDEO_ID)["480p"]
+
+    assert report(0, 80).progress == 20, "ranges not heard from are at 0"
+    assert report(2, 40).progress == 30
+    assert report(0, 100, "done").progress == 35, "a range's later report replaces its earlier"
+    assert report(1, 100, "done").phase == "encoding"
+    report(2, 100, "done")
+    last = report(3, 100, "done")
+    assert (last.phase, last.progress, last.stored_bytes) == ("done", 100, 40)
+    assert last.message == "4 of 4 ranges stored"
+
+
+@pytest.mark.parametrize(("part", "parts"), [(4, 4), (-1, 4), (0, 0), (0, MAX_RANGES + 1),
+                                             (None, 4), (1, None)])  # fmt: skip
+def test_a_report_of_a_range_that_cannot_be_is_refused(part: int | None, parts: int | None) -> None:
+    payload = events.to_payload(events.StatusUpdate(VIDEO_ID, "encoding", 5.0, rendition="480p"))
+    payload |= {k: v for k, v in (("part", part), ("parts", parts)) if v is not None}
+    with pytest.raises(events.MalformedEvent, match="no range"):
+        events.decode(payload)
+
+
+def test_a_report_of_a_range_reads_back() -> None:
+    sent = events.StatusUpdate(VIDEO_ID, "encoding", 5.0, rendition="480p", part=3, parts=4)
+    got = events.decode(events.encode(sent))
+    assert isinstance(got, events.StatusUpdate)
+    assert (got.part, got.parts) == (3, 4)

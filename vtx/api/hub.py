@@ -207,6 +207,8 @@ def status_message(event: events.StatusUpdate) -> dict[str, Any]:
         "message": event.message,
         "time": event.time,
         "id": event.id,
+        # A split video's range: the rendition's progress is its ranges' together.
+        **({"part": event.part, "parts": event.parts} if event.parts else {}),
     }
 
 

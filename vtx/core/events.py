@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from vtx.core.ranges import MAX_RANGES as MAX_PARTS
+
 SCHEMA_VERSION = 1
 TRANSCODE_QUEUE = "video-transcode-queue"
 STATUS_UPDATES = "video-status-updates"
@@ -66,6 +68,10 @@ class StatusUpdate:
     # Bytes of the rendition's outputs stored so far (S3 and IPFS) in this attempt: the sign
     # of life of a pod that is uploading, whose progress barely moves.
     stored_bytes: int | None = None
+    # A split video's range (vtx.core.ranges): this report is of range ``part`` of ``parts``;
+    # the rendition's progress is the ranges' together.
+    part: int | None = None
+    parts: int | None = None
     id: str = field(default_factory=_new_id)
     time: str = field(default_factory=_now)
     type: Literal["status.update"] = "status.update"
@@ -100,6 +106,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "rendition": (str,),
     "message": (str,),
     "stored_bytes": (int,),
+    "part": (int,),
+    "parts": (int,),
     "namespace": (str,),
 }
 _REQUIRED = {
@@ -135,6 +143,10 @@ def decode(data: bytes | str | Mapping[str, Any]) -> Event:
         allowed = _FIELD_TYPES[name]
         if isinstance(value, bool) or not isinstance(value, allowed):
             raise MalformedEvent(f"{kind} event field {name!r} has the wrong type")
+    if kind == "status.update" and ("part" in values or "parts" in values):
+        part, parts = values.get("part"), values.get("parts")
+        if part is None or parts is None or not 0 <= part < parts <= MAX_PARTS:
+            raise MalformedEvent(f"{kind} event: part {part} of {parts} is no range")
     return cls(**values)
 
 

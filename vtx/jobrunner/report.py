@@ -41,8 +41,11 @@ class Reporter:
         renditions: list[str],
         *,
         clock: Callable[[], float] = time.monotonic,
+        part: tuple[int, int] | None = None,
     ) -> None:
+        """``part``: (range, ranges) of a split video's range (its reports say which)."""
         self._video_id = video_id
+        self._part = part
         self._clock = clock
         self._state = {name: RenditionProgress() for name in renditions}
         self._lock = threading.Lock()
@@ -99,6 +102,8 @@ class Reporter:
             progress=round(state.progress, 1),
             message=state.message,
             stored_bytes=state.stored_bytes,
+            part=self._part[0] if self._part else None,
+            parts=self._part[1] if self._part else None,
         )
         try:
             self._producer.send_async(

@@ -92,6 +92,15 @@ SOUND_RENDITION = "audio-1"  # a split video's MP4s carry the first audio track,
 COMPLETION_INDEX = "JOB_COMPLETION_INDEX"  # set by Kubernetes in an Indexed Job's pods
 
 
+def _part_of(job: TranscodeArgs) -> tuple[int, int] | None:
+    """(range, ranges) of a range pod, for its reports (range_of checks it against the source)."""
+    count = len(job.range_bounds) - 1
+    index = os.environ.get(COMPLETION_INDEX, "")
+    if count < 1 or not index.isdigit() or not int(index) < count:
+        return None
+    return int(index), count
+
+
 def range_of(job: TranscodeArgs, facts: SourceFacts) -> ranges.Range:
     """The range of a split video this pod encodes: its completion index's, of bounds that
     fit the source as probed (else InvalidSource: a plan the source does not bear out)."""
@@ -221,7 +230,7 @@ def run_transcode(
         target=importlib.import_module, args=(PUBLISHING,), name="imports", daemon=True
     ).start()
     names = [r.name for r in job.renditions]
-    reporter = Reporter(settings, job.video_id, names)
+    reporter = Reporter(settings, job.video_id, names, part=_part_of(job))
     store = ObjectStore(settings)
     ipfs: IpfsClient | None = None
     db: Database | None = None

@@ -44,6 +44,8 @@ class ReportBook:
         self._lock = threading.Lock()
         self._watching: set[str] = set()
         self._reports: dict[str, dict[str, Report]] = {}
+        # A split video's ranges report apart: (rendition, range) → report, and the count.
+        self._parts: dict[str, dict[tuple[str, int], Report]] = {}
 
     def watch(self, video_id: str) -> None:
         with self._lock:
@@ -53,6 +55,7 @@ class ReportBook:
         with self._lock:
             self._watching.discard(video_id)
             self._reports.pop(video_id, None)
+            self._parts.pop(video_id, None)
 
     def record(self, event: events.StatusUpdate) -> None:
         if event.rendition is None:
@@ -60,10 +63,17 @@ class ReportBook:
         with self._lock:
             if event.video_id not in self._watching:
                 return
-            self._reports.setdefault(event.video_id, {})[event.rendition] = Report(
+            report = Report(
                 event.phase, int(max(0.0, min(100.0, event.progress))), event.message,
                 max(0, min(MAX_STORED_BYTES, event.stored_bytes or 0)),
             )  # fmt: skip
+            if event.part is not None and event.parts:
+                parts = self._parts.setdefault(event.video_id, {})
+                parts[(event.rendition, event.part)] = report
+                report = _together(
+                    [r for (name, _), r in parts.items() if name == event.rendition], event.parts
+                )
+            self._reports.setdefault(event.video_id, {})[event.rendition] = report
 
     def of(self, video_id: str) -> dict[str, Report]:
         with self._lock:
@@ -72,3 +82,13 @@ class ReportBook:
     def __len__(self) -> int:
         with self._lock:
             return sum(len(r) for r in self._reports.values())
+
+
+def _together(reports: list[Report], parts: int) -> Report:
+    """A split video's rendition as its ranges' reports say: the progress their mean over every
+    range (one not heard from is at 0), done when every range is, the bytes summed."""
+    progress = sum(r.progress for r in reports) // parts
+    done = len(reports) == parts and all(r.phase == "done" for r in reports)
+    phase = "done" if done else "encoding" if progress < 100 else "uploading"
+    message = f"{sum(r.phase == 'done' for r in reports)} of {parts} ranges stored"
+    return Report(phase, progress, message, sum(r.stored_bytes for r in reports))

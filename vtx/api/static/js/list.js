@@ -168,15 +168,29 @@ export class VideoList {
     } else {
       const renditions = video.renditions || (video.renditions = {});
       const entry = renditions[event.rendition] || (renditions[event.rendition] = {});
-      entry.phase = EVENT_PHASE[event.phase] || entry.phase || "Running";
-      entry.event_phase = event.phase;
-      entry.progress = percent(event.progress);
+      // A split video's ranges report apart: the rendition is as far as its ranges together.
+      const split = Number.isInteger(event.parts) && event.parts > 1;
+      let progress = percent(event.progress);
+      let phase = event.phase;
+      if (split) {
+        const parts = entry.parts || (entry.parts = {});
+        parts[event.part] = { progress, phase };
+        const heard = Object.values(parts);
+        progress = heard.reduce((sum, p) => sum + p.progress, 0) / event.parts;
+        const done = heard.length === event.parts && heard.every((p) => p.phase === "done");
+        phase = done ? "done" : "encoding";
+      } else {
+        delete entry.parts;
+      }
+      entry.phase = EVENT_PHASE[phase] || entry.phase || "Running";
+      entry.event_phase = phase;
+      entry.progress = progress;
       entry.message = event.message || null;
       if (video.phase === "Transcoding") video.progress = overallProgress(renditions);
       if (!video.playback?.hls && ["encoding", "uploading", "done"].includes(event.phase)) {
         this.askForPlayback(video.id);
       }
-      if (event.phase === "done" && !video.images && !/^(audio|text-)/.test(event.rendition)) {
+      if (!split && event.phase === "done" && !video.images && !/^(audio|text-)/.test(event.rendition)) {
         this.askForImages(video.id);
       }
     }
