@@ -35,7 +35,7 @@ from pathlib import Path
 
 from bench.operator import faststart_source, on_the_stack
 from tests.services import api_process, free_port, operator_process, started
-from tests.stack import REPO, job_namespace, kubectl
+from tests.stack import REPO, job_namespace, kubectl, wait_until
 from tests.uploads import token, upload, wait_finished
 from tests.verify import assert_complete
 from vtx.operator.jobs import LABEL_KIND, LABEL_VIDEO
@@ -61,6 +61,14 @@ class Run:
 def node2(action: str) -> None:
     subprocess.run(["dev/node2.sh", action], cwd=REPO, check=True, timeout=300,
                    capture_output=True)  # fmt: skip
+
+
+def ready_nodes() -> int:
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json"))["items"]
+    return sum(
+        any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+        for n in nodes
+    )
 
 
 def cpu_by_kind(ns: str, vid: str) -> tuple[dict[str, float], set[str]]:
@@ -94,7 +102,9 @@ def transcode(name: str, source: Path, work: Path, env: dict[str, str]) -> Run:
                 raise SystemExit(f"{name}: the video ended {got[vid]['phase']}")
             resource = json.loads(kubectl("get", "videotranscode", f"v-{vid}", "-n", ns,
                                           "-o", "json"))  # fmt: skip
-            bounds = resource["status"]["grouping"].get("rangeBounds") or [0, 1]
+            grouping = resource["status"]["grouping"]
+            bounds = grouping.get("rangeBounds") or [0, 1]
+            print(f"{name}: {grouping['reason']}: {grouping['message']}")
             cpu, nodes = cpu_by_kind(ns, vid)
         assert_complete(vid)
     return Run(name, wall, cpu, len(bounds) - 1, nodes)
@@ -127,12 +137,16 @@ def main() -> None:
         work = Path(tmp)
         source = faststart_source(args.seconds, work)
         print(f"source: {args.seconds:.0f}s of 1080p30 with sound")
-        single = transcode("single", source, work, {"VTX_SPLIT_SECONDS": "0"})
+        cap = {"VTX_MAX_RUNNING_JOBS": "4"}  # the chart's default
+        single = transcode("single", source, work, {**cap, "VTX_SPLIT_SECONDS": "0"})
         node2("start")
+        wait_until("both nodes Ready", lambda: ready_nodes() == 2 or None, timeout=120)
         try:
-            split = transcode("split", source, work, {"VTX_SPLIT_SECONDS": "60"})
+            split = transcode("split", source, work, {**cap, "VTX_SPLIT_SECONDS": "60"})
         finally:
             node2("stop")
+    if split.ranges < 2:
+        raise SystemExit("the split run was not split: its figures would say nothing")
     for run in (single, split):
         kinds = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(run.cpu_s.items()))
         print(f"{run.name:<7} wall {run.wall_s:6.1f}s  CPU {run.total_cpu_s:6.1f}s ({kinds}); "
