@@ -107,6 +107,45 @@ def same_codecs(stored: bytes, made: bytes) -> bool:
     return bool(stored_boxes) and stored_boxes == stsd_boxes(made)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What an earlier attempt left of one rendition."""
+
+    run: list[Segment]  # its segments from the first asked for, stored whole (stored_run)
+    sizes: Mapping[str, int]  # its HLS objects in S3, by key
+
+
+def stored_of(
+    store: ObjectStore,
+    database: Callable[[], Database],
+    video_id: str,
+    renditions: Sequence[Rendition],
+    *,
+    init_rel: str = media.HLS_INIT,
+    start: int = 0,
+) -> dict[str, Stored] | None:
+    """Per rendition, its segments stored from ``start`` on; None when one of them has no init
+    segment at ``init_rel`` in S3. One S3 listing per rendition; the rows are read
+    (``database``) only when every rendition has its init segment."""
+    sizes: dict[str, dict[str, int]] = {}
+    for r in renditions:
+        prefix = media.rendition_prefix(video_id, r.name)
+        sizes[r.name] = dict(store.iter_sizes(f"{prefix}/hls/"))
+        if f"{prefix}/{init_rel}" not in sizes[r.name]:
+            return None
+    rows = database().transaction(
+        lambda cur: {r.name: videos.segment_rows(cur, video_id, r.name) for r in renditions},
+        name="stored segments",
+    )
+    return {
+        name: Stored(
+            stored_run(rows[name], sizes[name], media.rendition_prefix(video_id, name), start),
+            sizes[name],
+        )
+        for name in rows
+    }
+
+
 def find_resume(
     store: ObjectStore,
     database: Callable[[], Database],
@@ -115,25 +154,14 @@ def find_resume(
     duration_s: float,
 ) -> Resume | None:
     """What an earlier attempt left for ``renditions``, or None when there is nothing to resume
-    from. One S3 listing per rendition; the rows are read (``database``) only when every
-    rendition has an init segment in S3."""
+    from (stored_of)."""
     if not resumable(renditions):
         return None
     encoded = [r for r in renditions if r.kind != "subtitles"]
-    sizes: dict[str, dict[str, int]] = {}
-    for r in encoded:
-        prefix = f"{media.rendition_prefix(video_id, r.name)}/"
-        sizes[r.name] = dict(store.iter_sizes(f"{prefix}hls/"))
-        if f"{prefix}{media.HLS_INIT}" not in sizes[r.name]:
-            return None
-    rows = database().transaction(
-        lambda cur: {r.name: videos.segment_rows(cur, video_id, r.name) for r in encoded},
-        name="stored segments",
-    )
-    runs = {
-        name: stored_run(rows[name], sizes[name], media.rendition_prefix(video_id, name))
-        for name in rows
-    }
+    stored = stored_of(store, database, video_id, encoded)
+    if stored is None:
+        return None
+    runs = {name: s.run for name, s in stored.items()}
     first = first_to_encode((len(run) for run in runs.values()), duration_s)
     if first < 1:
         return None
@@ -156,22 +184,11 @@ def find_range_resume(
     """What an earlier attempt at range ``rng`` of a split video left for ``renditions`` (its
     init segment and its segments from ``rng.first`` on), or None when there is nothing to
     resume from. A range is picture alone: there is no sound to carry on."""
-    sizes: dict[str, dict[str, int]] = {}
-    for r in renditions:
-        prefix = media.rendition_prefix(video_id, r.name)
-        sizes[r.name] = dict(store.iter_sizes(f"{prefix}/hls/"))
-        if f"{prefix}/{ranges.init_rel(rng.first)}" not in sizes[r.name]:
-            return None
-    rows = database().transaction(
-        lambda cur: {r.name: videos.segment_rows(cur, video_id, r.name) for r in renditions},
-        name="stored segments",
-    )
-    runs = {
-        name: stored_run(
-            rows[name], sizes[name], media.rendition_prefix(video_id, name), rng.first
-        )[: rng.end - rng.first]
-        for name in rows
-    }
+    init = ranges.init_rel(rng.first)
+    stored = stored_of(store, database, video_id, renditions, init_rel=init, start=rng.first)
+    if stored is None:
+        return None
+    runs = {name: s.run[: rng.end - rng.first] for name, s in stored.items()}
     # Every segment of the range stored (the attempt died while finishing): the last one is
     # encoded again.
     first = rng.first + min(min(len(run) for run in runs.values()), rng.end - rng.first - 1)

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from vtx.core import failpoints, ranges, videos
+from vtx.core import failpoints, ranges
 from vtx.core import images as img
 from vtx.core.jobargs import TranscodeArgs
 from vtx.core.ladder import (
@@ -63,7 +63,7 @@ from vtx.jobrunner.resume import (
     find_range_resume,
     find_resume,
     same_codecs,
-    stored_run,
+    stored_of,
 )
 from vtx.jobrunner.retry import StorageUnavailable, with_retry
 
@@ -108,10 +108,11 @@ def range_of(job: TranscodeArgs, facts: SourceFacts) -> ranges.Range:
         bounds = ranges.check_bounds(job.range_bounds, facts.duration)
     except ValueError as exc:
         raise InvalidSource(f"the ranges planned do not fit the source: {exc}") from None
-    index_text = os.environ.get(COMPLETION_INDEX, "")
-    if not index_text.isdigit() or not int(index_text) < len(bounds) - 1:
-        raise InvalidSource(f"no range {index_text[:20]!r} among {len(bounds) - 1}")
-    return ranges.ranges_of(bounds)[int(index_text)]
+    part = _part_of(job)
+    if part is None:
+        index = os.environ.get(COMPLETION_INDEX, "")[:20]
+        raise InvalidSource(f"no range {index!r} among {len(bounds) - 1}")
+    return ranges.ranges_of(bounds)[part[0]]
 
 
 def install_stop_handler() -> threading.Event:
@@ -172,6 +173,35 @@ class _Encode:
         self.stop()
         self._reader.join(timeout=5)
         self._log.close()
+
+
+def _ipfs_client(settings: Settings) -> IpfsClient:
+    from vtx.core.ipfs import IpfsClient
+
+    return IpfsClient(
+        settings.ipfs_api_url,
+        token=settings.ipfs_api_token.value,
+        timeout_s=max(60, settings.request_timeout_s),
+    )
+
+
+def _images_for(facts: SourceFacts, scratch: Path) -> ImageOutputs:
+    """Where the video's poster, thumbnail and storyboard go, planned for its display size."""
+    width, height = display_size(facts)
+    images = ImageOutputs(img.plan_images(width, height, facts.duration), scratch / img.FOLDER)
+    images.folder.mkdir(parents=True, exist_ok=True)
+    return images
+
+
+def _wait_side_run(
+    run: _Encode, what: str, facts: SourceFacts, settings: Settings, stop: threading.Event
+) -> None:
+    """Until a run beside the encode (subtitles, pictures) ends; raises as _check_exit does."""
+    while run.proc.poll() is None:
+        if stop.is_set():
+            raise Interrupted
+        stop.wait(0.2)
+    _check_exit(run, what, facts, settings)
 
 
 def _check_plan(job: TranscodeArgs, facts: SourceFacts) -> None:
@@ -257,11 +287,7 @@ def run_transcode(
         facts = probe_source(url, settings)
         _check_plan(job, facts)
         if job.finalize:
-            from vtx.core.ipfs import IpfsClient
-
-            if job.ipfs:
-                ipfs = IpfsClient(settings.ipfs_api_url, token=settings.ipfs_api_token.value,
-                                  timeout_s=max(60, settings.request_timeout_s))  # fmt: skip
+            ipfs = _ipfs_client(settings) if job.ipfs else None
             _finalize(job, facts, url, scratch, settings, stop, store, open_db(), ipfs, reporter)
             failpoints.hit("jobrunner.recorded")
             report_all("done", 100.0, "outputs recorded")
@@ -274,10 +300,7 @@ def run_transcode(
         extracted = [o for o in outputs if o.rendition.kind == "subtitles"]
         images = None
         if rng is None and facts.has_video and any(r.images for r in job.renditions):
-            width, height = display_size(facts)
-            images = ImageOutputs(img.plan_images(width, height, facts.duration),
-                                  scratch / img.FOLDER)  # fmt: skip
-            images.folder.mkdir(parents=True, exist_ok=True)
+            images = _images_for(facts, scratch)
         if encoded and job.resume:
 
             def find() -> Resume | None:
@@ -324,16 +347,11 @@ def run_transcode(
                 log.info("resuming at segment %d (%.1fs of %.1fs): an earlier attempt stored "
                          "segments 0 to %d", first, resume.start_s, facts.duration,
                          first - 1)  # fmt: skip
-        from vtx.core.ipfs import IpfsClient
         from vtx.jobrunner.publish import RenditionPublisher
 
         db = open_db()
         if job.ipfs:
-            ipfs = IpfsClient(
-                settings.ipfs_api_url,
-                token=settings.ipfs_api_token.value,
-                timeout_s=max(60, settings.request_timeout_s),
-            )
+            ipfs = _ipfs_client(settings)
         publishers = [
             RenditionPublisher(
                 out, job.video_id, store, ipfs, db, job=job.job,
@@ -363,11 +381,7 @@ def run_transcode(
             report_all("done", 100.0, f"range {rng.index} stored")
             return 0
         for run, what in side_runs:
-            while run.proc.poll() is None:
-                if stop.is_set():
-                    raise Interrupted
-                stop.wait(0.2)
-            _check_exit(run, what, facts, settings)
+            _wait_side_run(run, what, facts, settings, stop)
         report_all("uploading", ENCODE_SHARE)
         log.info("encoded; storing and recording what is left")
         if resume is not None:
@@ -467,16 +481,6 @@ def _follow_encode(
         raise failure[0]
 
 
-def _stored(
-    store: ObjectStore, db: Database, video_id: str, rendition: str
-) -> tuple[dict[str, int], list[videos.SegmentRow]]:
-    """A rendition's HLS objects in S3 with their sizes, and its segment rows."""
-    prefix = media_prefix(video_id, rendition)
-    sizes = dict(store.iter_sizes(f"{prefix}/hls/"))
-    rows = db.transaction(lambda cur: videos.segment_rows(cur, video_id, rendition), name="rows")
-    return sizes, rows
-
-
 def _finalize(
     job: TranscodeArgs,
     facts: SourceFacts,
@@ -510,30 +514,28 @@ def _finalize(
                           budget_s=settings.upload_retry_seconds) is None:  # fmt: skip
                 raise RangesIncomplete(f"the sound rendition's MP4 {sound_key} is not stored yet")
             sound_url = store.presign_get(sound_key, expires_s=6 * 3600, public=False)
+        stored = with_retry(
+            lambda: stored_of(store, lambda: db, job.video_id, job.renditions),
+            "reading the segments stored", budget_s=settings.upload_retry_seconds,
+        )  # fmt: skip
+        if stored is None:
+            raise RangesIncomplete("the first range's init segment is not stored yet")
         for out in outputs:
             out.playlist.parent.mkdir(parents=True, exist_ok=True)
             prefix = media_prefix(job.video_id, out.rendition.name)
-            name = out.rendition.name
-            sizes, rows = with_retry(
-                functools.partial(_stored, store, db, job.video_id, name), "reading the segments",
-                budget_s=settings.upload_retry_seconds,
-            )  # fmt: skip
-            run = stored_run(rows, sizes, prefix)[:total]
-            if len(run) < total or f"{prefix}/{HLS_INIT}" not in sizes:
+            run = stored[out.rendition.name].run[:total]
+            if len(run) < total:
                 raise RangesIncomplete(
                     f"{out.rendition.name}: {len(run)} of {total} segments stored"
                 )
             init = store.get_bytes(f"{prefix}/{HLS_INIT}")
-            for key in sizes:
+            for key in stored[out.rendition.name].sizes:
                 if ranges.is_range_init(key.removeprefix(f"{prefix}/")):
                     if not same_codecs(init, store.get_bytes(key)):
                         raise RangesIncomplete(f"{key} describes other codecs than the first")
                     later_inits.append(key)
             if out.rendition.images and facts.has_video:
-                width, height = display_size(facts)
-                images = ImageOutputs(img.plan_images(width, height, facts.duration),
-                                      scratch / img.FOLDER)  # fmt: skip
-                images.folder.mkdir(parents=True, exist_ok=True)
+                images = _images_for(facts, scratch)
             publisher = RenditionPublisher(
                 out, job.video_id, store, ipfs, db, job=job.job,
                 retry_budget_s=settings.upload_retry_seconds,
@@ -553,11 +555,7 @@ def _finalize(
             reporter.update(p.name, "uploading", ENCODE_SHARE, "putting the ranges together")
             p.assemble_mp4(sound_url)
         if side_run is not None:
-            while side_run.proc.poll() is None:
-                if stop.is_set():
-                    raise Interrupted
-                stop.wait(0.2)
-            _check_exit(side_run, "the source's pictures", facts, settings)
+            _wait_side_run(side_run, "the source's pictures", facts, settings, stop)
         for p in publishers:
             p.finish()
         for key in later_inits:
