@@ -196,10 +196,17 @@ class RenditionPublisher:
                 f"{self.name}: the encode's init segment describes other codecs than the stored one"
             )
         self._stored_init = stored
+        if self.init_rel == media.HLS_INIT:
+            self._add_init_to_ipfs(stored)
+
+    def _add_init_to_ipfs(self, init: bytes) -> None:
+        """The rendition's init segment, stored in S3 already, added to IPFS (again: the same
+        CID) for its row."""
         ipfs = self._ipfs
-        if ipfs is not None and self.init_rel == media.HLS_INIT:
+        if ipfs is not None:
             self.init_cid = self._retry(
-                lambda: ipfs.add_bytes(stored, name=media.INIT_NAME), f"IPFS add {key}"
+                lambda: ipfs.add_bytes(init, name=media.INIT_NAME),
+                f"IPFS add {self.prefix}/{media.HLS_INIT}",
             )
 
     def finish_range(self, end: int) -> None:
@@ -216,12 +223,7 @@ class RenditionPublisher:
         self.resumed = True
         self._stored_init = init
         self.init_uri = media.INIT_NAME
-        ipfs = self._ipfs
-        if ipfs is not None:
-            self.init_cid = self._retry(
-                lambda: ipfs.add_bytes(init, name=media.INIT_NAME),
-                f"IPFS add {self.prefix}/{media.HLS_INIT}",
-            )
+        self._add_init_to_ipfs(init)
 
     def assemble_mp4(self, sound_url: str | None = None) -> None:
         """A resumed (or split) rendition's MP4: its init segment and every segment, read back
