@@ -66,8 +66,7 @@ def choose(forced: bool | None, renditions: int, capacity: Capacity | None) -> G
             f"{_count(nodes.count, 'schedulable node')}: {once}, where a Job per rendition "
             f"would decode it {renditions} times on the same CPUs",
         )
-    slots = capacity.max_running_jobs - capacity.running_jobs - capacity.queued_jobs
-    free_mcpu = nodes.allocatable_mcpu - capacity.running_jobs * capacity.job_cpu_request_mcpu
+    slots, free_mcpu = _room(capacity, nodes)
     needed_mcpu = renditions * capacity.job_cpu_request_mcpu
     room = f"{max(slots, 0)} free slots and {_cpus(max(free_mcpu, 0))} free CPU"
     if slots < renditions or free_mcpu < needed_mcpu:
@@ -102,8 +101,7 @@ def split(
     nodes = capacity.nodes
     if nodes.count < 2:
         return None
-    slots = capacity.max_running_jobs - capacity.running_jobs - capacity.queued_jobs
-    free_mcpu = nodes.allocatable_mcpu - capacity.running_jobs * capacity.job_cpu_request_mcpu
+    slots, free_mcpu = _room(capacity, nodes)
     spare = min(slots, free_mcpu // max(1, capacity.job_cpu_request_mcpu))
     count = ranges.range_count(
         duration_s, slots=spare, cap=cap, split_s=split_s, min_range_s=min_range_s
@@ -119,6 +117,14 @@ def split(
         f"{duration_s / (len(bounds) - 1):.0f}s encoded side by side, the sound once",
         range_bounds=bounds,
     )
+
+
+def _room(capacity: Capacity, nodes: Nodes) -> tuple[int, int]:
+    """The slots of the cap left after the running and queued Jobs, and the allocatable CPU
+    (millicores) left after the running Jobs' requests."""
+    slots = capacity.max_running_jobs - capacity.running_jobs - capacity.queued_jobs
+    free_mcpu = nodes.allocatable_mcpu - capacity.running_jobs * capacity.job_cpu_request_mcpu
+    return slots, free_mcpu
 
 
 def _count(n: int, what: str) -> str:

@@ -32,11 +32,11 @@ def job_name(resource: str, kind: str, renditions: Sequence[str] = (), redo: int
     """
     if kind == "ingest":
         suffix = "-ingest"
-    elif kind in ("ranges", "finalize"):
-        # A split video's two Jobs: its ranges (Indexed), and the one that puts them together.
-        suffix = f"-{kind}-{_digest(','.join(renditions))}" + (f"-r{redo}" if redo else "")
     else:
-        tag = renditions[0] if len(renditions) == 1 else f"g{len(renditions)}"
+        group = renditions[0] if len(renditions) == 1 else f"g{len(renditions)}"
+        # A split video's two Jobs (its ranges, and the one that puts them together) are
+        # named by their kind.
+        tag = kind if kind in ("ranges", "finalize") else group
         suffix = f"-{tag}-{_digest(','.join(renditions))}" + (f"-r{redo}" if redo else "")
     room = NAME_LIMIT - len(suffix)
     head = resource if len(resource) <= room else f"{resource[: room - 7]}-{_digest(resource)}"
