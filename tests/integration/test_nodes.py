@@ -6,6 +6,7 @@ cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 from tests import media
 from tests.integration.test_stack import job, roundtrip_from_a_pod
-from tests.services import api_process, free_port, operator_process, started
+from tests.services import Process, api_process, free_port, operator_process, started
 from tests.stack import (
     REPO,
     apply,
@@ -127,6 +128,21 @@ def test_pods_on_the_two_nodes_reach_each_other(second_node: str) -> None:
             assert pod_of(ns, name)["spec"]["nodeName"] == client
 
 
+@contextlib.contextmanager
+def serving(
+    prefix: str, tmp_path: Path, env: dict[str, str]
+) -> Iterator[tuple[str, Process, Process]]:
+    """A namespace of its own, an API and an operator (with ``env``) for it, for the block."""
+    with job_namespace(prefix) as ns:
+        op = operator_process(
+            tmp_path / "operator.log", ns, health_port=free_port(), metrics_port=free_port(),
+            env=env,
+        )  # fmt: skip
+        # The API first: it migrates the schema the operator's outbox relay reads.
+        with started(api_process(tmp_path / "api.log", ns)) as api, started(op):
+            yield ns, api, op
+
+
 def video_pods(ns: str, video_id: str) -> list[dict[str, Any]]:
     selector = f"{LABEL_VIDEO}={video_id},{LABEL_KIND}=transcode"
     got = json.loads(kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))
@@ -165,29 +181,23 @@ def test_a_long_video_is_split_in_ranges_encoded_on_both_nodes_and_put_together(
     seconds, fps = 60, 30
     source = media.make_clip(tmp_path / "long.mp4", seconds=seconds, width=854, height=480,
                              fps=fps, tone=587)  # fmt: skip
-    with job_namespace("vtx-test-split") as ns:
-        env = {"VTX_MAX_RUNNING_JOBS": "4", "VTX_SPLIT_SECONDS": "30",
-               "VTX_MIN_RANGE_SECONDS": "10"}  # fmt: skip
-        op = operator_process(
-            tmp_path / "operator.log", ns, health_port=free_port(), metrics_port=free_port(),
-            env=env,
-        )  # fmt: skip
-        with started(api_process(tmp_path / "api.log", ns)) as api, started(op):
-            vid = upload(api, token(), source)
-            got = wait_finished(api, [vid], timeout=400, operator=op)
-            assert got[vid]["phase"] == "Ready", got[vid]
-            resource = json.loads(kubectl("get", "videotranscode", f"v-{vid}", "-n", ns,
-                                          "-o", "json"))  # fmt: skip
-            grouping = resource["status"]["grouping"]
-            assert grouping["reason"] == "Split", grouping
-            bounds = grouping["rangeBounds"]
-            assert len(bounds) >= 3, grouping
-            selector = f"{LABEL_VIDEO}={vid},{LABEL_KIND}=ranges"
-            pods = json.loads(kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))
-            nodes = {p["spec"].get("nodeName") for p in pods["items"]}
-            assert nodes == {FIRST, second_node}, f"the ranges ran on {nodes}"
-            plan = [r["name"] for r in resource["status"]["plan"]]
-            assert plan == ["480p", "audio-1"], plan
+    env = {"VTX_MAX_RUNNING_JOBS": "4", "VTX_SPLIT_SECONDS": "30", "VTX_MIN_RANGE_SECONDS": "10"}
+    with serving("vtx-test-split", tmp_path, env) as (ns, api, op):
+        vid = upload(api, token(), source)
+        got = wait_finished(api, [vid], timeout=400, operator=op)
+        assert got[vid]["phase"] == "Ready", got[vid]
+        resource = json.loads(kubectl("get", "videotranscode", f"v-{vid}", "-n", ns,
+                                      "-o", "json"))  # fmt: skip
+        grouping = resource["status"]["grouping"]
+        assert grouping["reason"] == "Split", grouping
+        bounds = grouping["rangeBounds"]
+        assert len(bounds) >= 3, grouping
+        selector = f"{LABEL_VIDEO}={vid},{LABEL_KIND}=ranges"
+        pods = json.loads(kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))
+        nodes = {p["spec"].get("nodeName") for p in pods["items"]}
+        assert nodes == {FIRST, second_node}, f"the ranges ran on {nodes}"
+        plan = [r["name"] for r in resource["status"]["plan"]]
+        assert plan == ["480p", "audio-1"], plan
         assert_complete(vid)
 
     folder = tmp_path / "480p"
@@ -215,46 +225,36 @@ def test_a_videos_jobs_run_on_both_nodes_and_survive_the_loss_of_one(
     pod is evicted, the operator ends it once its deletion deadline has passed (lost.py), and
     its Job runs the rendition again on the first node; the video ends Ready and whole."""
     source = media.make_clip(tmp_path / "lost.mp4", seconds=30, width=1280, height=720, tone=523)
-    with job_namespace("vtx-test-node-loss") as ns:
-        env = {"VTX_MAX_RUNNING_JOBS": "4", "VTX_NODE_LOST_SECONDS": "10"}
-        op = operator_process(
-            tmp_path / "operator.log", ns, health_port=free_port(), metrics_port=free_port(),
-            env=env,
+    env = {"VTX_MAX_RUNNING_JOBS": "4", "VTX_NODE_LOST_SECONDS": "10"}
+    with serving("vtx-test-node-loss", tmp_path, env) as (ns, api, op):
+        vid = upload(api, token(), source)
+
+        def on_both() -> list[dict[str, Any]] | None:
+            pods = video_pods(ns, vid)
+            nodes = {p["spec"].get("nodeName") for p in pods}
+            return pods if running_on(pods, second_node) and nodes == {FIRST, second_node} else None
+
+        pods = wait_until(
+            "the video's transcode pods to be scheduled on both nodes and to run on the second",
+            on_both, timeout=120,
         )  # fmt: skip
-        # The API first: it migrates the schema the operator's outbox relay reads.
-        with started(api_process(tmp_path / "api.log", ns)) as api, started(op):
-            vid = upload(api, token(), source)
+        assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+        lost = {p["metadata"]["name"]: p["metadata"]["labels"]["job-name"]
+                for p in running_on(pods, second_node)}  # fmt: skip
+        node2("kill")
 
-            def on_both() -> list[dict[str, Any]] | None:
-                pods = video_pods(ns, vid)
-                nodes = {p["spec"].get("nodeName") for p in pods}
-                return (
-                    pods
-                    if running_on(pods, second_node) and nodes == {FIRST, second_node}
-                    else None
-                )
-
-            pods = wait_until(
-                "the video's transcode pods to be scheduled on both nodes and to run on the second",
-                on_both, timeout=120,
-            )  # fmt: skip
-            assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
-            lost = {p["metadata"]["name"]: p["metadata"]["labels"]["job-name"]
-                    for p in running_on(pods, second_node)}  # fmt: skip
-            node2("kill")
-
-            got = wait_finished(api, [vid], timeout=300, operator=op)
-            assert got[vid]["phase"] == "Ready", got[vid]
-            after = video_pods(ns, vid)
-            names = {p["metadata"]["name"] for p in after}
-            assert not names & lost.keys(), f"the lost pods are still there: {names & lost.keys()}"
-            for job_name in lost.values():
-                again = [p for p in after if p["metadata"]["labels"]["job-name"] == job_name]
-                assert again, f"no pod of Job {job_name} after the loss"
-                assert {p["spec"]["nodeName"] for p in again} == {FIRST}, again
-                # Its jobrunner ended with 0 (the pod's phase follows a moment later).
-                assert {exit_code(p) for p in again} == {0}, again
-            log = op.tail(200_000)
-            for pod in lost:
-                assert f"pod {ns}/{pod} was still running on node {second_node}" in log, log[-3000:]
+        got = wait_finished(api, [vid], timeout=300, operator=op)
+        assert got[vid]["phase"] == "Ready", got[vid]
+        after = video_pods(ns, vid)
+        names = {p["metadata"]["name"] for p in after}
+        assert not names & lost.keys(), f"the lost pods are still there: {names & lost.keys()}"
+        for job_name in lost.values():
+            again = [p for p in after if p["metadata"]["labels"]["job-name"] == job_name]
+            assert again, f"no pod of Job {job_name} after the loss"
+            assert {p["spec"]["nodeName"] for p in again} == {FIRST}, again
+            # Its jobrunner ended with 0 (the pod's phase follows a moment later).
+            assert {exit_code(p) for p in again} == {0}, again
+        log = op.tail(200_000)
+        for pod in lost:
+            assert f"pod {ns}/{pod} was still running on node {second_node}" in log, log[-3000:]
         assert_complete(vid)
