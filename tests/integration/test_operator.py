@@ -28,7 +28,7 @@ from vtx.core import images as img
 from vtx.core.db import Cursor, Database
 from vtx.core.hls import parse_media_playlist
 from vtx.core.ipfs import IpfsClient
-from vtx.core.media import segment_count
+from vtx.core.media import HLS_PLAYLIST, segment_count
 from vtx.core.objects import ObjectStore
 from vtx.core.outbox import OutboxRelay, write_event
 from vtx.core.resource import (
@@ -590,6 +590,40 @@ def freeze_ffmpeg(video_id: str) -> None:
     assert frozen.returncode == 0, "found the pod's FFmpeg to freeze"
 
 
+HLS_DIR = re.compile(r"hls_segment_filename=([^:\]|]+)/seg_")
+
+
+def freeze_ffmpeg_after(video_id: str, segments: int, timeout: float) -> int:
+    """Freeze the video's one FFmpeg as soon as it has finished ``segments`` segments (listed
+    in the media playlist it writes, read through /proc/<pid>/root), not when the jobrunner has
+    stored them: the encoder runs a segment or two ahead of the uploads. Returns how many
+    segments FFmpeg had finished when it stopped (one more if it ended one meanwhile)."""
+
+    def encoder() -> tuple[int, Path] | None:
+        found = subprocess.run(["pgrep", "-f", f"ffmpeg .*{video_id}"], capture_output=True,
+                               text=True, check=False).stdout.split()  # fmt: skip
+        if len(found) != 1:
+            return None
+        pid = int(found[0])
+        folder = HLS_DIR.search(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "))
+        assert folder, "the FFmpeg command names its HLS segment files"
+        rendition = (Path(f"/proc/{pid}/root") / folder[1].lstrip("/")).parent
+        return pid, rendition / HLS_PLAYLIST
+
+    pid, playlist = wait_until(f"the FFmpeg of {video_id}", encoder, timeout=timeout, every=0.05)
+
+    def written() -> int:
+        try:
+            return len(parse_media_playlist(playlist.read_text()).segments)
+        except FileNotFoundError:
+            return 0
+
+    wait_until(f"{segments} segments written by FFmpeg", lambda: written() >= segments,
+               timeout=timeout, every=0.02)  # fmt: skip
+    subprocess.run(["kill", "-STOP", str(pid)], check=True)
+    return written()
+
+
 def test_a_stalled_encode_gets_its_pod_replaced(
     ns: str, operator: Path, store: ObjectStore, db: Database,
     tmp_path_factory: pytest.TempPathFactory,
@@ -727,12 +761,14 @@ def test_a_pod_killed_at_60_percent_resumes_at_its_last_segment_for_under_half_t
     total = segment_count(seconds)
     target = math.ceil(0.6 * total)
 
+    finished = freeze_ffmpeg_after(video.id, target, timeout=180)
+
     def stored() -> bool:
         count, _ = db.transaction(lambda cur: videos.segments_recorded(cur, video.id, ["720p"]))
-        return count >= target
+        return count >= finished
 
-    wait_until(f"{target} of the {total} segments of 720p stored", stored, timeout=180, every=0.1)
-    freeze_ffmpeg(video.id)
+    # The pod is killed once what its FFmpeg finished is stored: the retry starts there.
+    wait_until(f"the {finished} segments FFmpeg wrote stored", stored, timeout=60, every=0.1)
     kubectl("delete", "pod", "-n", ns, "-l", f"job-name={job}", "--wait=false")
     obj = wait_for_phase(ns, name, {"Ready", "Failed"}, operator, timeout=600)
     assert obj["status"]["phase"] == "Ready", obj["status"]
