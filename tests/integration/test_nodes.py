@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from tests import media
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP
+from tests.browser.test_dashboard import open_dashboard, play_past
 from tests.integration.test_stack import job, roundtrip_from_a_pod
 from tests.services import Process, api_process, free_port, operator_process, started
 from tests.stack import (
@@ -32,6 +35,7 @@ from tests.stack import (
 from tests.uploads import token, upload, wait_finished
 from tests.verify import assert_complete
 from vtx.core.hls import parse_media_playlist
+from vtx.core.media import segment_start
 from vtx.core.objects import ObjectStore
 from vtx.operator.jobs import LABEL_KIND, LABEL_VIDEO
 
@@ -199,6 +203,8 @@ def test_a_long_video_is_split_in_ranges_encoded_on_both_nodes_and_put_together(
         plan = [r["name"] for r in resource["status"]["plan"]]
         assert plan == ["480p", "audio-1"], plan
         assert_complete(vid)
+        played = play_across(api, vid, [segment_start(b) for b in bounds[1:-1]])
+        assert played == ["s3", "ipfs"], played
 
     folder = tmp_path / "480p"
     folder.mkdir()
@@ -214,6 +220,36 @@ def test_a_long_video_is_split_in_ranges_encoded_on_both_nodes_and_put_together(
     steps = {round(b - a, 4) for a, b in itertools.pairwise(shown)}
     assert steps == {round(1 / fps, 4)}, f"no gap or overlap where ranges meet: {steps}"
     assert list(store.iter_sizes(f"{prefix}/init_")) == [], "the later ranges' inits are gone"
+
+
+def play_across(api: Process, vid: str, joins: list[float]) -> list[str]:
+    """Play the video in Chromium with the dashboard's player (hls.js) over each place where
+    two ranges meet, from storage and then from the IPFS gateway; returns the sources played
+    from. Playback that stalls at a join, or any media or hls.js error, fails."""
+    sources = []
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_context(viewport=DESKTOP, base_url=api.url).new_page()
+            uncaught: list[str] = []
+            page.on("pageerror", lambda exc: uncaught.append(f"{exc.name}: {exc.message}"))
+            open_dashboard(page, token())
+            page.locator(f"#video-{vid}").get_by_role("button", name="Play").click()
+            for source in ("s3", "ipfs"):
+                if source == "ipfs":
+                    page.get_by_label("IPFS gateway").check()
+                expect(page.locator("#player")).to_have_attribute("data-source", source)
+                expect(page.locator("#player")).to_have_attribute("data-engine", "hls.js")
+                for join in joins:
+                    page.evaluate("at => { document.getElementById('video').currentTime = at; }",
+                                  join - 1.5)  # fmt: skip
+                    played = play_past(page, join + 1.5, timeout_s=30)
+                    assert played["source"] == source, played
+                sources.append(source)
+            assert not uncaught, uncaught
+        finally:
+            chromium.close()
+    return sources
 
 
 # Last: it kills the second node (the module's fixture then sweeps what is left of it).
