@@ -67,12 +67,16 @@ lint: venv ## ruff (lint and format) and mypy --strict
 test-unit: venv ## unit tests only (no stack)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
+# The stack tests run on two nodes (a video's Jobs on both), the fault suite and the benchmarks
+# on one (their faults and figures are of one node); NODES= on the command line chooses.
 .PHONY: test
-test: lint up images ## everything but the fault suite: lint, types, unit and stack tests
+test: NODES ?= 2
+test: lint up images ## everything but the fault suite: lint, types, unit and stack tests (two nodes)
 	$(VENV)/bin/pytest tests --ignore=tests/faults $(PYTEST_ARGS)
 
 FAULT_FIGURES ?= .stack/fault-figures.jsonl
 .PHONY: test-faults
+test-faults: NODES ?= 1
 test-faults: venv up images ## the fault suite: servers and processes fail under real uploads
 	rm -f $(FAULT_FIGURES)
 	VTX_FAULT_FIGURES=$(abspath $(FAULT_FIGURES)) $(VENV)/bin/pytest tests/faults $(PYTEST_ARGS)
@@ -80,6 +84,7 @@ test-faults: venv up images ## the fault suite: servers and processes fail under
 
 BENCH_ARGS ?=
 .PHONY: bench
+bench: NODES ?= 1
 bench: venv up images ## every benchmark; writes docs/benchmarks.md and its plots (BENCH_ARGS=--quick: a short run)
 	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements-bench.lock
 	$(PY) -m bench.report $(BENCH_ARGS)

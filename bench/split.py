@@ -263,6 +263,7 @@ def main() -> None:
             kind = "1080p30 with sound"
             print(f"source: {args.seconds:.0f}s of {kind}")
         cap = {"VTX_MAX_RUNNING_JOBS": "4"}  # the chart's default
+        node2("stop")  # the single Job on one node, whatever the stack ran with
         single = transcode("single", source, work, {**cap, "VTX_SPLIT_SECONDS": "0"})
         node2("start")
         wait_until("both nodes Ready", lambda: ready_nodes() == 2 or None, timeout=120)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings the local stack up: a single-node Kubernetes cluster and the servers pods use.
 # Idempotent: parts already running are left alone; a stack already up returns at once.
+asked_nodes=${VTX_NODES:-}  # make up NODES=1 takes a running second node away; make up keeps it
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || die "the local stack needs root (bridge, iptables, kubelet mounts)"
 
@@ -18,7 +19,14 @@ stack_healthy() {
   for p in "${PARTS[@]}"; do pid_alive "$p" || return 1; done
   [ -f "$VTX_STATE/up.done" ] && kctl get --raw /readyz >/dev/null 2>&1
 }
+one_node_asked() {
+  [ "$asked_nodes" = 1 ] && { pid_alive node2-kubelet || pid_alive node2-containerd; }
+}
 if stack_healthy; then
+  if one_node_asked; then
+    "$DEV_DIR/node2.sh" stop
+    echo 1 >"$VTX_STATE/nodes"
+  fi
   log "stack is already up ($VTX_STATE); nothing to do"
   exit 0
 fi
@@ -128,7 +136,11 @@ wait_for kube-proxy 30 curl -fsS http://127.0.0.1:10256/healthz
 wait_for kube-router 60 iptables -S KUBE-ROUTER-FORWARD
 wait_for kube-controller-manager 30 curl -fsSk https://127.0.0.1:10257/healthz
 wait_for kube-scheduler 30 curl -fsSk https://127.0.0.1:10259/healthz
-[ "$VTX_NODES" = 2 ] && "$DEV_DIR/node2.sh" start
+if [ "$VTX_NODES" = 2 ]; then
+  "$DEV_DIR/node2.sh" start
+elif one_node_asked; then
+  "$DEV_DIR/node2.sh" stop
+fi
 
 "$DEV_DIR/servers.sh" wait
 "$DEV_DIR/servers.sh" bootstrap
