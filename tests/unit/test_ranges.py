@@ -273,6 +273,23 @@ def test_a_split_renditions_progress_is_its_ranges_together() -> None:
     assert last.message == "4 of 4 ranges stored"
 
 
+def test_a_ranges_report_after_the_finalizes_is_dropped() -> None:
+    book = ReportBook()
+    book.watch(VIDEO_ID)
+    book.record(events.StatusUpdate(VIDEO_ID, "encoding", 90.0, rendition="480p", part=1,
+                                    parts=2))  # fmt: skip
+    book.record(events.StatusUpdate(VIDEO_ID, "uploading", 100.0, rendition="480p"))
+    # A range's report sent before the finalize's, read after it.
+    book.record(events.StatusUpdate(VIDEO_ID, "encoding", 95.0, rendition="480p", part=1,
+                                    parts=2))  # fmt: skip
+    assert book.of(VIDEO_ID)["480p"] == Report("uploading", 100)
+    book.forget(VIDEO_ID)
+    book.watch(VIDEO_ID)
+    book.record(events.StatusUpdate(VIDEO_ID, "encoding", 90.0, rendition="480p", part=1,
+                                    parts=2))  # fmt: skip
+    assert book.of(VIDEO_ID)["480p"].progress == 45, "a video watched again starts afresh"
+
+
 @pytest.mark.parametrize(("part", "parts"), [(4, 4), (-1, 4), (0, 0), (0, MAX_RANGES + 1),
                                              (None, 4), (1, None)])  # fmt: skip
 def test_a_report_of_a_range_that_cannot_be_is_refused(part: int | None, parts: int | None) -> None:

@@ -46,6 +46,9 @@ class ReportBook:
         self._reports: dict[str, dict[str, Report]] = {}
         # A split video's ranges report apart: (rendition, range) → report, and the count.
         self._parts: dict[str, dict[tuple[str, int], Report]] = {}
+        # Renditions a whole-rendition pod (the finalize, or a single Job making it again) has
+        # reported on: a range's report that arrives later is stale and is dropped.
+        self._whole: dict[str, set[str]] = {}
 
     def watch(self, video_id: str) -> None:
         with self._lock:
@@ -56,6 +59,7 @@ class ReportBook:
             self._watching.discard(video_id)
             self._reports.pop(video_id, None)
             self._parts.pop(video_id, None)
+            self._whole.pop(video_id, None)
 
     def record(self, event: events.StatusUpdate) -> None:
         if event.rendition is None:
@@ -67,6 +71,11 @@ class ReportBook:
                 event.phase, int(max(0.0, min(100.0, event.progress))), event.message,
                 max(0, min(MAX_STORED_BYTES, event.stored_bytes or 0)),
             )  # fmt: skip
+            whole = self._whole.setdefault(event.video_id, set())
+            if event.part is None:
+                whole.add(event.rendition)
+            elif event.rendition in whole:
+                return
             if event.part is not None and event.parts:
                 parts = self._parts.setdefault(event.video_id, {})
                 parts[(event.rendition, event.part)] = report
