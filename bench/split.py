@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
 import re
 import subprocess
@@ -47,12 +46,12 @@ from pathlib import Path
 
 from bench.operator import faststart_source, on_the_stack
 from tests import media
+from tests.integration.test_jobrunner import duration_of
 from tests.integration.test_nodes import play_across
 from tests.services import api_process, free_port, operator_process, started
 from tests.stack import REPO, job_namespace, kubectl, stack_env, wait_until
 from tests.uploads import token, upload, wait_finished
 from tests.verify import assert_complete
-from vtx.core.hls import parse_media_playlist
 from vtx.core.ladder import SourceFacts, plan_ladder
 from vtx.core.media import segment_start
 from vtx.core.objects import ObjectStore
@@ -164,8 +163,7 @@ def bbb_source(seconds: float, work: Path) -> Path:
 
 
 def length_of(path: Path) -> float:
-    report: dict[str, dict[str, str]] = media.probe(str(path))  # type: ignore[assignment]
-    return float(report["format"]["duration"])
+    return duration_of(media.probe(str(path)))
 
 
 def prove_same(single: Run, split: Run, source: Path, work: Path) -> list[str]:
@@ -206,19 +204,15 @@ def prove_same(single: Run, split: Run, source: Path, work: Path) -> list[str]:
               f"SSIM against the source: split {ssims['split']:.5f}, single "
               f"{ssims['single']:.5f} (difference {ssims['split'] - ssims['single']:+.5f}, "
               f"0.002 at most)")  # fmt: skip
-        folder = work / f"split-{r.name}-hls"
-        folder.mkdir()
-        prefix = f"videos/{split.vid}/{r.name}/hls"
-        playlist = parse_media_playlist(store.get_bytes(f"{prefix}/index.m3u8").decode())
-        for name in [playlist.init_uri or "", *(s.uri for s in playlist.segments), "index.m3u8"]:
-            (folder / name).write_bytes(store.get_bytes(f"{prefix}/{name}"))
-        shown = sorted(p[0] for p in media.packets(folder / "index.m3u8", "v"))
-        steps = sorted({round(b - a, 4) for a, b in itertools.pairwise(shown)})
+        _, local = media.local_hls(store, f"videos/{split.vid}/{r.name}/hls",
+                                   work / f"split-{r.name}-hls")  # fmt: skip
+        shown = [p[0] for p in media.packets(local, "v")]
+        steps = sorted(media.steps(shown, 4))
         check(steps == [round(frame, 4)] and len(shown) == frames["single"],
               f"HLS of the split: {len(shown)} frames, steps between frames {steps} s "
               f"(joins at {', '.join(f'{j:g}' for j in split.joins)} s)")  # fmt: skip
         heard = sorted(p[0] for p in media.packets(mp4s["split"], "a"))
-        gaps = sorted({round(b - a, 5) for a, b in itertools.pairwise(heard)})
+        gaps = sorted(media.steps(heard, 5))
         check(gaps == [round(1024 / 48000, 5)] and abs(heard[-1] - heard[0] - duration) < 0.05,
               f"sound of the split MP4: steps {gaps} s, {heard[-1] - heard[0]:.3f}s of "
               f"{duration:.3f}s")  # fmt: skip

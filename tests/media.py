@@ -5,14 +5,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import itertools
 import re
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from vtx.core.hls import MediaPlaylist, parse_media_playlist
 from vtx.core.ladder import Rendition
+
+if TYPE_CHECKING:
+    from vtx.core.objects import ObjectStore
 
 
 def make_clip(
@@ -317,6 +322,28 @@ def packets(path: Path, stream: str) -> list[tuple[float, ...]]:
         tuple(float("nan") if x == "N/A" else float(x) for x in line.split(",")[:3])
         for line in out.split()
     ]
+
+
+def steps(times: Iterable[float], digits: int) -> set[float]:
+    """The distinct steps from one time to the next, rounded to ``digits`` (the times sorted
+    first: packets come in decoding order)."""
+    return {round(b - a, digits) for a, b in itertools.pairwise(sorted(times))}
+
+
+def local_hls(store: ObjectStore, prefix: str, folder: Path) -> tuple[MediaPlaylist, Path]:
+    """A copy in ``folder`` (made here) of the HLS that S3 holds under ``prefix`` (the
+    rendition's ``hls`` folder): its playlist, init segment and segments, to be read as a
+    player reads them. Returns the playlist and the copy's playlist file."""
+    folder.mkdir(parents=True)
+    text = store.get_bytes(f"{prefix}/index.m3u8").decode()
+    playlist = parse_media_playlist(text)
+    names = [s.uri for s in playlist.segments]
+    if playlist.init_uri:
+        names.append(playlist.init_uri)
+    for name in names:
+        (folder / name).write_bytes(store.get_bytes(f"{prefix}/{name}"))
+    (folder / "index.m3u8").write_text(text)
+    return playlist, folder / "index.m3u8"
 
 
 def ssim(encoded: Path, source: Path, r: Rendition) -> float:

@@ -29,7 +29,6 @@ from tests.stack import (
 )
 from vtx.core import bus, events, videos
 from vtx.core.db import Cursor, Database
-from vtx.core.hls import parse_media_playlist
 from vtx.core.ipfs import IpfsClient
 from vtx.core.ladder import Rendition, SourceFacts, plan_ladder, sound_apart
 from vtx.core.media import EXIT_INVALID_INPUT, segment_start
@@ -209,16 +208,9 @@ def check_rendition(
     assert abs(duration_of(mp4) - source_duration) <= 0.1
 
     # The HLS rendition exactly as S3 holds it, played from a local copy of its objects.
-    local = tmp / r.name
-    local.mkdir(parents=True)
-    playlist_text = store.get_bytes(f"{prefix}/hls/index.m3u8").decode()
-    playlist = parse_media_playlist(playlist_text)
+    playlist, local = media.local_hls(store, f"{prefix}/hls", tmp / r.name)
     assert playlist.ended, "the final playlist carries ENDLIST"
-    (local / "index.m3u8").write_text(playlist_text)
-    names = [s.uri for s in playlist.segments] + ([playlist.init_uri] if playlist.init_uri else [])
-    for name in names:
-        (local / name).write_bytes(store.get_bytes(f"{prefix}/hls/{name}"))
-    hls = media.probe(str(local / "index.m3u8"))
+    hls = media.probe(str(local))
     hls_streams = {s["codec_type"]: s for s in hls["streams"]}  # type: ignore[attr-defined]
     assert (hls_streams["video"]["width"], hls_streams["video"]["height"]) == (r.width, r.height)
     assert abs(duration_of(hls) - source_duration) <= 0.1
@@ -229,7 +221,7 @@ def check_rendition(
     planned = [b - a for a, b in zip(starts, [*starts[1:], source_duration], strict=True)]
     got = [s.duration for s in playlist.segments]
     assert all(abs(g - p) <= frame for g, p in zip(got, planned, strict=True)), (got, planned)
-    keyframes = media.keyframe_times(local / "index.m3u8")
+    keyframes = media.keyframe_times(local)
     assert len(keyframes) == len(starts), (keyframes, starts)
     # From the first frame's time (the playlist's timeline starts after the audio's priming).
     shown = [k - keyframes[0] for k in keyframes]
@@ -495,8 +487,7 @@ def test_a_video_split_in_ranges_is_put_together_whole(
     check_rendition(video, picture, store, ipfs, db, tmp_path, duration, final)
     frames = media.packets(tmp_path / picture.name / "index.m3u8", "v")
     assert len(frames) == round(duration * 30), "every frame once"
-    shown = sorted(f[0] for f in frames)  # packets come in decoding order
-    steps = {round(b - a, 4) for a, b in itertools.pairwise(shown)}
+    steps = media.steps((f[0] for f in frames), 4)
     assert steps == {round(1 / 30, 4)}, f"no gap or overlap where ranges meet: {steps}"
     assert [k for k, _ in store.iter_sizes(f"{prefix}/hls/init_")] == [], "later inits removed"
     logs = kubectl("logs", "-n", job_ns, "-l", f"job-name={ranges_job}", "--tail=-1")
@@ -521,6 +512,6 @@ def test_a_video_split_in_ranges_is_put_together_whole(
     by_split, by_single = (media.ssim(mp4s[t], long_clip, picture) for t in ("split", "single"))
     assert abs(by_split - by_single) <= 0.002, (by_split, by_single)
     heard = sorted(p[0] for p in media.packets(mp4s["split"], "a"))
-    gaps = {round(b - a, 5) for a, b in itertools.pairwise(heard)}
+    gaps = media.steps(heard, 5)
     assert gaps == {round(1024 / 48000, 5)}, f"the sound runs on without a gap: {gaps}"
     assert abs(heard[-1] - heard[0] - duration) < 0.05, (heard[0], heard[-1])

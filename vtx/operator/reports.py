@@ -76,7 +76,7 @@ class ReportBook:
                 whole.add(event.rendition)
             elif event.rendition in whole:
                 return
-            if event.part is not None and event.parts:
+            elif event.parts:
                 parts = self._parts.setdefault(event.video_id, {})
                 parts[(event.rendition, event.part)] = report
                 report = _together(
