@@ -8,7 +8,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,7 +245,14 @@ def check_rendition(
     assert record_problems(record, job=job, rendition=r, ipfs=True) == []
 
 
-def check_status(listener: StatusListener, video: Video, renditions: list[Rendition]) -> None:
+def check_status(
+    listener: StatusListener,
+    video: Video,
+    renditions: list[Rendition],
+    logs_of: Callable[[Rendition], str],
+) -> None:
+    """``logs_of``: the log of the Job that made a rendition (its own account of a late
+    report: what held up its progress loop or its sends)."""
     resource = get("videotranscode", video.resource, video.namespace)
     for r in renditions:
         seen = listener.of(r.name)
@@ -257,7 +264,20 @@ def check_status(listener: StatusListener, video: Video, renditions: list[Rendit
         encoding = [t for t, e in seen if e.phase == "encoding"]
         gaps = [b - a for a, b in itertools.pairwise(encoding)]
         assert gaps, f"{r.name}: too few encoding events to see a rate"
-        assert max(gaps) <= 2.0, f"{r.name}: an encoding event at least every second: {gaps}"
+        if max(gaps) > 2.0:
+            held_up = [
+                line
+                for line in logs_of(r).splitlines()
+                if any(
+                    mark in line
+                    for mark in ("since its last report", "progress loop", "to Pulsar", "not sent")
+                )
+            ]
+            sent = [(t, e.time) for t, e in seen]
+            pytest.fail(
+                f"{r.name}: an encoding event at least every second: {gaps}; "
+                f"(publish time, event time): {sent}; the Job's log: {held_up}"
+            )
         assert seen[-1][1].message == "outputs recorded"
     # Job pods write nothing to the cluster: the operator shows their reports in the status.
     assert "status" not in resource, resource.get("status")
@@ -319,7 +339,12 @@ def test_renditions_are_published_to_s3_and_ipfs_with_rows_and_status(
             ),
             timeout=30,
         )
-        check_status(listener, video, LADDER_1080)
+        check_status(
+            listener,
+            video,
+            LADDER_1080,
+            lambda r: job_logs(job_ns, names[0] if grouped else names[LADDER_1080.index(r)]),
+        )
     finally:
         listener.close()
 

@@ -236,3 +236,26 @@ def test_stored_bytes_are_reported_at_most_each_second_and_add_up(
         reporter.stored("480p", 1000)
         clock[0] += 0.4
     assert sent == [("uploading", 95.0, 0), ("uploading", 95.0, 4000)]
+
+
+def test_a_late_report_is_logged_with_how_late_it_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A report due every second that comes 2.5 s after the last says so in the Job's log: the
+    account of what held the job up when a progress bar stood still."""
+    from typing import cast
+
+    from vtx.core.settings import Settings
+    from vtx.jobrunner import report
+
+    def no_broker(_settings: Settings) -> None:
+        raise ConnectionError("no broker in a unit test")
+
+    monkeypatch.setattr("vtx.jobrunner.report.bus.pulsar_client", no_broker)
+    clock = [0.0]
+    reporter = report.Reporter(cast(Settings, None), "v", ["1080p"], clock=lambda: clock[0])
+    for step in (0.0, 1.0, 1.0, 2.5):
+        clock[0] += step
+        reporter.update("1080p", "encoding", clock[0])
+    late = [r.getMessage() for r in caplog.records if "since its last report" in r.getMessage()]
+    assert late == ["status of 1080p: 2.5s since its last report"]

@@ -20,6 +20,9 @@ from vtx.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
+LATE_S = 2.0  # a report this late (in the same phase) is logged: something held the job up
+SLOW_SEND_S = 0.25  # a send this slow is logged too
+
 
 @dataclass
 class RenditionProgress:
@@ -89,8 +92,14 @@ class Reporter:
     def _publish(self, name: str, state: RenditionProgress, *, force: bool) -> None:
         now = self._clock()
         if force or now - state.last_event >= 1.0:
+            if not force and now - state.last_event > LATE_S:
+                log.warning("status of %s: %.1fs since its last report", name,
+                            now - state.last_event)  # fmt: skip
             self._send_event(name, state)
             state.last_event = now
+            sent_in = self._clock() - now
+            if sent_in > SLOW_SEND_S:
+                log.warning("status of %s: handing the report to Pulsar took %.1fs", name, sent_in)
 
     def _send_event(self, name: str, state: RenditionProgress) -> None:
         if self._producer is None:

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -76,6 +77,7 @@ log = logging.getLogger(__name__)
 FFMPEG_NICENESS = 10
 ENCODE_SHARE = 95.0  # progress while encoding goes to 95%; uploading the MP4 takes the rest
 PUBLISHING = "vtx.jobrunner.publish"
+LOOP_SLOW_S = 0.5  # a progress loop turn this slow is logged (reports are due every second)
 PUBLISH_POLL_S = 0.2  # how often FFmpeg's playlists are read for new segments (a file read)
 
 
@@ -467,12 +469,17 @@ def _follow_encode(
                 raise Interrupted
             if failure:
                 raise failure[0]
+            began = time.monotonic()
             grown = oversized_frame(encode.new_messages(), facts.video_codec)
             if grown is not None:
                 raise _grown(grown, settings)
+            read = time.monotonic()
             done_s = start_s + encode.encoded_s - begin
             share = min(1.0, max(0.0, done_s / (end - begin))) if end > begin else 0.0
             report_all("encoding", share * ENCODE_SHARE)
+            if (took := time.monotonic() - began) > LOOP_SLOW_S:
+                log.warning("the progress loop took %.1fs (%.1fs reading FFmpeg's log)",
+                            took, read - began)  # fmt: skip
             stop.wait(0.5)
     finally:
         encoding_done.set()
