@@ -28,6 +28,7 @@ from tests.stack import (
     wait_until,
 )
 from vtx.core import bus, events, videos
+from vtx.core import images as img
 from vtx.core.db import Cursor, Database
 from vtx.core.ipfs import IpfsClient
 from vtx.core.ladder import Rendition, SourceFacts, plan_ladder, sound_apart
@@ -540,3 +541,11 @@ def test_a_video_split_in_ranges_is_put_together_whole(
     gaps = media.steps(heard, 5)
     assert gaps == {round(1024 / 48000, 5)}, f"the sound runs on without a gap: {gaps}"
     assert abs(heard[-1] - heard[0] - duration) < 0.05, (heard[0], heard[-1])
+    # The images: the storyboard laid out from the ranges' tiles, the poster from its window
+    # alone, and yet the very pictures of the single Job's decode of the whole source.
+    for fmt in img.FILES:
+        split_image, single_image = (
+            store.get_bytes(img.key(v, fmt)) for v in (video.id, single.id)
+        )
+        assert split_image == single_image, f"the split video's {img.FILES[fmt]} is the single's"
+    assert [k for k, _ in store.iter_sizes(f"{prefix}/ranges/")] == [], "the tiles removed"

@@ -18,6 +18,7 @@ import pytest
 from tests.media import joined, keyframe_times, make_clip, packets, served
 from tests.unit.test_settings import BASE
 from vtx.core import events, media
+from vtx.core import images as img
 from vtx.core.hls import parse_media_playlist
 from vtx.core.jobargs import TranscodeArgs, add_transcode_arguments
 from vtx.core.ladder import Rendition, sound_apart
@@ -25,6 +26,7 @@ from vtx.core.ranges import (
     MAX_RANGES,
     Range,
     check_bounds,
+    init_first,
     init_rel,
     is_range_init,
     range_count,
@@ -32,7 +34,15 @@ from vtx.core.ranges import (
     split,
 )
 from vtx.core.settings import Settings
-from vtx.jobrunner.ffmpeg import Output, build_encode_command, outputs_for
+from vtx.jobrunner.ffmpeg import (
+    ImageOutputs,
+    Output,
+    RangeTiles,
+    build_encode_command,
+    build_images_command,
+    build_joined_images_command,
+    outputs_for,
+)
 from vtx.jobrunner.resume import same_codecs
 from vtx.operator.index import ClusterView
 from vtx.operator.jobs import build_transcode_job
@@ -230,6 +240,9 @@ def test_a_later_ranges_init_segment_has_a_name_of_its_own() -> None:
     assert init_rel(0) == media.HLS_INIT
     assert init_rel(30) == "hls/init_00030.mp4"
     assert is_range_init("hls/init_00030.mp4")
+    assert init_first("hls/init_00030.mp4") == 30
+    with pytest.raises(ValueError, match="not a range's init segment"):
+        init_first("hls/init.mp4")
     for rel in ("hls/init.mp4", "hls/init_00000.mp4", "hls/init_3.mp4", "hls/init_0003x.mp4",
                 "hls/seg_00030.m4s"):  # fmt: skip
         assert not is_range_init(rel), rel
@@ -304,3 +317,54 @@ def test_a_report_of_a_range_reads_back() -> None:
     got = events.decode(events.encode(sent))
     assert isinstance(got, events.StatusUpdate)
     assert (got.part, got.parts) == (3, 4)
+
+
+@pytest.mark.parametrize("duration", [23.0, 60.0, 179.96, 1800.0, 10_801.0])
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 16])
+def test_ranges_side_by_side_make_every_storyboard_tile_once(duration: float, count: int) -> None:
+    plan = img.plan_images(1920, 1080, duration)
+    made: list[int] = []
+    for r in ranges_of(split(duration, count)):
+        first, n = img.range_tiles(plan, r.start_s, min(r.end_s, duration))
+        assert all(r.start_s <= t * plan.interval_s < r.end_s for t in range(first, first + n))
+        made += range(first, first + n)
+    assert made == list(range(plan.tiles))
+
+
+def test_a_split_videos_images_are_the_whole_decodes(source: str, tmp_path: Path) -> None:
+    """The storyboard laid out from the tiles each range made in its encode, the poster and
+    thumbnail from a decode of the poster's window alone: the very files a decode of the
+    whole source writes."""
+    plan = img.plan_images(320, 180, SECONDS)
+    whole = ImageOutputs(plan, tmp_path / "whole")
+    whole.folder.mkdir()
+    cmd = build_images_command(source, whole, duration_s=SECONDS, max_pixels=320 * 180)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    tiles = []
+    for r in ranges_of((0, 2, 4, 7)):
+        first, count = img.range_tiles(plan, r.start_s, min(r.end_s, SECONDS))
+        (out,) = outputs_for([PICTURE], tmp_path / f"r{r.index}")
+        out.playlist.parent.mkdir(parents=True)
+        made = RangeTiles(plan, first, count, tmp_path / f"tiles{r.index}.nut")
+        cmd = build_encode_command(
+            source, [out], has_audio=True, duration_s=SECONDS, max_pixels=320 * 180, threads=1,
+            first_segment=r.first, end_segment=r.end, tiles=made,
+        )  # fmt: skip
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        tiles.append(made.path)
+    joined_ = ImageOutputs(plan, tmp_path / "joined")
+    joined_.folder.mkdir()
+    cmd = build_joined_images_command(
+        source, joined_, tiles, duration_s=SECONDS, max_pixels=320 * 180
+    )
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    for fmt in img.JPEGS:
+        assert joined_.path(fmt).read_bytes() == whole.path(fmt).read_bytes(), fmt
+    with pytest.raises(ValueError, match="one tile at least"):
+        build_encode_command(
+            source, [out], has_audio=True, duration_s=SECONDS, max_pixels=320 * 180,
+            tiles=made,
+        )  # fmt: skip

@@ -3,7 +3,9 @@ tiles and a WebVTT file whose cues point into it with ``#xywh=``), planned from 
 display size and length (pure functions).
 
 The Job of the lowest video rendition makes them in its FFmpeg run, from the frames it decodes
-anyway (see vtx.jobrunner.ffmpeg): a few scaled frames and three JPEGs. The poster is the most
+anyway (see vtx.jobrunner.ffmpeg): a few scaled frames and three JPEGs. A split video's ranges
+each make the storyboard tiles of their stretch (range_tiles); the Job that puts the ranges
+together lays them out and decodes the poster's window alone. The poster is the most
 representative frame (FFmpeg's ``thumbnail`` filter: the frame closest to the average colour
 histogram) among candidates a quarter of the way in, so neither a black first frame nor a fade
 becomes the picture of the video; the thumbnail is the poster, smaller.
@@ -98,6 +100,15 @@ def plan_images(width: int, height: int, duration: float) -> ImagePlan:
         window=(start, start + min(POSTER_WINDOW_S, duration / 2)),
         duration=duration,
     )
+
+
+def range_tiles(plan: ImagePlan, start_s: float, end_s: float) -> tuple[int, int]:
+    """The storyboard tiles a range of the video from ``start_s`` to ``end_s`` makes: the
+    first tile's number and how many. Tile n is the first frame at or after n * interval, so
+    it belongs to the range where that time falls; ranges side by side make every tile once."""
+    first = max(0, math.ceil(start_s / plan.interval_s - 1e-9))
+    end = min(plan.tiles, max(0, math.ceil(end_s / plan.interval_s - 1e-9)))
+    return first, max(0, end - first)
 
 
 def timestamp(seconds: float) -> str:

@@ -44,6 +44,20 @@ def init_rel(first: int) -> str:
     return HLS_INIT if first == 0 else f"hls/init_{first:05d}.mp4"
 
 
+def tiles_rel(first: int) -> str:
+    """Where, in the folder of the rendition that makes the images, the range starting at
+    segment ``first`` keeps its storyboard tiles (lossless) until the ranges are put
+    together."""
+    return f"ranges/tiles_{first:05d}.nut"
+
+
+def init_first(rel: str) -> int:
+    """The segment a later range's init segment (is_range_init) says its range begins at."""
+    if not is_range_init(rel):
+        raise ValueError(f"{rel[:40]!r} is not a range's init segment")
+    return int(rel.removeprefix("hls/init_").removesuffix(".mp4"))
+
+
 def is_range_init(rel: str) -> bool:
     """Whether ``rel`` (in a rendition's folder) is a later range's init segment."""
     name = rel.removeprefix("hls/init_").removesuffix(".mp4")

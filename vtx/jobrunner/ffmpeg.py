@@ -105,6 +105,40 @@ def image_chains(source: str, images: ImageOutputs) -> tuple[list[str], dict[str
     return chains, {fmt: f"[{fmt}]" for fmt in img.JPEGS}
 
 
+@dataclass(frozen=True)
+class RangeTiles:
+    """A range's storyboard tiles, tiles ``first`` to ``first + count - 1`` of ``plan``
+    (images.range_tiles), kept raw (NUT) at ``path`` for the Job that puts the ranges together
+    to lay out in the sheet: the same pictures as a decode of the whole source gives. The
+    file's first picture is the range's first frame, written at once (FFmpeg reports no
+    progress until every output has had a frame: see image_chains); the tiles follow it."""
+
+    plan: img.ImagePlan
+    first: int
+    count: int
+    path: Path
+
+
+def tile_chains(source: str, tiles: RangeTiles, origin_s: float) -> list[str]:
+    """From a range's decoded frames (timed from 0 at ``origin_s``) to its tiles: the same
+    choice as image_chains' storyboard, each tile the first frame at or after its time."""
+    plan = tiles.plan
+    every = (
+        f"select='lt(selected_n\\,{tiles.count})"
+        f"*gte(t\\,({tiles.first}+selected_n)*{plan.interval_s}-{origin_s:g})'"
+    )
+    tw, th = plan.tile
+    return [
+        f"{source}split=2[tl0][tl1]",
+        "[tl0]trim=end_frame=1[tl2]",
+        f"[tl1]{every}[tl3]",
+        # Scaled straight to the JPEG encoder's full range, as image_chains' storyboard is, and
+        # kept raw: the finalize's sheet is then the whole decode's, byte for byte.
+        f"[tl2][tl3]concat=n=2:v=1:a=0,scale={tw}:{th}:flags=bicubic,setsar=1,format=yuvj420p,"
+        "setpts=N/TB[tiles]",
+    ]
+
+
 def rendition_dir(scratch: Path, name: str) -> Path:
     return scratch / name
 
@@ -164,6 +198,7 @@ def build_encode_command(
     first_segment: int = 0,
     sound_lead_s: float = 0.0,
     end_segment: int | None = None,
+    tiles: RangeTiles | None = None,
 ) -> list[str]:
     """The FFmpeg argument list: one decode, one encode per rendition, MP4 and HLS from each.
 
@@ -220,6 +255,8 @@ def build_encode_command(
             raise ValueError(f"segment {first_segment} starts after the source ends")
         if images is not None:
             raise ValueError("images come from a decode of the whole source")
+    if tiles is not None and (end_segment is None or not tiles.count):
+        raise ValueError("a range's tiles come from a range's decode, and one tile at least")
     if first_segment:
         cmd += ["-ss", f"{origin:.3f}"]
     cmd += ["-max_pixels", str(max_pixels)]
@@ -243,7 +280,7 @@ def build_encode_command(
         if deinterlace:
             chains.append(f"{decoded}{DEINTERLACE}[di]")
             decoded = "[di]"
-        branches = len(videos) + (images is not None)
+        branches = len(videos) + (images is not None) + (tiles is not None)
         if branches == 1:
             sources = [decoded]
         else:
@@ -253,6 +290,8 @@ def build_encode_command(
         if images is not None:
             image_chains_, image_labels = image_chains(sources.pop(), images)
             chains += image_chains_
+        if tiles is not None:
+            chains += tile_chains(sources.pop(), tiles, origin)
         for i, (src, out) in enumerate(zip(sources, videos, strict=True)):
             r = out.rendition
             steps = [f"scale={r.width}:{r.height}:flags=bicubic", "setsar=1"]
@@ -301,6 +340,9 @@ def build_encode_command(
         cmd += ["-f", "tee", _tee_target(out, first_segment, hls_only=hls_only)]
     if images is not None:
         cmd += _image_outputs(image_labels, images)
+    if tiles is not None:
+        cmd += ["-map", "[tiles]", "-an", "-fps_mode", "passthrough"]
+        cmd += ["-c:v", "rawvideo", "-f", "nut", str(tiles.path)]
     return cmd
 
 
@@ -347,6 +389,50 @@ def build_images_command(
     chains = [f"[0:V:0]{DEINTERLACE}[di]"] if deinterlace else []
     image_chains_, labels = image_chains("[di]" if deinterlace else "[0:V:0]", images)
     cmd += ["-filter_complex", ";".join(chains + image_chains_)]
+    return cmd + _image_outputs(labels, images)
+
+
+def build_joined_images_command(
+    source_url: str, images: ImageOutputs, tiles: Sequence[Path], *, duration_s: float,
+    max_pixels: int, deinterlace: bool = False, rw_timeout_s: int = 30,
+) -> list[str]:  # fmt: skip
+    """A split video's images: the poster and thumbnail from a decode of the poster's window
+    alone (input seek to its start), the storyboard laid out from the ranges' tiles (each
+    file's first picture left out: see RangeTiles), in the order given. The same filter
+    chains as image_chains, so the same pictures as the whole source's decode gives."""
+    if not duration_s > 0 or max_pixels <= 0:
+        raise ValueError("the probed duration and the pixel limit bound the decode")
+    if not tiles:
+        raise ValueError("no range's tiles to lay out")
+    plan = images.plan
+    start, end = plan.window
+    candidates = math.ceil((end - start) / img.POSTER_STEP_S) + 1
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
+    cmd += input_options(source_url, rw_timeout_s=rw_timeout_s)
+    cmd += ["-ss", f"{start:.3f}", "-max_pixels", str(max_pixels)]
+    cmd += ["-t", f"{end - start + DURATION_MARGIN_S:.3f}", "-threads", "1", "-i", source_url]
+    for path in tiles:
+        cmd += ["-f", "nut", "-i", str(path)]
+    pick = (
+        f"select='between(t\\,0\\,{end - start:.3f})"
+        f"*(isnan(prev_selected_t)+gte(t-prev_selected_t\\,{img.POSTER_STEP_S}))'"
+    )
+    (pw, ph), (tw, th) = plan.poster, plan.thumbnail
+    decoded = f"[0:V:0]{DEINTERLACE}," if deinterlace else "[0:V:0]"
+    chains = [
+        f"{decoded}{pick},scale={pw}:{ph}:flags=bicubic,setsar=1,thumbnail=n={candidates},"
+        "setpts=N/TB,split=2[poster][im0]",
+        f"[im0]scale={tw}:{th}:flags=bicubic,setsar=1[thumbnail]",
+    ]
+    parts = "".join(f"[tl{i}]" for i in range(len(tiles)))
+    chains += [
+        f"[{i + 1}:v:0]trim=start_frame=1,setpts=PTS-STARTPTS,setrange=full,format=yuvj420p[tl{i}]"
+        for i in range(len(tiles))
+    ]
+    joined = f"{parts}concat=n={len(tiles)}:v=1:a=0," if len(tiles) > 1 else parts
+    chains.append(f"{joined}tile={plan.columns}x{plan.rows},setpts=N/TB[storyboard]")
+    cmd += ["-filter_complex", ";".join(chains)]
+    labels = {fmt: f"[{fmt}]" for fmt in img.JPEGS}
     return cmd + _image_outputs(labels, images)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import logging
 import os
 import resource
@@ -43,6 +44,7 @@ from vtx.core.media import (
     mp4_name,
     oversized_frame,
     segment_count,
+    segment_start,
 )
 from vtx.core.media import rendition_prefix as media_prefix
 from vtx.core.objects import ObjectStore
@@ -50,8 +52,10 @@ from vtx.core.settings import Settings
 from vtx.core.sources import MEDIA_ENV, ProbeUnavailable, probe_source
 from vtx.jobrunner.ffmpeg import (
     ImageOutputs,
+    RangeTiles,
     build_encode_command,
     build_images_command,
+    build_joined_images_command,
     build_subtitles_command,
     out_time_seconds,
     outputs_for,
@@ -78,6 +82,7 @@ FFMPEG_NICENESS = 10
 ENCODE_SHARE = 95.0  # progress while encoding goes to 95%; uploading the MP4 takes the rest
 PUBLISHING = "vtx.jobrunner.publish"
 LOOP_SLOW_S = 0.5  # a progress loop turn this slow is logged (reports are due every second)
+TILES_TYPE = "video/x-nut"  # a range's storyboard tiles (ffmpeg.RangeTiles)
 PUBLISH_POLL_S = 0.2  # how often FFmpeg's playlists are read for new segments (a file read)
 
 
@@ -185,6 +190,54 @@ def _ipfs_client(settings: Settings) -> IpfsClient:
         token=settings.ipfs_api_token.value,
         timeout_s=max(60, settings.request_timeout_s),
     )
+
+
+def _range_tiles(
+    job: TranscodeArgs, facts: SourceFacts, rng: ranges.Range, scratch: Path
+) -> tuple[RangeTiles, str] | None:
+    """The storyboard tiles a range makes, and the S3 key they are kept at: when a rendition of
+    the range makes the images and the range holds a tile's time."""
+    maker = next((r for r in job.renditions if r.images), None)
+    if maker is None or not facts.has_video:
+        return None
+    plan = img.plan_images(*display_size(facts), facts.duration)
+    first, count = img.range_tiles(plan, rng.start_s, min(rng.end_s, facts.duration))
+    if not count:
+        return None
+    key = f"{media_prefix(job.video_id, maker.name)}/{ranges.tiles_rel(rng.first)}"
+    return RangeTiles(plan, first, count, scratch / "tiles.nut"), key
+
+
+def _tile_keys(
+    video_id: str, maker: str, plan: img.ImagePlan, firsts: list[int], total: int,
+    facts: SourceFacts,
+) -> list[str]:  # fmt: skip
+    """The S3 keys of the tiles of the ranges beginning at ``firsts`` (the ranges that hold a
+    tile's time), in order."""
+    keys = []
+    for first, end in itertools.pairwise([*firsts, total]):
+        start_s, end_s = segment_start(first), min(segment_start(end), facts.duration)
+        if img.range_tiles(plan, start_s, end_s)[1]:
+            keys.append(f"{media_prefix(video_id, maker)}/{ranges.tiles_rel(first)}")
+    return keys
+
+
+def _fetch_tiles(
+    store: ObjectStore, keys: list[str], scratch: Path, settings: Settings
+) -> list[Path]:
+    """Every range's tiles, in order, or none: a range that resumed made none, and the
+    pictures then come from a decode of the whole source."""
+    paths = []
+    for n, key in enumerate(keys):
+        data = with_retry(functools.partial(store.get_bytes_if_there, key), f"S3 get {key}",
+                          budget_s=settings.upload_retry_seconds)  # fmt: skip
+        if data is None:
+            log.info("%s is not stored: the pictures come from a decode of the whole source", key)
+            return []
+        path = scratch / f"tiles_{n:03d}.nut"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
 
 
 def _images_for(facts: SourceFacts, scratch: Path) -> ImageOutputs:
@@ -327,6 +380,8 @@ def run_transcode(
                                      max_pixels=max_pixels, deinterlace=facts.interlaced),
                 scratch / "images.log",
             ), "the source's pictures"))  # fmt: skip
+        # A range's tiles, unless it resumes (the finalize then decodes the whole source).
+        tiles = _range_tiles(job, facts, rng, scratch) if rng and resume is None else None
         if encoded:
             first = resume.first if resume is not None else (rng.first if rng else 0)
             encode = _Encode(
@@ -336,6 +391,7 @@ def run_transcode(
                     images=None if resume is not None else images, first_segment=first,
                     sound_lead_s=resume.sound_lead_s if resume is not None else 0.0,
                     end_segment=rng.end if rng is not None else None,
+                    tiles=tiles[0] if tiles is not None else None,
                 ),
                 scratch / "ffmpeg.log",
             )  # fmt: skip
@@ -374,6 +430,11 @@ def run_transcode(
             _follow_encode(encode, publishers, facts, settings, stop, report_all, start_s, span)
             decode_errors = _check_exit(encode, "the source", facts, settings)
         if rng is not None:
+            if tiles is not None:
+                made, key = tiles
+                with_retry(functools.partial(store.upload_file, made.path, key,
+                                             content_type=TILES_TYPE), f"S3 put {key}",
+                           budget_s=settings.upload_retry_seconds)  # fmt: skip
             for p in publishers:
                 p.finish_range(rng.end)
             own, ffmpeg = _cpu_seconds()
@@ -504,7 +565,9 @@ def _finalize(
     from 0 to the last, recorded and in S3 at its size (else RangesIncomplete), the ranges'
     init segments describing the same codecs as the first's; then, per rendition, the final
     playlist, the MP4 (copied out of the segments, with the sound of the sound rendition's
-    MP4), the images from a decode of the whole source, and the rows."""
+    MP4), the images (the storyboard laid out from the tiles the ranges made, the poster from
+    a decode of its window; from a decode of the whole source when a range resumed and made
+    no tiles), and the rows."""
     from vtx.jobrunner.publish import RenditionPublisher
 
     outputs = outputs_for(job.renditions, scratch)
@@ -513,6 +576,7 @@ def _finalize(
     side_run: _Encode | None = None
     publishers: list[RenditionPublisher] = []
     later_inits: list[str] = []
+    firsts = [0]  # where the ranges begin (segments), from their init segments
     try:
         sound_url = None
         if facts.has_audio and any(r.alt_audio for r in job.renditions):
@@ -541,8 +605,11 @@ def _finalize(
                     if not same_codecs(init, store.get_bytes(key)):
                         raise RangesIncomplete(f"{key} describes other codecs than the first")
                     later_inits.append(key)
+                    if out.rendition.images:
+                        firsts.append(ranges.init_first(key.removeprefix(f"{prefix}/")))
             if out.rendition.images and facts.has_video:
                 images = _images_for(facts, scratch)
+                maker = out.rendition.name
             publisher = RenditionPublisher(
                 out, job.video_id, store, ipfs, db, job=job.job,
                 retry_budget_s=settings.upload_retry_seconds,
@@ -553,11 +620,20 @@ def _finalize(
             publishers.append(publisher)
         if images is not None:
             max_pixels = settings.max_source_width * settings.max_source_height
-            side_run = _Encode(
-                build_images_command(url, images, duration_s=facts.duration,
-                                     max_pixels=max_pixels, deinterlace=facts.interlaced),
-                scratch / "images.log",
-            )  # fmt: skip
+            tile_keys = _tile_keys(job.video_id, maker, images.plan, sorted(firsts), total, facts)
+            tiles = _fetch_tiles(store, tile_keys, scratch, settings)
+            if tiles:
+                cmd = build_joined_images_command(
+                    url, images, tiles, duration_s=facts.duration, max_pixels=max_pixels,
+                    deinterlace=facts.interlaced,
+                )  # fmt: skip
+            else:
+                cmd = build_images_command(
+                    url, images, duration_s=facts.duration, max_pixels=max_pixels,
+                    deinterlace=facts.interlaced,
+                )  # fmt: skip
+            later_inits += tile_keys
+            side_run = _Encode(cmd, scratch / "images.log")
         for p in publishers:
             reporter.update(p.name, "uploading", ENCODE_SHARE, "putting the ranges together")
             p.assemble_mp4(sound_url)
