@@ -137,6 +137,25 @@ def _upload_statuses(cur: Cursor, ids: list[str]) -> dict[str, str]:
     return {str(vid): str(status) for vid, status in cur.fetchall()}
 
 
+def wait_ingests_ended(ns: str, timeout: float) -> None:
+    """Until no resource of ``ns`` is still pinning its original (``status.ingest`` Running):
+    the ingest Job runs beside the transcodes, and a video is Ready without waiting for it."""
+
+    def pinning() -> list[str]:
+        items = json.loads(kubectl("get", "videotranscodes", "-n", ns, "-o", "json"))["items"]
+        return [
+            str(item["metadata"]["name"])
+            for item in items
+            if ((item.get("status") or {}).get("ingest") or {}).get("phase") == "Running"
+        ]
+
+    try:
+        wait_until("every original's ingest to end", lambda: not pinning(), timeout=timeout)
+    except TimeoutError as exc:
+        pods = kubectl("get", "pods", "-n", ns, "-l", "vtx.dev/job-kind=ingest", "-o", "wide")
+        raise AssertionError(f"{exc}: still pinning {pinning()}\n{pods}") from None
+
+
 def running_pods(ns: str) -> list[str]:
     """The pods in ``ns`` whose containers have not all ended. A Job whose pod exited is done
     for the operator at once, while its own ``status.active`` drops a few seconds later."""
@@ -155,10 +174,12 @@ def running_pods(ns: str) -> list[str]:
 def check_invariants(
     ids: list[str], *, ns: str, db: Database, store: ObjectStore, ipfs: IpfsClient,
     pins_before: set[str], events: EventLog | None = None, ready_timeout: float = 60,
+    ingest_timeout: float = 120,
 ) -> dict[str, int]:  # fmt: skip
     """Everything a user could notice about the accepted uploads ``ids``, once they are Ready:
-    one resource each, whole everywhere (`vtx verify`), no Job still running, no object or pin
-    that no row names, and (with ``events``) a Ready event told to the dashboard."""
+    one resource each, whole everywhere (`vtx verify`), no Job still running once the originals'
+    pinning has ended (Ready does not wait for it), no object or pin that no row names, and (with
+    ``events``) a Ready event told to the dashboard."""
     assert len(set(ids)) == len(ids), "an upload was accepted twice under one id"
     resources = resources_by_video(ns)
     statuses = db.transaction(lambda cur: _upload_statuses(cur, ids))
@@ -166,6 +187,7 @@ def check_invariants(
     duplicated = sum(max(0, len(resources.get(vid, [])) - 1) for vid in ids)
     assert {vid: len(resources.get(vid, [])) for vid in ids} == dict.fromkeys(ids, 1), resources
     assert_complete(*ids)
+    wait_ingests_ended(ns, ingest_timeout)
     running = running_pods(ns)
     assert running == [], f"Job pods still running after every video is Ready: {running}"
     for vid in ids:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import subprocess
 import threading
 import time
 import uuid
@@ -38,6 +39,7 @@ from vtx.core.ranges import split
 from vtx.core.resource import RenditionSpec, SourceRef, VideoTranscodeSpec, build_resource
 from vtx.core.settings import Settings
 from vtx.core.verify import record_problems
+from vtx.jobrunner.ffmpeg import ImageOutputs, build_images_command
 from vtx.operator.jobs import build_ingest_job, build_transcode_job
 
 pytestmark = pytest.mark.stack
@@ -465,15 +467,8 @@ def test_hostile_input_fails_at_once_with_the_invalid_input_code(
     assert store.head(f"videos/{video.id}/480p/video.mp4") is None
 
 
-def test_a_video_split_in_ranges_is_put_together_whole(
-    job_ns: str, long_clip: Path, settings: Settings, store: ObjectStore, ipfs: IpfsClient,
-    db: Database, tmp_path: Path,
-) -> None:  # fmt: skip
-    """A split video's three Jobs, as the operator runs them: the sound once, the picture in
-    three ranges (an Indexed Job, two at a time), then the Job that puts them together. The
-    rendition is the one a single Job makes: every frame once at its time, segments on the
-    schedule, an MP4 with sound as long as the source, rows in S3 and IPFS."""
-    duration = duration_of(media.probe(str(long_clip)))
+def split_plan(duration: float) -> tuple[Rendition, Rendition]:
+    """A split 854x480 video's picture (480p, which makes the images) and sound renditions."""
     plan = sound_apart(
         plan_ladder(
             SourceFacts(
@@ -484,19 +479,30 @@ def test_a_video_split_in_ranges_is_put_together_whole(
     (picture,) = [r for r in plan if r.kind == "video"]
     (sound,) = [r for r in plan if r.kind == "audio"]
     assert picture.alt_audio
-    video = upload_video(store, db, long_clip)
-    bounds = split(duration, 3)
+    assert picture.images
+    return picture, sound
 
-    def start(*, video: Video = video, **how: Any) -> str:
-        job = build_transcode_job(
-            resource=f"v-{video.id}", namespace=job_ns, video_id=video.id,
-            source_key=video.key, duration_s=duration, settings=settings, **how,
-        )  # fmt: skip
-        apply(job)
-        return str(job["metadata"]["name"])
 
-    sound_job = start(renditions=[sound])
-    ranges_job = start(renditions=[picture], range_bounds=bounds, parallelism=2)
+def start_job(job_ns: str, video: Video, duration: float, settings: Settings, **how: Any) -> str:
+    job = build_transcode_job(
+        resource=f"v-{video.id}", namespace=job_ns, video_id=video.id,
+        source_key=video.key, duration_s=duration, settings=settings, **how,
+    )  # fmt: skip
+    apply(job)
+    return str(job["metadata"]["name"])
+
+
+def run_split(
+    job_ns: str, video: Video, duration: float, settings: Settings, store: ObjectStore,
+    bounds: tuple[int, ...], before_finalize: Callable[[], None] = lambda: None,
+) -> tuple[str, str]:  # fmt: skip
+    """A split video's three Jobs, as the operator runs them: the sound once, the picture in
+    ranges (an Indexed Job, two at a time), then the Job that puts them together. Returns the
+    ranges Job's and the finalize's names."""
+    picture, sound = split_plan(duration)
+    sound_job = start_job(job_ns, video, duration, settings, renditions=[sound])
+    ranges_job = start_job(job_ns, video, duration, settings, renditions=[picture],
+                           range_bounds=bounds, parallelism=2)  # fmt: skip
     for name in (sound_job, ranges_job):
         status = wait_for_job(job_ns, name, timeout=400)
         assert status["status"].get("succeeded") == len(bounds) - 1 if name == ranges_job else 1, (
@@ -505,10 +511,31 @@ def test_a_video_split_in_ranges_is_put_together_whole(
     prefix = f"videos/{video.id}/{picture.name}"
     later = [k for k, _ in store.iter_sizes(f"{prefix}/hls/init_")]
     assert len(later) == len(bounds) - 2, f"each later range's init segment: {later}"
+    tiles = [k for k, _ in store.iter_sizes(f"{prefix}/ranges/")]
+    assert len(tiles) == len(bounds) - 1, f"each range's storyboard tiles: {tiles}"
     assert store.head(f"{prefix}/hls/index.m3u8") is None, "no playlist before the ranges are one"
-    final = start(renditions=[picture], finalize=True)
+    before_finalize()
+    final = start_job(job_ns, video, duration, settings, renditions=[picture], finalize=True)
     status = wait_for_job(job_ns, final, timeout=300)
     assert status["status"].get("succeeded") == 1, job_logs(job_ns, final)
+    assert [k for k, _ in store.iter_sizes(f"{prefix}/ranges/")] == [], "the tiles removed"
+    return ranges_job, final
+
+
+def test_a_video_split_in_ranges_is_put_together_whole(
+    job_ns: str, long_clip: Path, settings: Settings, store: ObjectStore, ipfs: IpfsClient,
+    db: Database, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A split video's Jobs as the operator runs them (run_split). The rendition is the one a
+    single Job makes: every frame once at its time, segments on the schedule, an MP4 with sound
+    as long as the source, rows in S3 and IPFS, and the same images, byte for byte."""
+    duration = duration_of(media.probe(str(long_clip)))
+    picture, _ = split_plan(duration)
+    video = upload_video(store, db, long_clip)
+    bounds = split(duration, 3)
+    ranges_job, final = run_split(job_ns, video, duration, settings, store, bounds)
+    prefix = f"videos/{video.id}/{picture.name}"
+    assert "a decode of the whole source" not in job_logs(job_ns, final), "the ranges' tiles used"
 
     check_rendition(video, picture, store, ipfs, db, tmp_path, duration, final)
     frames = media.packets(tmp_path / picture.name / "index.m3u8", "v")
@@ -524,7 +551,7 @@ def test_a_video_split_in_ranges_is_put_together_whole(
     (whole_r,) = [r for r in plan_ladder(SourceFacts(duration=duration, has_video=True,
                   has_audio=True, width=854, height=480, fps=30)) if r.kind == "video"]  # fmt: skip
     single = upload_video(store, db, long_clip)
-    whole_job = start(renditions=[whole_r], video=single)
+    whole_job = start_job(job_ns, single, duration, settings, renditions=[whole_r])
     status = wait_for_job(job_ns, whole_job, timeout=400)
     assert status["status"].get("succeeded") == 1, job_logs(job_ns, whole_job)
     mp4s = {}
@@ -548,4 +575,32 @@ def test_a_video_split_in_ranges_is_put_together_whole(
             store.get_bytes(img.key(v, fmt)) for v in (video.id, single.id)
         )
         assert split_image == single_image, f"the split video's {img.FILES[fmt]} is the single's"
-    assert [k for k, _ in store.iter_sizes(f"{prefix}/ranges/")] == [], "the tiles removed"
+
+
+def test_a_split_video_whose_range_made_no_tiles_gets_its_images_from_the_whole_source(
+    job_ns: str, long_clip: Path, settings: Settings, store: ObjectStore, db: Database,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A range that resumed makes no storyboard tiles (its stretch was half done by an earlier
+    attempt): with one range's tiles missing, the Job that puts the ranges together decodes
+    the whole source for the images, which are then the ones that decode gives."""
+    duration = duration_of(media.probe(str(long_clip)))
+    picture, _ = split_plan(duration)
+    video = upload_video(store, db, long_clip)
+    bounds = split(duration, 3)
+    gone = f"videos/{video.id}/{picture.name}/ranges/tiles_{bounds[1]:05d}.nut"
+    _, final = run_split(job_ns, video, duration, settings, store, bounds,
+                         before_finalize=lambda: store.delete(gone))  # fmt: skip
+    assert f"{gone} is not stored: the pictures come from a decode of the whole source" in (
+        job_logs(job_ns, final)
+    )
+    whole = ImageOutputs(img.plan_images(854, 480, duration), tmp_path / "whole")
+    whole.folder.mkdir()
+    url = store.presign_get(video.key, expires_s=600, public=False)
+    max_pixels = settings.max_source_width * settings.max_source_height
+    done = subprocess.run(build_images_command(url, whole, duration_s=duration,
+                                               max_pixels=max_pixels),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, f"the whole source's decode on this host failed: {done.stderr}"
+    for fmt in img.JPEGS:
+        assert store.get_bytes(img.key(video.id, fmt)) == whole.path(fmt).read_bytes(), fmt

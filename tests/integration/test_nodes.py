@@ -218,6 +218,7 @@ def test_a_long_video_is_split_in_ranges_encoded_on_both_nodes_and_put_together(
     steps = media.steps((f[0] for f in frames), 4)
     assert steps == {round(1 / fps, 4)}, f"no gap or overlap where ranges meet: {steps}"
     assert list(store.iter_sizes(f"{prefix}/init_")) == [], "the later ranges' inits are gone"
+    assert list(store.iter_sizes(f"videos/{vid}/480p/ranges/")) == [], "the tiles are gone"
     assert_complete(vid)
 
 
