@@ -378,6 +378,41 @@ def test_a_long_video_on_free_nodes_is_split_then_put_together() -> None:
     assert not any(isinstance(a, DeleteJob) for a in published.actions), "no Job of it is stray"
 
 
+def test_a_split_video_whose_sound_failed_fails_its_video_renditions_without_a_job() -> None:
+    long = dataclasses.replace(FACTS, duration=600.0)
+    d = decide(snap(vt.VideoTranscodeStatus(), probe=ProbeResult(facts=long), capacity=capacity(2)))
+    plan = d.status.plan
+    assert plan is not None
+    ranges_job, final_job = split_jobs(NAME, plan)
+    sound_job = job_name(NAME, "transcode", ["audio-1"])
+    status = dataclasses.replace(d.status, source=dataclasses.replace(SOURCE, duration=600.0))
+    after = decide(snap(status, slots=4))
+    sound_failed = dataclasses.replace(
+        after.status,
+        renditions={
+            **after.status.renditions,
+            "audio-1": vt.RenditionStatus(phase="Failed", message="pod failed: exit code 1"),
+        },
+    )
+    running = {sound_job: job(sound_job, "failed"), ranges_job: job(ranges_job)}
+    waits = decide(snap(sound_failed, slots=4, jobs=running))
+    assert created_jobs(waits) == []
+    assert entry_phases(waits)["720p"] != "Failed", "not while its ranges run (no Job left over)"
+    jobs = {sound_job: job(sound_job, "failed"), ranges_job: job(ranges_job, "succeeded")}
+    assert missing_jobs(snap(sound_failed, jobs=jobs)) == 0
+    gone = decide(snap(sound_failed, slots=4, jobs=jobs))
+    assert created_jobs(gone) == [], "no Job to put together what cannot have its sound"
+    assert set(entry_phases(gone).values()) == {"Failed"}
+    message = gone.status.renditions["720p"].message
+    assert message == (
+        "the sound rendition audio-1 failed (pod failed: exit code 1): a split video's MP4s take"
+        " their sound from it"
+    )
+    assert gone.status.phase == "Failed"
+    assert cond(gone.status, "Ready").reason == "RenditionsFailed"
+    assert final_job not in {a.name for a in gone.actions if isinstance(a, CreateTranscodeJob)}
+
+
 def test_no_split_on_one_node_for_a_short_video_or_when_the_spec_says() -> None:
     long = dataclasses.replace(FACTS, duration=600.0)
     apart = dataclasses.replace(SPEC, group_renditions=False)

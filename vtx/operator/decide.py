@@ -227,7 +227,10 @@ def missing_jobs(s: Snapshot) -> int:
         for name, group in jobs.items()
         if name not in s.jobs
         and any(_entry(entries, r.name).phase not in DONE for r in group)
-        and (name != final_job or _may_finalize(s, entries, plan))
+        and (
+            name != final_job
+            or (_may_finalize(s, entries, plan) and not _failed_sound(entries, plan))
+        )
         and (name != ranges_job or final_job not in s.jobs)
     )
 
@@ -242,13 +245,22 @@ def _may_finalize(
     s: Snapshot, entries: Mapping[str, vt.RenditionStatus], plan: Sequence[Rendition]
 ) -> bool:
     """Whether a split video's ranges may be put together: its ranges Job is Complete and its
-    sound renditions are done (their MP4 gives the video renditions' MP4s their sound)."""
+    sound renditions succeeded (their MP4 gives the video renditions' MP4s their sound)."""
     ranges_job = s.jobs.get(split_jobs(s.name, plan)[0])
     sound = [r for r in plan if r.kind == "audio"]
     return (
         ranges_job is not None
         and ranges_job.state == "succeeded"
-        and all(_entry(entries, r.name).phase in DONE for r in sound)
+        and all(_entry(entries, r.name).phase == "Succeeded" for r in sound)
+    )
+
+
+def _failed_sound(
+    entries: Mapping[str, vt.RenditionStatus], plan: Sequence[Rendition]
+) -> Rendition | None:
+    """A split video's sound rendition that failed for good, if one did."""
+    return next(
+        (r for r in plan if r.kind == "audio" and _entry(entries, r.name).phase == "Failed"), None
     )
 
 
@@ -550,8 +562,13 @@ class _Draft:
             job = s.jobs.get(name)
             if name == ranges_job and (final_job in s.jobs or (job and job.state == "succeeded")):
                 continue  # its ranges are stored: the Job that puts them together takes over
-            if name == final_job and job is None and not _may_finalize(s, self.entries, plan):
-                continue  # not before the ranges and the sound are stored
+            if name == final_job and job is None:
+                ranges = s.jobs.get(ranges_job)
+                stored = ranges is not None and ranges.state == "succeeded"
+                if stored and open_ and self.sound_failed(plan, open_):
+                    continue
+                if not _may_finalize(s, self.entries, plan):
+                    continue  # not before the ranges and the sound are stored
             if job is None:
                 if open_:
                     to_create.append((name, group))
@@ -570,6 +587,22 @@ class _Draft:
                         to_create.append(redo)
         self.create(to_create, len(jobs))
         self.conclude()
+
+    def sound_failed(self, plan: Sequence[Rendition], open_: Sequence[Rendition]) -> bool:
+        """A split video whose ranges are stored and whose sound rendition failed for good: its
+        video renditions' MP4s take their sound from that rendition's, so they fail too, at
+        once, rather than in a Job that would find nothing to put together over its retries."""
+        sound = _failed_sound(self.entries, plan)
+        if sound is None:
+            return False
+        why = f"the sound rendition {sound.name} failed"
+        if cause := self.entry(sound.name).message:
+            why += f" ({cause})"
+        why += ": a split video's MP4s take their sound from it"
+        for r in open_:
+            self.update(r.name, phase="Failed", message=why[: vt.MESSAGE_LIMIT])
+        self.emit("Warning", "RenditionFailed", f"{', '.join(r.name for r in open_)}: {why}")
+        return True
 
     def follow_running(self, job: JobObs, open_: Sequence[Rendition]) -> None:
         """A running Job's renditions show what their jobrunner last reported (if anything
